@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/migrations"
+	"gorm.io/gorm"
+)
+
+// migration is one versioned SQL file.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrationsFor lists the embedded migrations of a dialect in order.
+func migrationsFor(d Dialect) ([]migration, error) {
+	dir := string(d)
+	if d == Cockroach {
+		dir = string(Postgres)
+	}
+	entries, err := fs.ReadDir(migrations.FS, dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrations for %s: %w", d, err)
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+			return nil, fmt.Errorf("store: migration file %s is not named NNNN_name.sql", name)
+		}
+		b, err := fs.ReadFile(migrations.FS, path.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("store: two migrations numbered %d", out[i].version)
+		}
+	}
+	return out, nil
+}
+
+// migrate applies every migration not yet recorded in schema_migrations,
+// each in its own transaction together with its record, so that replicas
+// starting at once apply each migration exactly once: the loser of the race
+// on the record's primary key rolls back and finds it applied.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrationsFor(s.dialect)
+	if err != nil {
+		return err
+	}
+	db := s.db.WithContext(ctx)
+	if err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_us BIGINT NOT NULL
+)`).Error; err != nil {
+		return s.classify(fmt.Errorf("store: create schema_migrations: %w", err))
+	}
+	for _, m := range ms {
+		applied, err := s.applied(ctx, m.version)
+		if err != nil {
+			return err
+		}
+		if applied {
+			continue
+		}
+		err = db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)`,
+				m.version, m.name, time.Now().UnixMicro()).Error; err != nil {
+				return err
+			}
+			return tx.Exec(m.sql).Error
+		})
+		if err != nil {
+			if applied, _ := s.applied(ctx, m.version); applied {
+				continue // another replica applied it meanwhile
+			}
+			return s.classify(fmt.Errorf("store: migration %s: %w", m.name, err))
+		}
+		s.log.Info("applied migration", "dialect", s.dialect, "migration", m.name)
+	}
+	return nil
+}
+
+func (s *Store) applied(ctx context.Context, version int) (bool, error) {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n).Error; err != nil {
+		return false, s.classify(fmt.Errorf("store: read schema_migrations: %w", err))
+	}
+	return n > 0, nil
+}

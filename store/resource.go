@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is one stored version of a resource.
+type Version struct {
+	Type, ID  string
+	VersionID int64
+	Updated   time.Time // meta.lastUpdated, microsecond precision
+	// Method is the interaction that wrote the version: POST, PUT, PATCH or
+	// DELETE.
+	Method  string
+	Deleted bool
+	// Body is the resource JSON as it is served (meta included); nil for a
+	// delete.
+	Body []byte
+}
+
+// Token is one token value of a resource used to match conditional
+// interactions, such as an identifier's system and value.
+type Token struct {
+	Param  string // search parameter name, e.g. "identifier"
+	System string
+	Code   string
+}
+
+// versionRow is how a version is read back from SQL.
+type versionRow struct {
+	ResType   string
+	ResID     string
+	VersionID int64
+	UpdatedUs int64
+	Method    string
+	Deleted   bool
+	Body      []byte
+}
+
+func (r versionRow) version() *Version {
+	return &Version{
+		Type:      r.ResType,
+		ID:        r.ResID,
+		VersionID: r.VersionID,
+		Updated:   time.UnixMicro(r.UpdatedUs).UTC(),
+		Method:    r.Method,
+		Deleted:   r.Deleted,
+		Body:      r.Body,
+	}
+}
+
+const versionColumns = "v.res_type, v.res_id, v.version_id, v.updated_us, v.method, v.deleted, v.body"
+
+const currentQuery = `SELECT ` + versionColumns + `
+FROM resources r JOIN resource_versions v
+  ON v.res_type = r.res_type AND v.res_id = r.res_id AND v.version_id = r.version_id
+WHERE r.res_type = ? AND r.res_id = ?`
+
+// Read returns the current version of a resource. It returns ErrNotFound
+// when the resource was never written and a *DeletedError (matching
+// ErrDeleted) when its current version is a delete.
+func (s *Store) Read(ctx context.Context, typ, id string) (*Version, error) {
+	v, err := current(ctx, &Tx{db: s.db, dialect: s.dialect}, typ, id)
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	if v.Deleted {
+		return nil, &DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
+	}
+	return v, nil
+}
+
+// VRead returns one version of a resource, which may be a delete
+// (Version.Deleted). It returns ErrNotFound when that version does not
+// exist.
+func (s *Store) VRead(ctx context.Context, typ, id string, versionID int64) (*Version, error) {
+	var rows []versionRow
+	err := s.db.WithContext(ctx).Raw(`SELECT `+versionColumns+` FROM resource_versions v
+WHERE v.res_type = ? AND v.res_id = ? AND v.version_id = ?`, typ, id, versionID).Scan(&rows).Error
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: vread %s/%s/_history/%d: %w", typ, id, versionID, err))
+	}
+	if len(rows) == 0 {
+		return nil, ErrNotFound
+	}
+	return rows[0].version(), nil
+}
+
+// Current returns the current version of a resource inside the
+// transaction, deleted or not, or ErrNotFound.
+func (tx *Tx) Current(ctx context.Context, typ, id string) (*Version, error) {
+	return current(ctx, tx, typ, id)
+}
+
+func current(ctx context.Context, tx *Tx, typ, id string) (*Version, error) {
+	var rows []versionRow
+	if err := tx.db.WithContext(ctx).Raw(currentQuery, typ, id).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: read %s/%s: %w", typ, id, err)
+	}
+	if len(rows) == 0 {
+		return nil, ErrNotFound
+	}
+	return rows[0].version(), nil
+}
+
+// Put stores v as the new current version of its resource and replaces the
+// resource's tokens with tokens (a delete drops them). The caller chooses
+// v.VersionID (one more than the current one, or 1) and v.Updated; a
+// version that already exists makes the transaction conflict and retry.
+func (tx *Tx) Put(ctx context.Context, v *Version, tokens []Token) error {
+	if v.Type == "" || v.ID == "" || v.VersionID < 1 {
+		return errors.New("store: put: version needs a type, an id and a version number")
+	}
+	db := tx.db.WithContext(ctx)
+	us := v.Updated.UnixMicro()
+	var body any // a nil []byte must reach the database as NULL
+	if !v.Deleted {
+		body = v.Body
+	}
+	if err := db.Exec(`INSERT INTO resource_versions (res_type, res_id, version_id, updated_us, method, deleted, body)
+VALUES (?, ?, ?, ?, ?, ?, ?)`, v.Type, v.ID, v.VersionID, us, v.Method, v.Deleted, body).Error; err != nil {
+		return fmt.Errorf("store: put %s/%s/_history/%d: %w", v.Type, v.ID, v.VersionID, err)
+	}
+	if err := db.Exec(`INSERT INTO resources (res_type, res_id, version_id, updated_us, deleted)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (res_type, res_id) DO UPDATE
+SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted = excluded.deleted`,
+		v.Type, v.ID, v.VersionID, us, v.Deleted).Error; err != nil {
+		return fmt.Errorf("store: put %s/%s: %w", v.Type, v.ID, err)
+	}
+	if v.VersionID > 1 {
+		if err := db.Exec(`DELETE FROM resource_tokens WHERE res_type = ? AND res_id = ?`, v.Type, v.ID).Error; err != nil {
+			return fmt.Errorf("store: put %s/%s tokens: %w", v.Type, v.ID, err)
+		}
+	}
+	if v.Deleted || len(tokens) == 0 {
+		return nil
+	}
+	rows := make([]tokenRow, len(tokens))
+	for i, t := range tokens {
+		rows[i] = tokenRow{ResType: v.Type, ResID: v.ID, Param: t.Param, System: t.System, Code: t.Code}
+	}
+	if err := db.CreateInBatches(rows, 200).Error; err != nil {
+		return fmt.Errorf("store: put %s/%s tokens: %w", v.Type, v.ID, err)
+	}
+	return nil
+}
+
+// tokenRow is a row of resource_tokens.
+type tokenRow struct {
+	ResType string
+	ResID   string
+	Param   string
+	System  string
+	Code    string
+}
+
+// TableName names the table tokenRow maps to.
+func (tokenRow) TableName() string { return "resource_tokens" }

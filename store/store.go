@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names a supported SQL database.
+type Dialect string
+
+// The dialects Open understands.
+const (
+	SQLite    Dialect = "sqlite"
+	Postgres  Dialect = "postgres"
+	Cockroach Dialect = "cockroach"
+)
+
+// DefaultMaxAttempts is how many times InTx runs a transaction that keeps
+// failing with a serialization conflict before giving up with ErrContention.
+const DefaultMaxAttempts = 40
+
+// Config says which database to open and how to treat it.
+type Config struct {
+	// DSN selects the database:
+	//   sqlite:PATH or a plain file path   SQLite (pure Go, no cgo)
+	//   postgres://... or postgresql://...  PostgreSQL through pgx
+	//   cockroach://... or cockroachdb://... CockroachDB (pgx, crdbgorm retries)
+	DSN string
+	// MaxAttempts bounds retries of a transaction; 0 means DefaultMaxAttempts.
+	MaxAttempts int
+	// OnRetry, when set, is called each time a transaction is retried after a
+	// serialization conflict (for metrics).
+	OnRetry func(Dialect)
+	// Logger receives slow-query and migration logs; nil means slog.Default.
+	Logger *slog.Logger
+}
+
+// Store is the SQL persistence of resources and their versions. It is safe
+// for concurrent use; Close releases its connections.
+type Store struct {
+	db      *gorm.DB
+	dialect Dialect
+	cfg     Config
+	log     *slog.Logger
+}
+
+// Open connects to the database named by cfg.DSN, applies pending
+// migrations and returns the Store.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dialect, dialector, err := dialectorFor(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	db, err := gorm.Open(dialector, &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		PrepareStmt:            false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dialect, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	switch dialect {
+	case SQLite:
+		// WAL lets readers run beside the single writer; write
+		// transactions take the lock at BEGIN (_txlock=immediate) and wait
+		// for it (busy_timeout) instead of failing.
+		sqlDB.SetMaxOpenConns(8)
+		sqlDB.SetMaxIdleConns(8)
+	default:
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	s := &Store{db: db, dialect: dialect, cfg: cfg, log: log}
+	if err := s.Ping(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// dialectorFor turns a DSN into its dialect and gorm dialector.
+func dialectorFor(dsn string) (Dialect, gorm.Dialector, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return Postgres, postgres.New(postgres.Config{DSN: dsn}), nil
+	case strings.HasPrefix(dsn, "cockroach://"), strings.HasPrefix(dsn, "cockroachdb://"):
+		pg := "postgresql://" + dsn[strings.Index(dsn, "://")+3:]
+		return Cockroach, postgres.New(postgres.Config{DSN: pg}), nil
+	case strings.Contains(dsn, "://"):
+		return "", nil, fmt.Errorf("store: unsupported database URL scheme in %q (want postgres://, cockroach:// or sqlite:PATH)", redact(dsn))
+	}
+	path := strings.TrimPrefix(dsn, "sqlite:")
+	if path == "" {
+		return "", nil, errors.New("store: empty SQLite path")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", nil, fmt.Errorf("store: create %s: %w", dir, err)
+		}
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "busy_timeout(30000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	return SQLite, sqlite.Open("file:" + path + "?" + q.Encode()), nil
+}
+
+// redact hides a password in a database URL for error messages.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+// Dialect reports which database the store runs on.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close releases the database connections.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}

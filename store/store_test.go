@@ -1,0 +1,237 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+func open(t *testing.T, dsn string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), store.Config{DSN: dsn})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+
+func put(t *testing.T, s *store.Store, v store.Version, tokens ...store.Token) {
+	t.Helper()
+	err := s.InTx(context.Background(), func(tx *store.Tx) error { return tx.Put(context.Background(), &v, tokens) })
+	if err != nil {
+		t.Fatalf("put %s/%s/%d: %v", v.Type, v.ID, v.VersionID, err)
+	}
+}
+
+// TestStore runs the store's contract against every database.
+func TestStore(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Run("migrations apply once and reopen cleanly", func(t *testing.T) {
+			open(t, dsn).Close()
+			s := open(t, dsn)
+			if err := s.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		s := open(t, dsn)
+		ctx := context.Background()
+
+		t.Run("read of a resource never written is ErrNotFound", func(t *testing.T) {
+			if _, err := s.Read(ctx, "Patient", "nobody"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("got %v, want ErrNotFound", err)
+			}
+		})
+
+		body1 := []byte(`{"resourceType":"Patient","id":"p1","meta":{"versionId":"1"},"birthDate":"1970-01-01","x":1.50}`)
+		body2 := []byte(`{"resourceType":"Patient","id":"p1","meta":{"versionId":"2"},"birthDate":"1970-01-02"}`)
+		put(t, s, store.Version{Type: "Patient", ID: "p1", VersionID: 1, Updated: t0, Method: "POST", Body: body1},
+			store.Token{Param: "identifier", System: "http://mrn", Code: "42"})
+		put(t, s, store.Version{Type: "Patient", ID: "p1", VersionID: 2, Updated: t0.Add(time.Second), Method: "PUT", Body: body2},
+			store.Token{Param: "identifier", System: "http://mrn", Code: "43"})
+
+		t.Run("read returns the current version byte for byte", func(t *testing.T) {
+			v, err := s.Read(ctx, "Patient", "p1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.VersionID != 2 || string(v.Body) != string(body2) || !v.Updated.Equal(t0.Add(time.Second)) || v.Method != "PUT" {
+				t.Fatalf("got %+v", v)
+			}
+		})
+		t.Run("vread returns an old version byte for byte", func(t *testing.T) {
+			v, err := s.VRead(ctx, "Patient", "p1", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(v.Body) != string(body1) || !v.Updated.Equal(t0) {
+				t.Fatalf("got %s at %v", v.Body, v.Updated)
+			}
+			if _, err := s.VRead(ctx, "Patient", "p1", 3); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("version 3: got %v, want ErrNotFound", err)
+			}
+		})
+		t.Run("match sees only the current version's tokens", func(t *testing.T) {
+			for _, tc := range []struct {
+				query string
+				want  int
+			}{
+				{"identifier=http://mrn|43", 1},
+				{"identifier=http://mrn|42", 0},
+				{"identifier=43", 1},
+				{"identifier=|43", 0},
+				{"identifier=http://mrn|", 1},
+				{"identifier=http://other|43,http://mrn|43", 1},
+				{"_id=p1&identifier=http://mrn|43", 1},
+				{"_id=p2&identifier=http://mrn|43", 0},
+			} {
+				q, _ := url.ParseQuery(tc.query)
+				c, err := store.ParseCriteria(q)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.query, err)
+				}
+				var ids []string
+				err = s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, "Patient", c, 2); return err })
+				if err != nil || len(ids) != tc.want {
+					t.Errorf("%s: got %v, %v; want %d match(es)", tc.query, ids, err, tc.want)
+				}
+			}
+		})
+		t.Run("a delete hides the resource and keeps its history", func(t *testing.T) {
+			put(t, s, store.Version{Type: "Patient", ID: "p1", VersionID: 3, Updated: t0.Add(2 * time.Second), Method: "DELETE", Deleted: true})
+			_, err := s.Read(ctx, "Patient", "p1")
+			var del *store.DeletedError
+			if !errors.As(err, &del) || del.VersionID != 3 || !errors.Is(err, store.ErrDeleted) {
+				t.Fatalf("got %v, want DeletedError for version 3", err)
+			}
+			v, err := s.VRead(ctx, "Patient", "p1", 3)
+			if err != nil || !v.Deleted || v.Body != nil {
+				t.Fatalf("vread of the delete: %+v, %v", v, err)
+			}
+			q, _ := url.ParseQuery("identifier=http://mrn|43")
+			c, _ := store.ParseCriteria(q)
+			var ids []string
+			s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, "Patient", c, 2); return err })
+			if len(ids) != 0 {
+				t.Fatalf("a deleted resource still matches: %v", ids)
+			}
+		})
+		t.Run("writing an existing version number conflicts", func(t *testing.T) {
+			err := s.InTx(ctx, func(tx *store.Tx) error {
+				return tx.Put(ctx, &store.Version{Type: "Patient", ID: "p1", VersionID: 3, Updated: t0, Method: "PUT", Body: []byte(`{}`)}, nil)
+			})
+			if err == nil {
+				t.Fatal("a second version 3 was stored")
+			}
+		})
+		t.Run("history pages newest first with a cursor", func(t *testing.T) {
+			for i := 1; i <= 5; i++ {
+				put(t, s, store.Version{Type: "Observation", ID: fmt.Sprintf("o%d", i), VersionID: 1,
+					Updated: t0.Add(time.Duration(10+i) * time.Second), Method: "POST", Body: []byte(`{}`)})
+			}
+			var got []string
+			q := store.HistoryQuery{Limit: 3}
+			for {
+				page, err := s.History(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range page {
+					got = append(got, fmt.Sprintf("%s/%s/%d", v.Type, v.ID, v.VersionID))
+				}
+				if len(page) < q.Limit {
+					break
+				}
+				q.After = store.CursorOf(&page[len(page)-1])
+				if _, err := store.ParseCursor(q.After.String()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []string{"Observation/o5/1", "Observation/o4/1", "Observation/o3/1", "Observation/o2/1", "Observation/o1/1",
+				"Patient/p1/3", "Patient/p1/2", "Patient/p1/1"}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("system history\n got %v\nwant %v", got, want)
+			}
+			typ, err := s.History(ctx, store.HistoryQuery{Type: "Patient", Limit: 10})
+			if err != nil || len(typ) != 3 {
+				t.Fatalf("type history: %d versions, %v", len(typ), err)
+			}
+			inst, err := s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "p1", Since: t0.Add(time.Second), Limit: 10})
+			if err != nil || len(inst) != 2 || inst[0].VersionID != 3 {
+				t.Fatalf("instance history since: %+v, %v", inst, err)
+			}
+		})
+		t.Run("concurrent increments lose nothing", func(t *testing.T) {
+			put(t, s, store.Version{Type: "Basic", ID: "counter", VersionID: 1, Updated: t0, Method: "PUT", Body: []byte(`{}`)})
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for range 20 {
+				wg.Go(func() {
+					errs <- s.InTx(ctx, func(tx *store.Tx) error {
+						cur, err := tx.Current(ctx, "Basic", "counter")
+						if err != nil {
+							return err
+						}
+						return tx.Put(ctx, &store.Version{Type: "Basic", ID: "counter", VersionID: cur.VersionID + 1,
+							Updated: cur.Updated.Add(time.Microsecond), Method: "PUT", Body: []byte(`{}`)}, nil)
+					})
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			v, err := s.Read(ctx, "Basic", "counter")
+			if err != nil || v.VersionID != 21 {
+				t.Fatalf("got version %v, %v; want 21", v, err)
+			}
+		})
+	})
+}
+
+func TestParseCriteria(t *testing.T) {
+	for _, tc := range []struct {
+		name, query string
+		ok          bool
+	}{
+		{"identifier with system", "identifier=http://x|1", true},
+		{"escaped comma stays in the value", `identifier=a\,b`, true},
+		{"no criteria", "", false},
+		{"only result parameters", "_format=json", false},
+		{"unsupported parameter", "name=smith", false},
+		{"bare bar", "identifier=|", false},
+		{"empty id", "_id=", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, _ := url.ParseQuery(tc.query)
+			_, err := store.ParseCriteria(q)
+			var ce *store.CriteriaError
+			if tc.ok != (err == nil) || (err != nil && !errors.As(err, &ce)) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
+
+func TestOpenRejectsUnknownScheme(t *testing.T) {
+	_, err := store.Open(context.Background(), store.Config{DSN: "mysql://u:secret@h/db"})
+	if err == nil {
+		t.Fatal("mysql:// was accepted")
+	}
+	if got := err.Error(); strings.Contains(got, "secret") {
+		t.Fatalf("error leaks the password: %s", got)
+	}
+}
