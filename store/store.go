@@ -76,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		PrepareStmt:            false,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dialect, err)
+		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, dialect, err)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {

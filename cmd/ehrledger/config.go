@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/server"
+	"go.yaml.in/yaml/v3"
+)
+
+// serveConfig is everything "ehrledger serve" can be told. Each field comes
+// from, in rising precedence: its default, the YAML file (--config or
+// EHR_CONFIG), its environment variable, its flag.
+type serveConfig struct {
+	Addr            string        `yaml:"addr"`
+	Data            string        `yaml:"data"`
+	DB              string        `yaml:"db"`
+	BaseURL         string        `yaml:"base_url"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	MaxJSONDepth    int           `yaml:"max_json_depth"`
+	RequestTimeout  time.Duration `yaml:"request_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	LogFormat       string        `yaml:"log_format"`
+	LogLevel        string        `yaml:"log_level"`
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		Addr:            "127.0.0.1:8080",
+		Data:            "./data",
+		MaxBodyBytes:    server.DefaultMaxBodyBytes,
+		MaxJSONDepth:    server.DefaultMaxDepth,
+		RequestTimeout:  server.DefaultTimeout,
+		ShutdownTimeout: 30 * time.Second,
+		LogFormat:       "text",
+		LogLevel:        "info",
+	}
+}
+
+// setting is one configurable value with its flag and environment names.
+type setting struct {
+	flag, env, usage string
+	set              func(c *serveConfig, v string) error
+}
+
+var serveSettings = []setting{
+	{"addr", "EHR_ADDR", "listen address HOST:PORT (port 0 picks a free one)", func(c *serveConfig, v string) error { c.Addr = v; return nil }},
+	{"data", "EHR_DATA", "directory for the embedded database and key files", func(c *serveConfig, v string) error { c.Data = v; return nil }},
+	{"db", "EHR_DB", "database: postgres://..., cockroach://... or sqlite:PATH (default: SQLite under --data)", func(c *serveConfig, v string) error { c.DB = v; return nil }},
+	{"base-url", "EHR_BASE_URL", "public base URL of the FHIR endpoint (default: from each request's Host)", func(c *serveConfig, v string) error { c.BaseURL = v; return nil }},
+	{"max-body-bytes", "EHR_MAX_BODY_BYTES", "largest request body accepted", func(c *serveConfig, v string) (err error) {
+		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
+		return err
+	}},
+	{"max-json-depth", "EHR_MAX_JSON_DEPTH", "deepest JSON nesting accepted", func(c *serveConfig, v string) (err error) {
+		c.MaxJSONDepth, err = strconv.Atoi(v)
+		return err
+	}},
+	{"request-timeout", "EHR_REQUEST_TIMEOUT", "longest time one request may work", func(c *serveConfig, v string) (err error) {
+		c.RequestTimeout, err = time.ParseDuration(v)
+		return err
+	}},
+	{"shutdown-timeout", "EHR_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests", func(c *serveConfig, v string) (err error) {
+		c.ShutdownTimeout, err = time.ParseDuration(v)
+		return err
+	}},
+	{"log-format", "EHR_LOG_FORMAT", "log format: text or json", func(c *serveConfig, v string) error { c.LogFormat = v; return nil }},
+	{"log-level", "EHR_LOG_LEVEL", "log level: debug, info, warn or error", func(c *serveConfig, v string) error { c.LogLevel = v; return nil }},
+}
+
+// loadServeConfig reads defaults, file, environment and flags, in that
+// order, and validates the result.
+func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	fs := flag.NewFlagSet("ehrledger serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("EHR_CONFIG"), "optional YAML configuration file (env EHR_CONFIG)")
+	given := map[string]string{}
+	for _, s := range serveSettings {
+		name := s.flag
+		fs.Func(name, s.usage+" (env "+s.env+")", func(v string) error { given[name] = v; return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return serveConfig{}, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ehrledger serve: unexpected argument %q\n", fs.Arg(0))
+		return serveConfig{}, errUsage
+	}
+	cfg := defaultServeConfig()
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", *configFile, err)
+		}
+	}
+	for _, s := range serveSettings {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("%s=%q: %w", s.env, v, err)
+			}
+		}
+		if v, ok := given[s.flag]; ok {
+			if err := s.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("--%s=%q: %w", s.flag, v, err)
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first setting that cannot work.
+func (c *serveConfig) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("config: addr is empty")
+	case c.Data == "":
+		return errors.New("config: data is empty")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("config: max_body_bytes must be positive")
+	case c.MaxJSONDepth <= 0:
+		return errors.New("config: max_json_depth must be positive")
+	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
+		return errors.New("config: timeouts must be positive")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("config: log_format must be text or json, not %q", c.LogFormat)
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("config: log_level: %w", err)
+	}
+	return nil
+}
+
+// dsn is the database to open: the configured one or the embedded SQLite
+// file under the data directory.
+func (c *serveConfig) dsn() string {
+	if c.DB != "" {
+		return c.DB
+	}
+	return "sqlite:" + filepath.Join(c.Data, "ehrledger.db")
+}
+
+func (c *serveConfig) logger(w io.Writer) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(c.LogLevel)) // checked by Validate
+	opts := &slog.HandlerOptions{Level: l}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// runServe is "ehrledger serve": open the database (migrating it), serve
+// FHIR until ctx ends (SIGINT or SIGTERM), then stop taking connections,
+// let in-flight requests finish within the shutdown timeout, and close the
+// database.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadServeConfig(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(stderr)
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	metrics := server.NewMetrics()
+	st, err := store.Open(ctx, store.Config{DSN: cfg.dsn(), OnRetry: metrics.DBRetry, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(server.Config{
+		Store:        st,
+		BaseURL:      cfg.BaseURL,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxDepth:     cfg.MaxJSONDepth,
+		Timeout:      cfg.RequestTimeout,
+		Metrics:      metrics,
+		Logger:       log,
+		Version:      version,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.RequestTimeout,
+		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+	}
+	url := "http://" + ln.Addr().String()
+	log.Info("listening", "url", url, "db", string(st.Dialect()), "data", cfg.Data)
+	fmt.Fprintln(stdout, "ehrledger serving FHIR R4 at", url)
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,205 @@
+package conformance
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrledger/ehrledger/internal/testdb"
+)
+
+// binary builds ehrledger once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ehrledger")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/ehrledger/ehrledger/cmd/ehrledger").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// process is a running "ehrledger serve".
+type process struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *strings.Builder
+	done chan error
+}
+
+var urlLine = regexp.MustCompile(`serving FHIR R4 at (http://\S+)`)
+
+// serve starts the binary and waits until /healthz answers.
+func serve(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), "EHR_LOG_LEVEL=warn")
+	stdout, _ := cmd.StdoutPipe()
+	logs := &strings.Builder{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, logs: logs, done: make(chan error, 1)}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := urlLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	select {
+	case p.url = <-found:
+	case err := <-p.done:
+		t.Fatalf("ehrledger serve exited: %v\n%s", err, logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ehrledger serve printed no URL\n%s", logs)
+	}
+	for range 100 {
+		if res, err := http.Get(p.url + "/healthz"); err == nil && res.StatusCode == 200 {
+			res.Body.Close()
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("/healthz never answered 200\n%s", logs)
+	return nil
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (p *process) stop(t *testing.T) error {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no exit 60s after SIGTERM\n%s", p.logs)
+		return nil
+	}
+}
+
+// TestBinary runs the suite against "ehrledger serve" as an operator starts
+// it: embedded SQLite under --data, then PostgreSQL through --db.
+func TestBinary(t *testing.T) {
+	bin := binary(t)
+	t.Run("embedded default", func(t *testing.T) {
+		p := serve(t, bin, "--data", t.TempDir())
+		Run(t, p.url)
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		p := serve(t, bin, "--data", t.TempDir(), "--db", testdb.Postgres(t))
+		Run(t, p.url)
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+	})
+}
+
+// slowBody trickles a resource over a while, so the request is in flight
+// when the server is told to stop.
+type slowBody struct {
+	data    []byte
+	started chan struct{}
+	off     int
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.off == 0 {
+		close(b.started)
+	}
+	if b.off >= len(b.data) {
+		return 0, io.EOF
+	}
+	time.Sleep(100 * time.Millisecond)
+	n := copy(p[:1], b.data[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func TestGracefulShutdownAndRestart(t *testing.T) {
+	bin := binary(t)
+	data := t.TempDir()
+	p := serve(t, bin, "--data", data)
+	c := newClient(t, p.url)
+	id, _ := created(t, c, "Patient", `{"resourceType":"Patient","gender":"female"}`)
+
+	// A PUT whose body arrives over ~1.5 s is in flight when SIGTERM comes:
+	// it must complete, and the process must then exit cleanly.
+	body := &slowBody{data: []byte(fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, id)), started: make(chan struct{})}
+	result := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(context.Background(), "PUT", p.url+"/Patient/"+id, body)
+		req.Header.Set("Content-Type", "application/fhir+json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			result <- 0
+			return
+		}
+		res.Body.Close()
+		result <- res.StatusCode
+	}()
+	<-body.started
+	time.Sleep(200 * time.Millisecond)
+	if err := p.stop(t); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+	}
+	if got := <-result; got != http.StatusOK {
+		t.Fatalf("in-flight PUT during shutdown answered %d, want 200", got)
+	}
+
+	// Everything answered 2xx survives a restart on the same data.
+	p = serve(t, bin, "--data", data)
+	c = newClient(t, p.url)
+	res := c.do("GET", "/Patient/"+id, nil).want(t, http.StatusOK)
+	if res.Header.Get("ETag") != `W/"2"` {
+		t.Fatalf("after restart: ETag %s, want W/\"2\"", res.Header.Get("ETag"))
+	}
+	// A hard kill right after a 2xx loses nothing either.
+	id2, _ := created(t, c, "Patient", `{"resourceType":"Patient"}`)
+	p.cmd.Process.Kill()
+	<-p.done
+	p = serve(t, bin, "--data", data)
+	newClient(t, p.url).do("GET", "/Patient/"+id2, nil).want(t, http.StatusOK)
+}
+
+func TestServeRejectsBadConfiguration(t *testing.T) {
+	bin := binary(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"serve", "--nope"}, "flag provided but not defined"},
+		{"bad log format", []string{"serve", "--log-format", "xml"}, "log_format"},
+		{"unsupported database", []string{"serve", "--db", "mysql://x@y/z", "--data", t.TempDir()}, "unsupported database"},
+		{"unreachable postgres", []string{"serve", "--db", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2", "--data", t.TempDir()}, "database unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(bin, tc.args...).CombinedOutput()
+			if err == nil {
+				t.Fatalf("exit 0; output:\n%s", out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output lacks %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}

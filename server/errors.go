@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/go-chi/chi/v5"
+)
+
+// Error families a handler returns; writeError alone turns them into HTTP.
+var (
+	errInvalid          = errors.New("invalid request")        // 400
+	errNotFound         = errors.New("not found")              // 404
+	errMethodNotAllowed = errors.New("method not allowed")     // 405
+	errNotAcceptable    = errors.New("not acceptable")         // 406
+	errConflict         = errors.New("conflict")               // 409
+	errPrecondition     = errors.New("precondition failed")    // 412
+	errTooLarge         = errors.New("request body too large") // 413
+	errUnsupportedMedia = errors.New("unsupported media type") // 415
+	errUnprocessable    = errors.New("unprocessable")          // 422
+	errUnavailable      = errors.New("service unavailable")    // 503
+)
+
+// requestError is an error of one family with the OperationOutcome issue
+// type and, where it applies, the element the problem is at.
+type requestError struct {
+	family     error
+	code       string // OperationOutcome issue type
+	msg        string
+	expression string
+}
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return e.family }
+
+func reqErr(family error, code, format string, args ...any) error {
+	return &requestError{family: family, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// validationError carries every issue validation found.
+type validationError struct{ issues []fhir.Issue }
+
+func (e *validationError) Error() string {
+	return fmt.Sprintf("resource failed validation with %d issue(s)", len(e.issues))
+}
+
+// status of a validation failure: 422 when every error is a business rule,
+// else 400 (the resource is not well-formed R4).
+func (e *validationError) status() int {
+	for _, is := range e.issues {
+		if isError(is) && !fhir.BusinessRule(is.Code) {
+			return http.StatusBadRequest
+		}
+	}
+	return http.StatusUnprocessableEntity
+}
+
+func isError(is fhir.Issue) bool { return is.Severity == "error" || is.Severity == "fatal" }
+
+// writeError answers err with the right status and an OperationOutcome.
+// Anything it does not recognise is a 500 whose details go to the log only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, issues := s.classify(r, err)
+	switch {
+	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable):
+		w.Header().Set("Retry-After", "1")
+	case status == http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", s.allowed(r))
+	}
+	var del *store.DeletedError
+	if errors.As(err, &del) {
+		setVersionHeaders(w, del.VersionID, del.Updated)
+	}
+	s.writeOutcome(w, r, status, issues)
+}
+
+func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
+	var (
+		re    *requestError
+		ve    *validationError
+		pe    *fhir.ParseError
+		ce    *store.CriteriaError
+		del   *store.DeletedError
+		maxed *http.MaxBytesError
+	)
+	one := func(code, msg string) []fhir.Issue {
+		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: msg}}
+	}
+	switch {
+	case errors.As(err, &ve):
+		return ve.status(), ve.issues
+	case errors.As(err, &pe):
+		return http.StatusBadRequest, one(pe.Code, pe.Msg)
+	case errors.As(err, &maxed):
+		return http.StatusRequestEntityTooLarge, one("too-costly", fmt.Sprintf("request body exceeds the limit of %d bytes", maxed.Limit))
+	case errors.As(err, &ce):
+		return http.StatusBadRequest, one("invalid", ce.Msg)
+	case errors.As(err, &del):
+		return http.StatusGone, one("deleted", fmt.Sprintf("%s/%s was deleted (version %d)", del.Type, del.ID, del.VersionID))
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, one("not-found", "resource not found")
+	case errors.Is(err, store.ErrContention):
+		return http.StatusServiceUnavailable, one("transient", "too many concurrent changes to the same data; retry the request")
+	case errors.Is(err, store.ErrUnavailable):
+		s.log.Error("database unavailable", "request_id", requestID(r), "err", err)
+		return http.StatusServiceUnavailable, one("transient", "the database is unavailable; retry later")
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, one("timeout", "the request took too long")
+	case errors.Is(err, context.Canceled):
+		return 499, one("timeout", "the request was canceled") // nobody is listening any more
+	case errors.As(err, &re):
+		is := fhir.Issue{Severity: "error", Code: re.code, Diagnostics: re.msg, Expression: re.expression}
+		return familyStatus(re.family), []fhir.Issue{is}
+	}
+	s.log.Error("internal error", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+	return http.StatusInternalServerError, one("exception", "internal server error (request id "+requestID(r)+")")
+}
+
+func familyStatus(family error) int {
+	switch family {
+	case errInvalid:
+		return http.StatusBadRequest
+	case errNotFound:
+		return http.StatusNotFound
+	case errMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case errNotAcceptable:
+		return http.StatusNotAcceptable
+	case errConflict:
+		return http.StatusConflict
+	case errPrecondition:
+		return http.StatusPreconditionFailed
+	case errTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case errUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case errUnprocessable:
+		return http.StatusUnprocessableEntity
+	case errUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// operationOutcome is the JSON of an OperationOutcome.
+type operationOutcome struct {
+	ResourceType string         `json:"resourceType"`
+	Issue        []outcomeIssue `json:"issue"`
+}
+
+type outcomeIssue struct {
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
+}
+
+func outcome(issues []fhir.Issue) operationOutcome {
+	oo := operationOutcome{ResourceType: "OperationOutcome", Issue: make([]outcomeIssue, 0, len(issues))}
+	for _, is := range issues {
+		oi := outcomeIssue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics}
+		if is.Expression != "" {
+			oi.Expression = []string{is.Expression}
+		}
+		oo.Issue = append(oo.Issue, oi)
+	}
+	return oo
+}
+
+// info is a single informational issue, for answers that succeed with an
+// OperationOutcome.
+func info(msg string) []fhir.Issue {
+	return []fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: msg}}
+}
+
+func (s *Server) writeOutcome(w http.ResponseWriter, r *http.Request, status int, issues []fhir.Issue) {
+	if status >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed", slog.String("request_id", requestID(r)), slog.Int("status", status))
+	}
+	s.writeJSON(w, r, status, outcome(issues))
+}
+
+// allowed lists the methods routed for the request's path, for Allow.
+func (s *Server) allowed(r *http.Request) string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.router.Match(chi.NewRouteContext(), m, r.URL.Path) {
+			methods = append(methods, m)
+		}
+	}
+	return strings.Join(methods, ", ")
+}

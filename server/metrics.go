@@ -1,0 +1,57 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the Prometheus figures of one server process, on a registry
+// of their own (so tests can run several servers in one process).
+type Metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	dbRetries *prometheus.CounterVec
+}
+
+// NewMetrics makes the metric set with Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ehrledger_http_requests_total",
+			Help: "FHIR requests answered, by interaction and HTTP status code.",
+		}, []string{"interaction", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ehrledger_http_request_duration_seconds",
+			Help:    "Time to answer FHIR requests, by interaction.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"interaction"}),
+		dbRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ehrledger_db_transaction_retries_total",
+			Help: "Database transactions run again after a serialization conflict, by dialect.",
+		}, []string{"dialect"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.dbRetries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// DBRetry counts one transaction retry; it fits store.Config.OnRetry.
+func (m *Metrics) DBRetry(d store.Dialect) { m.dbRetries.WithLabelValues(string(d)).Inc() }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *Metrics) observe(interaction string, code int, d time.Duration) {
+	m.requests.WithLabelValues(interaction, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(interaction).Observe(d.Seconds())
+}

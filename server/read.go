@@ -1,0 +1,206 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/go-chi/chi/v5"
+)
+
+// read is GET /{type}/{id}. It answers 304 to a matching If-None-Match or
+// an If-Modified-Since no older than the version.
+func (s *Server) read(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if !idPattern.MatchString(id) {
+		return store.ErrNotFound
+	}
+	v, err := s.store.Read(r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if notModified(r, v) {
+		setVersionHeaders(w, v.VersionID, v.Updated)
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	s.writeVersion(w, r, http.StatusOK, v, "")
+	return nil
+}
+
+func notModified(r *http.Request, v *store.Version) bool {
+	if h := r.Header.Get("If-None-Match"); h != "" {
+		n, ok := parseETag(h)
+		return ok && n == v.VersionID
+	}
+	if h := r.Header.Get("If-Modified-Since"); h != "" {
+		t, err := http.ParseTime(h)
+		return err == nil && !v.Updated.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// vread is GET /{type}/{id}/_history/{vid}; a version that is a delete
+// answers 410.
+func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	vid, err := strconv.ParseInt(chi.URLParam(r, "vid"), 10, 64)
+	if err != nil || vid < 1 || !idPattern.MatchString(id) {
+		return store.ErrNotFound
+	}
+	v, err := s.store.VRead(r.Context(), typ, id, vid)
+	if err != nil {
+		return err
+	}
+	if v.Deleted {
+		return &store.DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
+	}
+	s.writeVersion(w, r, http.StatusOK, v, "")
+	return nil
+}
+
+func (s *Server) historySystem(w http.ResponseWriter, r *http.Request) error {
+	return s.history(w, r, store.HistoryQuery{})
+}
+
+func (s *Server) historyType(w http.ResponseWriter, r *http.Request) error {
+	return s.history(w, r, store.HistoryQuery{Type: chi.URLParam(r, "type")})
+}
+
+func (s *Server) historyInstance(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if !idPattern.MatchString(id) {
+		return store.ErrNotFound
+	}
+	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
+		return err // 404 for a resource that never existed; a deleted one has history
+	}
+	return s.history(w, r, store.HistoryQuery{Type: typ, ID: id})
+}
+
+// history answers a history interaction with a Bundle of type history,
+// newest first, paged with an opaque cursor (_page) so pages stay correct
+// while new versions arrive.
+func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.HistoryQuery) error {
+	params := r.URL.Query()
+	count := DefaultPageSize
+	for k, vs := range params {
+		v := vs[0]
+		switch k {
+		case "_count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return reqErr(errInvalid, "invalid", "_count must be a non-negative integer, not %q", v)
+			}
+			count = min(n, MaxPageSize)
+		case "_since":
+			t, err := fhir.ParseInstantParam(v)
+			if err != nil {
+				return reqErr(errInvalid, "invalid", "_since: %v", err)
+			}
+			q.Since = t
+		case "_page":
+			c, err := store.ParseCursor(v)
+			if err != nil {
+				return err
+			}
+			q.After = c
+		case "_format", "_pretty":
+		case "_at", "_list", "_sort":
+			return reqErr(errInvalid, "not-supported", "history parameter %s is not supported", k)
+		default:
+			return reqErr(errInvalid, "not-supported", "unknown history parameter %s", k)
+		}
+	}
+	q.Limit = count + 1
+	versions, err := s.store.History(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	more := len(versions) > count
+	if more {
+		versions = versions[:count]
+	}
+	base := s.baseURL(r)
+	b := bundle{ResourceType: "Bundle", Type: "history"}
+	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
+	if more && count > 0 {
+		next := url.Values{}
+		for k, vs := range params {
+			if k != "_page" {
+				next[k] = vs
+			}
+		}
+		next.Set("_page", store.CursorOf(&versions[len(versions)-1]).String())
+		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + r.URL.Path + "?" + next.Encode()})
+	}
+	b.Entry = make([]bundleEntry, 0, len(versions))
+	for i := range versions {
+		b.Entry = append(b.Entry, historyEntry(base, &versions[i]))
+	}
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
+}
+
+func historyEntry(base string, v *store.Version) bundleEntry {
+	e := bundleEntry{
+		FullURL:  base + "/" + v.Type + "/" + v.ID,
+		Request:  &bundleRequest{Method: v.Method, URL: v.Type + "/" + v.ID},
+		Response: &bundleResponse{Etag: etag(v.VersionID), LastModified: fhir.FormatInstant(v.Updated)},
+	}
+	switch {
+	case v.Deleted:
+		e.Response.Status = "204 No Content"
+	case v.Method == http.MethodPost:
+		e.Request.URL = v.Type
+		e.Response.Status = "201 Created"
+	case v.VersionID == 1:
+		e.Response.Status = "201 Created"
+	default:
+		e.Response.Status = "200 OK"
+	}
+	if !v.Deleted {
+		e.Resource = json.RawMessage(v.Body)
+	}
+	return e
+}
+
+func isDeleted(err error) bool { return errors.Is(err, store.ErrDeleted) }
+
+// bundle is the JSON of the Bundles the server builds; resources are
+// embedded as stored.
+type bundle struct {
+	ResourceType string        `json:"resourceType"`
+	Type         string        `json:"type"`
+	Total        *int          `json:"total,omitempty"`
+	Link         []bundleLink  `json:"link,omitempty"`
+	Entry        []bundleEntry `json:"entry,omitempty"`
+}
+
+type bundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+type bundleEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Request  *bundleRequest  `json:"request,omitempty"`
+	Response *bundleResponse `json:"response,omitempty"`
+}
+
+type bundleRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+type bundleResponse struct {
+	Status       string `json:"status"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}

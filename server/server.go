@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes = 16 << 20 // 16 MiB
+	DefaultMaxDepth     = fhir.DefaultMaxDepth
+	DefaultPageSize     = 50
+	MaxPageSize         = 1000
+	DefaultTimeout      = 60 * time.Second
+)
+
+// Config wires a Server.
+type Config struct {
+	Store *store.Store
+	// BaseURL is the public base of the FHIR endpoint, used for Location
+	// and fullUrl; empty means derive it from each request's Host.
+	BaseURL string
+	// MaxBodyBytes bounds request bodies (413 beyond); 0 means the default.
+	MaxBodyBytes int64
+	// MaxDepth bounds the JSON nesting of request bodies; 0 means the default.
+	MaxDepth int
+	// Timeout bounds the work of one request; 0 means the default.
+	Timeout time.Duration
+	// Metrics receives request and database figures; nil makes a private set.
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// Version is the software version shown in the CapabilityStatement.
+	Version string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the FHIR REST API over a Store. It is an http.Handler.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	metrics *Metrics
+	router  chi.Router
+	now     func() time.Time
+	limits  fhir.Limits
+	started time.Time
+}
+
+// New checks cfg and builds the Server with its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: Config.Store is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxDepth <= 0 {
+		cfg.MaxDepth = DefaultMaxDepth
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:     cfg,
+		store:   cfg.Store,
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
+		now:     cfg.Now,
+		limits:  fhir.Limits{MaxDepth: cfg.MaxDepth},
+		started: cfg.Now(),
+	}
+	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(s.requestID, s.logRequests, s.recoverPanics)
+	r.NotFound(s.handle("unknown", func(w http.ResponseWriter, r *http.Request) error {
+		return reqErr(errNotFound, "not-supported", "no FHIR endpoint at %s %s", r.Method, r.URL.Path)
+	}))
+	r.MethodNotAllowed(s.handle("unknown", func(w http.ResponseWriter, r *http.Request) error {
+		return reqErr(errMethodNotAllowed, "not-supported", "%s is not supported on %s", r.Method, r.URL.Path)
+	}))
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Handle("/metrics", s.metrics.Handler())
+
+	r.Get("/metadata", s.handle("capabilities", s.capabilities))
+	r.Get("/_history", s.handle("history-system", s.historySystem))
+
+	// Flat patterns (no sub-routers), so that Match, and with it the Allow
+	// header of a 405, sees every method of a path.
+	t := r.With(s.checkType)
+	t.Post("/{type}", s.handle("create", s.create))
+	t.Put("/{type}", s.handle("conditional-update", s.conditionalUpdate))
+	t.Patch("/{type}", s.handle("conditional-patch", s.conditionalPatch))
+	t.Delete("/{type}", s.handle("conditional-delete", s.conditionalDelete))
+	t.Get("/{type}/_history", s.handle("history-type", s.historyType))
+	t.Post("/{type}/$validate", s.handle("validate", s.validate))
+	t.Get("/{type}/{id}", s.handle("read", s.read))
+	t.Put("/{type}/{id}", s.handle("update", s.update))
+	t.Patch("/{type}/{id}", s.handle("patch", s.patch))
+	t.Delete("/{type}/{id}", s.handle("delete", s.delete))
+	t.Get("/{type}/{id}/_history", s.handle("history-instance", s.historyInstance))
+	t.Get("/{type}/{id}/_history/{vid}", s.handle("vread", s.vread))
+	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))
+	return r
+}
+
+// handlerFunc is a FHIR interaction: it writes a success itself and returns
+// any failure for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts an interaction to http, with its deadline, error answer and
+// metrics.
+func (s *Server) handle(interaction string, h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		sw := &statusWriter{ResponseWriter: w}
+		if err := negotiate(r); err != nil {
+			s.writeError(sw, r, err)
+		} else if err := h(sw, r); err != nil {
+			s.writeError(sw, r, err)
+		}
+		setInteraction(r, interaction)
+		s.metrics.observe(interaction, sw.status(), time.Since(start))
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ok"}`))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.writeError(w, r, errors.Join(store.ErrUnavailable, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ready"}`))
+}
+
+// checkType answers 404 for a path segment that is not an R4 resource type.
+func (s *Server) checkType(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		typ := chi.URLParam(r, "type")
+		if !fhir.IsResourceType(typ) {
+			s.handle("unknown", func(w http.ResponseWriter, r *http.Request) error {
+				return reqErr(errNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
+			})(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func requestID(r *http.Request) string { return middleware.GetReqID(r.Context()) }

@@ -1,0 +1,40 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/ehrledger/ehrledger/conformance"
+	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// newServer serves a fresh database on a loopback port.
+func newServer(t *testing.T, dsn string) *httptest.Server {
+	t.Helper()
+	metrics := server.NewMetrics()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(context.Background(), store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := server.New(server.Config{Store: st, Metrics: metrics, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+// TestConformance runs the black-box suite in-process over every database.
+func TestConformance(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		conformance.Run(t, newServer(t, dsn).URL)
+	})
+}
