@@ -74,6 +74,10 @@ func BusinessRule(code string) bool {
 // Not checked: other FHIRPath invariants, terminology bindings, profiles
 // (including SimpleQuantity), reference target types and dom-3 (that each
 // contained resource is referenced).
+//
+// Issues are ordered by where they occur in body; an element missing from
+// an object is placed at the object's start. Validate is safe for
+// concurrent use.
 func Validate(body []byte) []Issue {
 	doc, err := vjParse(string(body))
 	if err != nil {
@@ -223,6 +227,11 @@ func (v *resourceValidator) object(st *r4Struct, obj *vjNode) {
 		if ext && !slot.primitive() {
 			v.reportAt(mb.keyPos, "structure", key, -1,
 				"\""+key+"\" is not allowed: "+name+" is not a primitive element, so it has no _"+name)
+			continue
+		}
+		if ext && slot.elem.types[slot.typ].code == "xhtml" {
+			v.reportAt(mb.keyPos, "structure", key, -1,
+				"\""+key+"\" is not allowed: xhtml cannot have extensions")
 			continue
 		}
 		u := &v.scratch[base+e.idx]

@@ -12,8 +12,10 @@ import (
 // problems in that order and to see duplicate keys), numbers as their
 // literal text (as json.Decoder.UseNumber gives them, so 1.50 stays 1.50),
 // and speed (a Patient parses in a few microseconds, where Decoder.Token
-// takes tens). It accepts exactly what encoding/json accepts; the tests
-// compare the two on fuzzed input.
+// takes tens). It accepts what encoding/json accepts and reads the same
+// values, except that it rejects invalid UTF-8 and nesting deeper than
+// vjMaxDepth (both of which callers check before); the tests compare the
+// two on fuzzed input.
 
 // vjKind is the kind of a JSON value.
 type vjKind uint8

@@ -249,6 +249,8 @@ func TestValidateReportsErrors(t *testing.T) {
 			[]want{{"structure", "Patient.name[0]._given", "must be a JSON array parallel"}}},
 		{"empty extension array", `{"resourceType":"Patient","name":[{"given":["a"],"_given":[]}]}`,
 			[]want{{"structure", "Patient.name[0]._given", "empty array"}}},
+		{"extension on narrative xhtml", `{"resourceType":"Patient","text":{"status":"generated","div":"<div>x</div>","_div":{"id":"d"}}}`,
+			[]want{{"structure", "Patient.text._div", "xhtml cannot have extensions"}}},
 		{"duplicate primitive extension", `{"resourceType":"Patient","_birthDate":{"id":"a"},"_birthDate":{"id":"b"}}`,
 			[]want{{"structure", "Patient._birthDate", "duplicate property"}}},
 

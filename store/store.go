@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -50,6 +51,7 @@ type Config struct {
 // Store is the SQL persistence of resources and their versions. It is safe
 // for concurrent use; Close releases its connections.
 type Store struct {
+	writeMu sync.Mutex // serialises SQLite write transactions
 	db      *gorm.DB
 	dialect Dialect
 	cfg     Config

@@ -54,7 +54,13 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if s.dialect == SQLite {
 		// The SQLite driver cannot set an isolation level; with one writer
 		// at a time (_txlock=immediate) every transaction is serializable.
+		// Writers of this process queue on a mutex rather than in SQLite's
+		// busy handler, whose sleeps of up to 100 ms made long tails under
+		// concurrent writes (BENCHMARKS.md); busy_timeout still covers
+		// other processes sharing the file.
 		opts = nil
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
 	}
 	var err error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
