@@ -198,7 +198,10 @@ func testRead(t *testing.T, c *client, _ string) {
 	c.do("GET", "/Patient/does-not-exist", nil).want(t, http.StatusNotFound)
 	c.do("GET", "/Patient/"+id, nil, "If-None-Match", `W/"2"`).want(t, http.StatusNotModified)
 	c.do("GET", "/Patient/"+id, nil, "If-None-Match", `W/"1"`).want(t, http.StatusOK)
-	c.do("GET", "/Patient/"+id, nil, "Accept", "application/json").want(t, http.StatusOK)
+	if ct := c.do("GET", "/Patient/"+id, nil, "Accept", "application/json").want(t, http.StatusOK).Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Errorf("Accept: application/json answered Content-Type %q", ct)
+	}
+	c.do("GET", "/Patient/"+id+"?_format=application/fhir+json", nil, "Accept", "application/xml").want(t, http.StatusOK)
 	pretty := c.do("GET", "/Patient/"+id+"?_pretty=true", nil).want(t, http.StatusOK)
 	if !bytes.Contains(pretty.body, []byte("\n  \"")) || !sameJSON(pretty.body, cur.body) {
 		t.Fatalf("_pretty=true: %s", pretty.body)

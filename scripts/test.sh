@@ -18,8 +18,8 @@ say "go vet"
 go vet ./...
 say "go test"
 if [ $# -gt 0 ]; then
-  go test -count=1 -timeout 20m "$@"
+  go test -race -count=1 -timeout 20m "$@"
 else
-  go test -count=1 -timeout 20m ./...
+  go test -race -count=1 -timeout 20m ./...
 fi
 say "all tests passed"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 
@@ -180,9 +179,6 @@ func info(msg string) []fhir.Issue {
 }
 
 func (s *Server) writeOutcome(w http.ResponseWriter, r *http.Request, status int, issues []fhir.Issue) {
-	if status >= 500 {
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed", slog.String("request_id", requestID(r)), slog.Int("status", status))
-	}
 	s.writeJSON(w, r, status, outcome(issues))
 }
 

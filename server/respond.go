@@ -30,7 +30,7 @@ var jsonFormats = map[string]bool{
 // negotiate checks that the client accepts JSON (_format overrides
 // Accept, as the FHIR spec says); only JSON is served.
 func negotiate(r *http.Request) error {
-	if f := r.URL.Query().Get("_format"); f != "" {
+	if f := formatParam(r); f != "" {
 		mt, _, err := mime.ParseMediaType(f)
 		if err != nil {
 			mt = f
@@ -61,10 +61,17 @@ func negotiate(r *http.Request) error {
 	return reqErr(errNotAcceptable, "not-supported", "none of the accepted media types (%s) can be served; this server speaks application/fhir+json", accept)
 }
 
+// formatParam is the _format parameter. An unescaped "+" in a query
+// string decodes to a space, so "application/fhir json" is read as the
+// "application/fhir+json" the client meant.
+func formatParam(r *http.Request) string {
+	return strings.ReplaceAll(r.URL.Query().Get("_format"), " ", "+")
+}
+
 // responseType is application/json when the client asked for exactly that,
 // else application/fhir+json.
 func responseType(r *http.Request) string {
-	f := r.URL.Query().Get("_format")
+	f := formatParam(r)
 	if f == "" {
 		f = r.Header.Get("Accept")
 	}
