@@ -642,7 +642,7 @@ func testConcurrency(t *testing.T, c *client, run string) {
 			t.Fatalf("concurrent PUTs without If-Match: statuses %v, want all 200", statuses)
 		}
 	}
-	hist := c.do("GET", "/Patient/"+id2+"/_history?_count=100", nil).want(t, http.StatusOK).json()
+	hist := c.do("GET", "/Patient/"+id2+"/_history/?_count=100", nil).want(t, http.StatusOK).json()
 	var versions []string
 	for _, e := range hist["entry"].([]any) {
 		versions = append(versions, e.(map[string]any)["resource"].(map[string]any)["meta"].(map[string]any)["versionId"].(string))
@@ -653,6 +653,30 @@ func testConcurrency(t *testing.T, c *client, run string) {
 	}
 	if !slices.Equal(versions, want) {
 		t.Fatalf("versions after %d concurrent PUTs: %v, want %v", n, versions, want)
+	}
+
+	// Concurrent conditional creates of one identifier make one resource.
+	sys := "http://example.org/mrn/" + run
+	ids := make([]string, n)
+	for i := range n {
+		wg.Go(func() {
+			res := c.do("POST", "/Patient/", patientWith(sys, "same"), "If-None-Exist", "identifier="+url.QueryEscape(sys+"|same"))
+			statuses[i] = res.StatusCode
+			ids[i], _ = res.json()["id"].(string)
+		})
+	}
+	wg.Wait()
+	createdN := 0
+	for i, s := range statuses {
+		if s == http.StatusCreated {
+			createdN++
+		}
+		if (s != http.StatusCreated && s != http.StatusOK) || ids[i] != ids[0] {
+			t.Fatalf("concurrent conditional creates: statuses %v ids %v; want one 201, the rest 200, one id", statuses, ids)
+		}
+	}
+	if createdN != 1 {
+		t.Fatalf("concurrent conditional creates made %d resources, want 1 (statuses %v)", createdN, statuses)
 	}
 }
 

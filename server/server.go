@@ -97,7 +97,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.logRequests, s.recoverPanics)
+	r.Use(s.requestID, s.logRequests, s.recoverPanics, middleware.StripSlashes)
 	r.NotFound(s.handle("unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return reqErr(errNotFound, "not-supported", "no FHIR endpoint at %s %s", r.Method, r.URL.Path)
 	}))
