@@ -92,13 +92,9 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) ([]Version, error) 
 	}
 	sb.WriteString(` ORDER BY ` + order + ` LIMIT ?`)
 	args = append(args, q.Limit)
-	var rows []versionRow
-	if err := s.db.WithContext(ctx).Raw(sb.String(), args...).Scan(&rows).Error; err != nil {
+	out, err := queryVersions(ctx, s.db, sb.String(), args...)
+	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: history: %w", err))
-	}
-	out := make([]Version, len(rows))
-	for i, r := range rows {
-		out[i] = *r.version()
 	}
 	return out, nil
 }

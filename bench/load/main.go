@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +50,17 @@ func main() {
 	levels := flag.String("concurrency", "1,4,16", "concurrent clients, comma-separated")
 	seed := flag.Int("seed", 1000, "patients created before reads and updates")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
+	ops := flag.String("ops", "create,read,update", "interactions to measure")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	var conc []int
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -95,7 +106,7 @@ func main() {
 		}
 		var counter sync.Mutex
 		n := *seed
-		ops := []struct {
+		all := []struct {
 			name string
 			req  func(worker int) (*http.Request, error)
 		}{
@@ -118,7 +129,10 @@ func main() {
 				return req, err
 			}},
 		}
-		for _, op := range ops {
+		for _, op := range all {
+			if !slices.Contains(strings.Split(*ops, ","), op.name) {
+				continue
+			}
 			for _, c := range conc {
 				rows = append(rows, row{db: db, op: op.name, c: c, r: measure(*duration, c, op.req, client)})
 			}
