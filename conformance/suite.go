@@ -550,6 +550,7 @@ func testValidation(t *testing.T, c *client, _ string) {
 		{"single value where a list is required", "Patient", `{"resourceType":"Patient","name":{"family":"Doe"}}`, 400, "Patient.name"},
 		{"list where one value is allowed", "Patient", `{"resourceType":"Patient","gender":["male"]}`, 400, "Patient.gender"},
 		{"missing required element", "Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, 400, "Observation.status"},
+		{"code outside its required value set", "Patient", `{"resourceType":"Patient","gender":"nope"}`, 400, "Patient.gender"},
 		{"deep path", "Patient", `{"resourceType":"Patient","name":[{"given":["a",1]}]}`, 400, "Patient.name[0].given[1]"},
 		{"contained resource with versionId", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","meta":{"versionId":"1"},"name":"x"}],"managingOrganization":{"reference":"#o"}}`, 422, ""},
 	} {

@@ -18,6 +18,8 @@ import (
 // lines starting with "#" are comments.
 //
 //	fhir 4.0.1                          the FHIR version; first record
+//	valueset NAME URL CODE...           a value set: the codes an element
+//	                                    bound to it may take
 //	primitive NAME JSONKIND [REGEX]     a primitive type; JSONKIND is string,
 //	                                    number or boolean (how FHIR JSON
 //	                                    writes it); REGEX, the rest of the
@@ -27,6 +29,8 @@ import (
 //	type NAME                           a complex data type
 //	abstract-type NAME                  Element, BackboneElement
 //	e PATH MIN MAX TYPES [FLAGS]        an element of the type above it
+//	b NAME                              the element above has a required
+//	                                    binding to value set NAME
 //
 // PATH is relative to the type ("contact.name"; a choice element ends in
 // "[x]"). MAX is 0, 1 or *. TYPES is either "#Type.path", a content reference
@@ -37,6 +41,18 @@ import (
 // BackboneElement or Element is defined inline by the elements below it.
 // FLAGS holds S if the element is part of the summary and M if it is a
 // modifier.
+//
+// Terminology: a "b" record follows an element whose only type is code and
+// whose binding to a value set is required, when the generator could list
+// that value set's codes exactly (see fhir/internal/gen/terminology.go); a
+// value set it cannot enumerate (one using filters or an external code
+// system such as mime types or languages) gets no record, and its elements
+// are not checked. The value sets come first, after the version, one
+// "valueset" record each: NAME is the last segment of the canonical URL,
+// by which "b" records refer to it, URL is the canonical URL with
+// "|version", and the CODEs (case-sensitive, without white space) are
+// listed in definition order. Each value set is stored once however many
+// elements are bound to it.
 //
 // The model is parsed once per process, on the first call of Validate,
 // IsResourceType, ResourceTypes, IsPrimitiveType, LookupElement or
@@ -163,9 +179,48 @@ const (
 // r4Definitions is the parsed model. It is built once and never changed.
 type r4Definitions struct {
 	types         map[string]*r4Type
-	resourceNames []string             // concrete resource types, sorted
-	resourceFold  map[string]string    // lower-cased name -> name, for hints
-	structs       map[string]*r4Struct // by definition path, for content references
+	resourceNames []string               // concrete resource types, sorted
+	resourceFold  map[string]string      // lower-cased name -> name, for hints
+	structs       map[string]*r4Struct   // by definition path, for content references
+	valueSets     map[string]*r4ValueSet // by name, for required bindings
+}
+
+// r4ValueSet is an enumerated value set: the codes that an element with a
+// required binding to it may take.
+type r4ValueSet struct {
+	name  string
+	url   string // canonical URL with |version
+	codes string // the codes in definition order, separated by single spaces
+}
+
+// has reports whether code is one of the value set's codes (case-sensitive).
+// The codes stay as the model file lists them, a substring of the embedded
+// text, so that loading the model builds no tables for them: finding a
+// space-delimited match in that string is as fast as a map lookup for the
+// small sets most elements are bound to, and fast enough for the few large
+// ones (the resource and data type lists).
+func (vs *r4ValueSet) has(code string) bool {
+	if code == "" || strings.IndexByte(code, ' ') >= 0 {
+		return false // no code of a value set contains a space
+	}
+	s := vs.codes
+	for from := 0; ; {
+		i := strings.Index(s[from:], code)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(code)
+		if (i == 0 || s[i-1] == ' ') && (end == len(s) || s[end] == ' ') {
+			return true
+		}
+		from = i + 1
+	}
+}
+
+// codeList returns the value set's codes in definition order.
+func (vs *r4ValueSet) codeList() []string {
+	return strings.Split(vs.codes, " ")
 }
 
 // r4Type is a primitive, data type or resource.
@@ -206,7 +261,8 @@ type r4Element struct {
 	modifier   bool
 	contentRef string
 	types      []r4TypeRef
-	inline     *r4Struct // children for inline elements and content references
+	inline     *r4Struct   // children for inline elements and content references
+	valueSet   *r4ValueSet // the required binding of a code element, if checked
 }
 
 // r4TypeRef is one allowed type of an element, resolved.
@@ -241,8 +297,10 @@ func parseR4Model(text string) (*r4Definitions, error) {
 		types:        map[string]*r4Type{},
 		resourceFold: map[string]string{},
 		structs:      map[string]*r4Struct{},
+		valueSets:    map[string]*r4ValueSet{},
 	}
 	var cur *r4Type
+	var last *r4Element // the element a "b" record binds
 	sawVersion := false
 	for n, rest := 0, text; rest != ""; n++ {
 		var line string
@@ -254,9 +312,12 @@ func parseR4Model(text string) (*r4Definitions, error) {
 			return fmt.Errorf("line %d: %s", n+1, fmt.Sprintf(format, args...))
 		}
 		var f []string
-		if strings.HasPrefix(line, "e ") {
+		switch {
+		case strings.HasPrefix(line, "e "):
 			f = strings.Split(line, " ")
-		} else {
+		case strings.HasPrefix(line, "b "):
+			f = []string{"b", line[2:]} // stays on the stack, unlike SplitN's
+		default:
 			f = strings.SplitN(line, " ", 4)
 		}
 		switch f[0] {
@@ -276,7 +337,7 @@ func parseR4Model(text string) (*r4Definitions, error) {
 			if err := m.addType(t); err != nil {
 				return nil, fail("%v", err)
 			}
-			cur = nil
+			cur, last = nil, nil
 		case "resource", "abstract-resource", "type", "abstract-type":
 			if len(f) != 2 {
 				return nil, fail("malformed %s", f[0])
@@ -290,14 +351,36 @@ func parseR4Model(text string) (*r4Definitions, error) {
 			if err := m.addType(t); err != nil {
 				return nil, fail("%v", err)
 			}
-			cur = t
+			cur, last = t, nil
 		case "e":
 			if cur == nil {
 				return nil, fail("element outside a type")
 			}
-			if err := m.addElement(cur, f[1:]); err != nil {
+			e, err := m.addElement(cur, f[1:])
+			if err != nil {
 				return nil, fail("%v", err)
 			}
+			last = e
+		case "b":
+			if len(f) != 2 || f[1] == "" || strings.Contains(f[1], " ") {
+				return nil, fail("malformed binding")
+			}
+			if last == nil || len(last.types) != 1 || last.types[0].code != "code" {
+				return nil, fail("binding not after an element of type code")
+			}
+			if last.valueSet = m.valueSets[f[1]]; last.valueSet == nil {
+				return nil, fail("unknown value set %s", f[1])
+			}
+			last = nil
+		case "valueset":
+			if len(f) != 4 || f[3] == "" || strings.Contains(f[3], "  ") || strings.HasSuffix(f[3], " ") {
+				return nil, fail("malformed valueset")
+			}
+			if m.valueSets[f[1]] != nil {
+				return nil, fail("value set %s defined twice", f[1])
+			}
+			m.valueSets[f[1]] = &r4ValueSet{name: f[1], url: f[2], codes: f[3]}
+			cur, last = nil, nil
 		default:
 			return nil, fail("unknown record %q", f[0])
 		}
@@ -328,14 +411,14 @@ func (m *r4Definitions) addType(t *r4Type) error {
 
 // addElement parses the fields after "e" and hangs the element under its
 // parent struct.
-func (m *r4Definitions) addElement(t *r4Type, f []string) error {
+func (m *r4Definitions) addElement(t *r4Type, f []string) (*r4Element, error) {
 	if len(f) < 4 || len(f) > 5 {
-		return fmt.Errorf("malformed element")
+		return nil, fmt.Errorf("malformed element")
 	}
 	path := t.name + "." + f[0]
 	parent := m.structs[path[:strings.LastIndexByte(path, '.')]]
 	if parent == nil {
-		return fmt.Errorf("%s: parent not defined", path)
+		return nil, fmt.Errorf("%s: parent not defined", path)
 	}
 	e := &r4Element{path: path, name: path[strings.LastIndexByte(path, '.')+1:]}
 	if base, ok := strings.CutSuffix(e.name, "[x]"); ok {
@@ -343,7 +426,7 @@ func (m *r4Definitions) addElement(t *r4Type, f []string) error {
 	}
 	var err error
 	if e.min, err = strconv.Atoi(f[1]); err != nil || e.min < 0 {
-		return fmt.Errorf("%s: bad min %q", path, f[1])
+		return nil, fmt.Errorf("%s: bad min %q", path, f[1])
 	}
 	switch f[2] {
 	case "*":
@@ -351,7 +434,7 @@ func (m *r4Definitions) addElement(t *r4Type, f []string) error {
 	case "0", "1":
 		e.max = int(f[2][0] - '0')
 	default:
-		return fmt.Errorf("%s: bad max %q", path, f[2])
+		return nil, fmt.Errorf("%s: bad max %q", path, f[2])
 	}
 	if len(f) == 5 {
 		e.summary = strings.Contains(f[4], "S")
@@ -374,11 +457,11 @@ func (m *r4Definitions) addElement(t *r4Type, f []string) error {
 		}
 	}
 	if e.choice != (len(e.types) > 1) && e.contentRef == "" {
-		return fmt.Errorf("%s: choice marker and types disagree", path)
+		return nil, fmt.Errorf("%s: choice marker and types disagree", path)
 	}
 	e.idx = len(parent.elems)
 	parent.elems = append(parent.elems, e)
-	return nil
+	return e, nil
 }
 
 // resolve links type codes to types, content references to structs, and

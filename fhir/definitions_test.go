@@ -231,6 +231,116 @@ func TestModelIsR4(t *testing.T) {
 	}
 }
 
+// TestModelTerminologyIsR4 pins the value sets that code elements with a
+// required binding are checked against, where the source package departs
+// from R4 or where a change would reject valid codes.
+func TestModelTerminologyIsR4(t *testing.T) {
+	m := r4Model()
+	valueSet := func(path string) *r4ValueSet {
+		t.Helper()
+		e, _, ok := m.lookup(path)
+		if !ok {
+			t.Fatalf("%s not found", path)
+		}
+		return e.valueSet
+	}
+	for _, tc := range []struct {
+		path, url string
+		codes     []string
+	}{
+		{"Patient.gender", "http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1", []string{"male", "female", "other", "unknown"}},
+		{"Patient.contact.gender", "http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1", []string{"male", "female", "other", "unknown"}},
+		{"Observation.status", "http://hl7.org/fhir/ValueSet/observation-status|4.0.1",
+			[]string{"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}},
+		{"Bundle.type", "http://hl7.org/fhir/ValueSet/bundle-type|4.0.1",
+			[]string{"document", "message", "transaction", "transaction-response", "batch", "batch-response", "history", "searchset", "collection"}},
+		{"Bundle.entry.request.method", "http://hl7.org/fhir/ValueSet/http-verb|4.0.1", []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}},
+		{"Subscription.channel.type", "http://hl7.org/fhir/ValueSet/subscription-channel-type|4.0.1", []string{"rest-hook", "websocket", "email", "sms", "message"}},
+		{"Quantity.comparator", "http://hl7.org/fhir/ValueSet/quantity-comparator|4.0.1", []string{"<", "<=", ">=", ">"}},
+		{"Age.comparator", "http://hl7.org/fhir/ValueSet/quantity-comparator|4.0.1", []string{"<", "<=", ">=", ">"}},
+		// The package's snapshot binds DetectedIssue.status to an R5 value
+		// set; R4's differential to the observation statuses.
+		{"DetectedIssue.status", "http://hl7.org/fhir/ValueSet/observation-status|4.0.1",
+			[]string{"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}},
+		// The package's differential binds it to R5's publication-status.
+		{"ResearchStudy.status", "http://hl7.org/fhir/ValueSet/research-study-status|4.0.1",
+			[]string{"active", "administratively-completed", "approved", "closed-to-accrual", "closed-to-accrual-and-intervention", "completed",
+				"disapproved", "in-review", "temporarily-closed-to-accrual", "temporarily-closed-to-accrual-and-intervention", "withdrawn"}},
+		// "question" groups the answerable types; it is not a code.
+		{"Questionnaire.item.item.type", "http://hl7.org/fhir/ValueSet/item-type|4.0.1",
+			[]string{"group", "display", "boolean", "decimal", "integer", "date", "dateTime", "time", "string", "text", "url", "choice", "open-choice", "attachment", "reference", "quantity"}},
+	} {
+		vs := valueSet(tc.path)
+		if vs == nil {
+			t.Errorf("%s: not bound", tc.path)
+			continue
+		}
+		if vs.url != tc.url || !slices.Equal(vs.codeList(), tc.codes) {
+			t.Errorf("%s: bound to %s %v, want %s %v", tc.path, vs.url, vs.codeList(), tc.url, tc.codes)
+		}
+	}
+
+	// Resource types: exactly R4's, including the abstract Resource and
+	// DomainResource (SearchParameter.base "Resource"), and none of the
+	// package's own (Bot, Project, ...).
+	resourceTypes := append(ResourceTypes(), "DomainResource", "Resource")
+	slices.Sort(resourceTypes)
+	for _, path := range []string{"SearchParameter.base", "CapabilityStatement.rest.resource.type", "Questionnaire.subjectType", "GraphDefinition.link.target.type"} {
+		got := valueSet(path).codeList()
+		slices.Sort(got)
+		if !slices.Equal(got, resourceTypes) {
+			t.Errorf("%s: %d resource types, want R4's %d", path, len(got), len(resourceTypes))
+		}
+	}
+	// All types: the resource types, every data type and primitive of the
+	// model, the constraint profiles R4 lists (SimpleQuantity,
+	// MoneyQuantity) and the abstract Type and Any.
+	all := valueSet("OperationDefinition.parameter.type")
+	for _, name := range append(resourceTypes, "string", "HumanName", "Element", "BackboneElement", "SimpleQuantity", "MoneyQuantity", "Type", "Any") {
+		if !all.has(name) {
+			t.Errorf("all-types lacks %s", name)
+		}
+	}
+	for name, typ := range m.types {
+		if !all.has(name) {
+			t.Errorf("all-types lacks %s (%v)", name, typ.kind)
+		}
+	}
+	if n := len(all.codeList()); n != 213 {
+		t.Errorf("all-types has %d codes, want 213", n)
+	}
+	for _, vs := range m.valueSets {
+		for _, c := range []string{"Bot", "Project", "ClientApplication", "AccessPolicy", "SubscriptionStatus"} {
+			if vs.has(c) {
+				t.Errorf("value set %s has %s, not an R4 code", vs.url, c)
+			}
+		}
+	}
+
+	// Not checked: value sets that R4 does not enumerate (mime types,
+	// currencies), bindings that are not required, and types other than
+	// code.
+	for _, path := range []string{"Attachment.contentType", "Binary.contentType", "CapabilityStatement.format", "Money.currency",
+		"Resource.language", "Patient.language", "AllergyIntolerance.clinicalStatus", "Extension.valueCode"} {
+		if vs := valueSet(path); vs != nil {
+			t.Errorf("%s: bound to %s, want not checked", path, vs.url)
+		}
+	}
+}
+
+func TestValueSetHas(t *testing.T) {
+	vs := &r4ValueSet{codes: "a ab b-c < <= AFT AFT.early x"}
+	for code, want := range map[string]bool{
+		"a": true, "ab": true, "b-c": true, "<": true, "<=": true, "AFT": true, "AFT.early": true, "x": true,
+		"": false, "b": false, "c": false, "A": false, "aft": false, "AFT.": false, "early": false, "=": false,
+		"a ab": false, "ab ": false, " x": false, "a b": false, "xy": false, "a ab b-c < <= AFT AFT.early x": false,
+	} {
+		if got := vs.has(code); got != want {
+			t.Errorf("has(%q) = %v, want %v", code, got, want)
+		}
+	}
+}
+
 // TestModelShape checks properties every R4 definition has.
 func TestModelShape(t *testing.T) {
 	m := r4Model()
@@ -282,6 +392,18 @@ func TestParseR4ModelErrors(t *testing.T) {
 		{"bad content reference", "fhir 4.0.1\ntype A\ne b 0 1 #A.c\n", "content reference"},
 		{"duplicate type", "fhir 4.0.1\ntype A\ntype A\n", "defined twice"},
 		{"choice without types", "fhir 4.0.1\nprimitive string string\ntype A\ne b[x] 0 1 string\n", "choice marker"},
+		{"binding of a string", "fhir 4.0.1\nvalueset vs u x\nprimitive string string\ntype A\ne b 0 1 string\nb vs\n", "binding not after an element of type code"},
+		{"binding outside a type", "fhir 4.0.1\nvalueset vs u x\nprimitive code string\nb vs\n", "binding not after"},
+		{"binding twice", "fhir 4.0.1\nvalueset vs u x\nprimitive code string\ntype A\ne b 0 1 code\nb vs\nb vs\n", "binding not after"},
+		{"unknown value set", "fhir 4.0.1\nprimitive code string\ntype A\ne b 0 1 code\nb vs\n", "unknown value set vs"},
+		{"binding without a value set", "fhir 4.0.1\nprimitive code string\ntype A\ne b 0 1 code\nb\n", "malformed binding"},
+		{"binding to two value sets", "fhir 4.0.1\nvalueset vs u x\nprimitive code string\ntype A\ne b 0 1 code\nb vs vs\n", "malformed binding"},
+		{"value set after its binding", "fhir 4.0.1\nprimitive code string\ntype A\ne b 0 1 code\nb vs\nvalueset vs u x\n", "unknown value set vs"},
+		{"value set without codes", "fhir 4.0.1\nvalueset vs u\n", "malformed valueset"},
+		{"value set with an empty code", "fhir 4.0.1\nvalueset vs u a  b\n", "malformed valueset"},
+		{"value set with a trailing space", "fhir 4.0.1\nvalueset vs u a b \n", "malformed valueset"},
+		{"value set twice", "fhir 4.0.1\nvalueset vs u x\nvalueset vs u y\n", "defined twice"},
+		{"element after a value set", "fhir 4.0.1\nprimitive code string\ntype A\nvalueset vs u x\ne b 0 1 code\n", "outside a type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseR4Model(tc.text)

@@ -14,8 +14,10 @@ type Issue struct {
 	// Code is the OperationOutcome issue type: "structure" (unknown
 	// element, wrong JSON shape, empty or null value, duplicate property),
 	// "required" (missing element), "value" (malformed primitive, unknown
-	// resource type), or, for the rules BusinessRule reports, "invariant"
-	// (a named R4 constraint such as dom-2 or ext-1) and "business-rule".
+	// resource type), "code-invalid" (a code not in the value set its
+	// element is bound to), or, for the rules BusinessRule reports,
+	// "invariant" (a named R4 constraint such as dom-2 or ext-1) and
+	// "business-rule".
 	Code string
 	// Expression locates the problem, FHIRPath-style, using JSON property
 	// names: "Patient.name[0].given[1]", "Observation.valueQuantity.value",
@@ -61,6 +63,13 @@ func BusinessRule(code string) bool {
 //   - primitive values: R4's regex for each primitive type, integer
 //     ranges, real calendar dates, time zones on times, 1 MB strings, and
 //     narrative XHTML starting with a div;
+//   - required bindings of code elements: a code (each item of a
+//     repeating one too) must be one of the codes of the bound value set,
+//     exactly, case included ("Patient.gender" one of male, female, other
+//     and unknown). Only value sets that the R4 definitions enumerate
+//     exactly are checked: not those with filters or external code
+//     systems, such as mime types (Attachment.contentType) or currencies
+//     (Money.currency);
 //   - primitive extensions: _element holds only id and extension, exists
 //     only for primitive elements, and parallels its element's array,
 //     null marking a position the other array fills;
@@ -71,9 +80,10 @@ func BusinessRule(code string) bool {
 //     resource), and, as a business rule, that a contained resource has an
 //     id.
 //
-// Not checked: other FHIRPath invariants, terminology bindings, profiles
-// (including SimpleQuantity), reference target types and dom-3 (that each
-// contained resource is referenced).
+// Not checked: other FHIRPath invariants, other terminology bindings
+// (Coding and CodeableConcept, extensible and weaker bindings, extension
+// values), profiles (including SimpleQuantity), reference target types and
+// dom-3 (that each contained resource is referenced).
 //
 // Issues are ordered by where they occur in body; an element missing from
 // an object is placed at the object's start. Validate is safe for
@@ -415,6 +425,8 @@ func (v *resourceValidator) item(e *r4Element, typ int, value *vjNode) {
 	case r4KindPrimitive:
 		if p := primCheck(tr.def, value); p != nil {
 			v.report(value.pos, p.code, p.msg)
+		} else if e.valueSet != nil && value.kind == vjString && !e.valueSet.has(value.text) {
+			v.report(value.pos, "code-invalid", codeInvalid(e.valueSet, value.text))
 		}
 	case r4KindComplex:
 		if value.kind != vjObject {
@@ -483,4 +495,34 @@ func (v *resourceValidator) extensionObject(x *vjNode) {
 		return
 	}
 	v.object(v.element, x)
+}
+
+// codeInvalidList is how many of a value set's codes an issue lists.
+const codeInvalidList = 20
+
+// codeInvalid describes a code that is not in the value set its element is
+// bound to: `invalid code "nope": not in the required value set
+// http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1; expected one of
+// male, female, other, unknown`.
+func codeInvalid(vs *r4ValueSet, code string) string {
+	var b strings.Builder
+	b.WriteString("invalid code " + vQuote(code) + ": not in the required value set " + vs.url + "; expected one of ")
+	codes := vs.codeList()
+	for i, c := range codes {
+		if i == codeInvalidList {
+			b.WriteString(", ... (" + strconv.Itoa(len(codes)) + " codes in all)")
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c)
+	}
+	for _, c := range codes {
+		if strings.EqualFold(c, code) {
+			b.WriteString(" (codes are case-sensitive: did you mean \"" + c + "\"?)")
+			break
+		}
+	}
+	return b.String()
 }

@@ -300,6 +300,100 @@ func TestValidateReportsErrors(t *testing.T) {
 	}
 }
 
+func TestValidateChecksRequiredCodeBindings(t *testing.T) {
+	const obs = `"resourceType":"Observation","code":{"text":"x"}`
+	for _, tc := range []struct {
+		name string
+		body string
+		want []want
+	}{
+		{"unknown gender", `{"resourceType":"Patient","gender":"nope"}`,
+			[]want{{"code-invalid", "Patient.gender", `invalid code "nope": not in the required value set http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1; expected one of male, female, other, unknown`}}},
+		{"codes are case-sensitive", `{"resourceType":"Patient","gender":"Male"}`,
+			[]want{{"code-invalid", "Patient.gender", `did you mean "male"?`}}},
+		{"unknown observation status", `{` + obs + `,"status":"done"}`,
+			[]want{{"code-invalid", "Observation.status", "expected one of registered, preliminary, final, amended, corrected, cancelled, entered-in-error, unknown"}}},
+		{"unknown bundle type", `{"resourceType":"Bundle","type":"bundle"}`,
+			[]want{{"code-invalid", "Bundle.type", "expected one of document, message, transaction, transaction-response, batch, batch-response, history, searchset, collection"}}},
+		{"each item of a repeating code element", `{"resourceType":"SearchParameter","url":"http://x","name":"x","status":"active","description":"x","code":"x","type":"token","base":["Patient","patient","Bot"]}`,
+			[]want{{"code-invalid", "SearchParameter.base[1]", `did you mean "Patient"?`}, {"code-invalid", "SearchParameter.base[2]", `invalid code "Bot"`}}},
+		{"long code lists are cut", `{"resourceType":"SearchParameter","url":"http://x","name":"x","status":"active","description":"x","code":"x","type":"token","base":["Project"]}`,
+			[]want{{"code-invalid", "SearchParameter.base[0]", "Account, ActivityDefinition, AdverseEvent, AllergyIntolerance, Appointment, AppointmentResponse, AuditEvent, Basic, Binary, BiologicallyDerivedProduct, BodyStructure, Bundle, CapabilityStatement, CarePlan, CareTeam, CatalogEntry, ChargeItem, ChargeItemDefinition, Claim, ClaimResponse, ... (148 codes in all)"}}},
+		{"in a backbone element", `{"resourceType":"Patient","contact":[{"gender":"f"}]}`,
+			[]want{{"code-invalid", "Patient.contact[0].gender", `invalid code "f"`}}},
+		{"in a nested backbone element", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"FETCH","url":"Patient"}}]}`,
+			[]want{{"code-invalid", "Bundle.entry[0].request.method", "expected one of GET, HEAD, POST, PUT, DELETE, PATCH"}}},
+		{"in a data type", `{"resourceType":"Patient","telecom":[{"system":"phone","use":"cell"}],"name":[{"use":"nick"}]}`,
+			[]want{{"code-invalid", "Patient.telecom[0].use", `invalid code "cell"`}, {"code-invalid", "Patient.name[0].use", `invalid code "nick"`}}},
+		{"in a specialisation of a data type", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"onsetAge":{"value":1,"comparator":"~"}}`,
+			[]want{{"code-invalid", "Condition.onsetAge.comparator", "expected one of <, <=, >=, >"}}},
+		{"repeating code in a data type in a backbone element", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"when":["MORN","HS","lunch"]}}}]}`,
+			[]want{{"code-invalid", "MedicationRequest.dosageInstruction[0].timing.repeat.when[2]", "http://hl7.org/fhir/ValueSet/event-timing|4.0.1"}}},
+		{"through a content reference", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"2","type":"number"}]}]}`,
+			[]want{{"code-invalid", "Questionnaire.item[0].item[0].type", `invalid code "number"`}}},
+		{"a grouping concept is not a code", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"question"}]}`,
+			[]want{{"code-invalid", "Questionnaire.item[0].type", `invalid code "question"`}}},
+		{"in a contained resource", `{"resourceType":"Patient","contained":[{` + obs + `,"id":"o","status":"done"}]}`,
+			[]want{{"code-invalid", "Patient.contained[0].status", `invalid code "done"`}}},
+		{"in a bundle entry resource", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","gender":"x"}}]}`,
+			[]want{{"code-invalid", "Bundle.entry[0].resource.gender", `invalid code "x"`}}},
+		{"value set of several code systems", `{"resourceType":"OperationDefinition","name":"x","status":"draft","kind":"operation","code":"x","system":false,"type":false,"instance":false,"parameter":[{"name":"a","use":"in","min":0,"max":"1","type":"Bot"}]}`,
+			[]want{{"code-invalid", "OperationDefinition.parameter[0].type", "http://hl7.org/fhir/ValueSet/all-types|4.0.1"}}},
+		{"value with its own primitive extension", `{"resourceType":"Patient","gender":"x","_gender":{"id":"g"}}`,
+			[]want{{"code-invalid", "Patient.gender", `invalid code "x"`}}},
+		{"a malformed code is reported once", `{"resourceType":"Patient","gender":" male"}`,
+			[]want{{"value", "Patient.gender", "invalid code"}}},
+		{"R4's binding, not the one the source package back-ported", `{"resourceType":"ResearchStudy","status":"draft"}`,
+			[]want{{"code-invalid", "ResearchStudy.status", "http://hl7.org/fhir/ValueSet/research-study-status|4.0.1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkIssues(t, Validate([]byte(tc.body)), tc.want)
+		})
+	}
+}
+
+func TestValidateAcceptsBoundCodes(t *testing.T) {
+	valid := func(t *testing.T, body string) {
+		t.Helper()
+		for _, is := range Validate([]byte(body)) {
+			t.Errorf("%s: %s", body, is)
+		}
+	}
+	for _, g := range []string{"male", "female", "other", "unknown"} {
+		valid(t, `{"resourceType":"Patient","gender":"`+g+`"}`)
+	}
+	for _, s := range []string{"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"} {
+		valid(t, `{"resourceType":"Observation","code":{"text":"x"},"status":"`+s+`"}`)
+		// R4 binds DetectedIssue.status to the observation statuses.
+		valid(t, `{"resourceType":"DetectedIssue","status":"`+s+`"}`)
+	}
+	for _, b := range []string{"document", "message", "transaction", "transaction-response", "batch", "batch-response", "history", "searchset", "collection"} {
+		valid(t, `{"resourceType":"Bundle","type":"`+b+`"}`)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"every resource type, and the abstract ones, as a search parameter base",
+			`{"resourceType":"SearchParameter","url":"http://x","name":"x","status":"active","description":"x","code":"x","type":"token","base":["` +
+				strings.Join(append(ResourceTypes(), "Resource", "DomainResource"), `","`) + `"]}`},
+		{"data, resource and abstract types for a parameter type",
+			`{"resourceType":"OperationDefinition","name":"x","status":"draft","kind":"operation","code":"x","system":false,"type":false,"instance":false,"parameter":[` +
+				`{"name":"a","use":"in","min":0,"max":"1","type":"string"},{"name":"b","use":"in","min":0,"max":"1","type":"SimpleQuantity"},` +
+				`{"name":"c","use":"out","min":0,"max":"1","type":"Patient"},{"name":"d","use":"out","min":0,"max":"1","type":"Any"}]}`},
+		{"codes from two code systems", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"when":["MORN","HS","AFT.early","PCV"]}}}]}`},
+		{"R4's research study status", `{"resourceType":"ResearchStudy","status":"closed-to-accrual-and-intervention"}`},
+		{"primitive extension without a value", `{"resourceType":"Patient","_gender":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"masked"}]}}`},
+		{"null in a repeating code element", `{"resourceType":"SearchParameter","url":"http://x","name":"x","status":"active","description":"x","code":"x","type":"token","base":["Patient",null],"_base":[null,{"id":"b"}]}`},
+		{"extension values are not bound", `{"resourceType":"Patient","extension":[{"url":"http://x","valueCode":"anything"}]}`},
+		{"mime types are not enumerable", `{"resourceType":"Binary","contentType":"application/x-made-up"}`},
+		{"mime types in a data type", `{"resourceType":"Patient","photo":[{"contentType":"image/x-made-up"}]}`},
+		{"currencies are not enumerable", `{"resourceType":"Invoice","status":"draft","totalNet":{"value":1,"currency":"XYZ"}}`},
+		{"languages: a preferred binding", `{"resourceType":"Patient","language":"tlh"}`},
+		{"languages: a CodeableConcept", `{"resourceType":"Patient","communication":[{"language":{"coding":[{"system":"urn:ietf:bcp:47","code":"tlh"}]}}]}`},
+		{"required binding of a CodeableConcept", `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},"clinicalStatus":{"coding":[{"code":"nope"}]}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { valid(t, tc.body) })
+	}
+}
+
 func checkIssues(t *testing.T, got []Issue, wants []want) {
 	t.Helper()
 	ok := len(got) == len(wants)
@@ -364,7 +458,7 @@ func TestValidateFatal(t *testing.T) {
 func TestBusinessRule(t *testing.T) {
 	for code, want := range map[string]bool{
 		"invariant": true, "business-rule": true,
-		"structure": false, "required": false, "value": false, "invalid": false, "": false,
+		"structure": false, "required": false, "value": false, "invalid": false, "code-invalid": false, "": false,
 	} {
 		if got := BusinessRule(code); got != want {
 			t.Errorf("BusinessRule(%q) = %v, want %v", code, got, want)
@@ -373,7 +467,7 @@ func TestBusinessRule(t *testing.T) {
 	// Every code Validate produces is one of those.
 	for _, is := range Validate(readTestdata(t, "invalid/patient-many-errors.json")) {
 		switch is.Code {
-		case "invariant", "business-rule", "structure", "required", "value":
+		case "invariant", "business-rule", "structure", "required", "value", "code-invalid":
 		default:
 			t.Errorf("unexpected code %q", is.Code)
 		}

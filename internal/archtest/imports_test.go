@@ -46,7 +46,7 @@ var layer = map[string]int{
 	"fhir": 0, "store": 0, "keys": 0, "migrations": 0,
 	"consent": 1, "audit": 1, "auth": 1,
 	"server": 2,
-	"cmd": 3, "conformance": 3, "bench": 3,
+	"cmd":    3, "conformance": 3, "bench": 3,
 }
 
 func top(importPath string) string {

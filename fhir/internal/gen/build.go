@@ -17,9 +17,10 @@ const (
 // model is what the generator writes: the kept definitions, primitives first,
 // then complex types, then resources, each group sorted by name.
 type model struct {
-	defs   []*typeDef
-	byName map[string]*typeDef
-	notes  []string // what was dropped from the input, for -report
+	defs      []*typeDef
+	byName    map[string]*typeDef
+	notes     []string    // what was dropped from the input, for -report
+	valueSets []*valueSet // enumerated value sets, sorted by name (see terminology.go)
 }
 
 // typeDef is one kept StructureDefinition with its rebuilt element list.
@@ -41,6 +42,8 @@ type element struct {
 	contentRef string
 	summary    bool
 	modifier   bool
+	binding    *binding // as the definitions give it; shared by rebased copies
+	valueSet   string   // the name of the enumerated value set checked, if any
 }
 
 // notR4 lists elements that the pinned package adds to R4 differentials
@@ -322,6 +325,9 @@ func merge(e *element, de elementDefinition) {
 	}
 	if de.IsModifier != nil {
 		e.modifier = *de.IsModifier
+	}
+	if de.Binding != nil {
+		e.binding = de.Binding
 	}
 }
 

@@ -46,6 +46,13 @@ type elementDefinition struct {
 	IsSummary        *bool         `json:"isSummary"`
 	IsModifier       *bool         `json:"isModifier"`
 	Type             []elementType `json:"type"`
+	Binding          *binding      `json:"binding"`
+}
+
+// binding is the part of ElementDefinition.binding the generator reads.
+type binding struct {
+	Strength string `json:"strength"`
+	ValueSet string `json:"valueSet"` // canonical, possibly with "|version"
 }
 
 // elementType is one entry of ElementDefinition.type.

@@ -17,6 +17,12 @@ func writeModel(w io.Writer, m *model, source string) error {
 	}
 	fmt.Fprintln(bw, "# format: see fhir/definitions.go")
 	fmt.Fprintf(bw, "fhir %s\n", fhirVersion)
+	if len(m.valueSets) > 0 {
+		fmt.Fprintln(bw, "# value sets of required bindings (b records below), codes in definition order")
+	}
+	for _, vs := range m.valueSets {
+		fmt.Fprintf(bw, "valueset %s %s %s\n", vs.name, vs.url, strings.Join(vs.codes, " "))
+	}
 	for _, td := range m.defs {
 		sd := td.sd
 		switch {
@@ -42,6 +48,9 @@ func writeModel(w io.Writer, m *model, source string) error {
 				return err
 			}
 			fmt.Fprintln(bw, line)
+			if e.valueSet != "" {
+				fmt.Fprintf(bw, "b %s\n", e.valueSet)
+			}
 		}
 	}
 	return bw.Flush()
