@@ -550,3 +550,18 @@ func benchmarkValidate(b *testing.B, name string) {
 		Validate(body)
 	}
 }
+
+// BenchmarkBaselineUnmarshalPatient is the floor validation is compared
+// with in BENCHMARKS.md: encoding/json decoding the same Patient into a map,
+// which any validator has to match in work.
+func BenchmarkBaselineUnmarshalPatient(b *testing.B) {
+	body := readTestdata(b, "valid/patient-typical.json")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
