@@ -347,25 +347,27 @@ func primDateSyntax(s string, form primDateForm) string {
 	case primInstant:
 		msg = instantMsg
 	}
+	// partial is the verdict on a value that stops after its year, month
+	// or day: fine for date and dateTime, too short for an instant.
+	partial := func() string {
+		if form == primInstant {
+			return msg
+		}
+		return ""
+	}
 	if len(s) < 4 || !primDigits(s[:4]) || s[:4] == "0000" {
 		return msg
 	}
 	rest := s[4:]
 	if rest == "" {
-		if form == primInstant {
-			return msg
-		}
-		return ""
+		return partial()
 	}
 	if len(rest) < 3 || rest[0] != '-' || !primMonth(rest[1:3]) {
 		return msg
 	}
 	rest = rest[3:]
 	if rest == "" {
-		if form == primInstant {
-			return msg
-		}
-		return ""
+		return partial()
 	}
 	if len(rest) < 3 || rest[0] != '-' {
 		return msg
@@ -375,10 +377,7 @@ func primDateSyntax(s string, form primDateForm) string {
 	}
 	rest = rest[3:]
 	if rest == "" {
-		if form == primInstant {
-			return msg
-		}
-		return ""
+		return partial()
 	}
 	if form == primDateOnly || rest[0] != 'T' {
 		return msg

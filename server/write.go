@@ -101,25 +101,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) error {
 	if res.ID != id {
 		return &requestError{family: errInvalid, code: "invalid", expression: "id", msg: "the body's id " + res.ID + " does not match the URL's id " + id}
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	var v *store.Version
-	created := false
-	err = s.store.InTx(r.Context(), func(tx *store.Tx) error {
-		cur, err := currentOrNil(r.Context(), tx, typ, id)
-		if err != nil {
-			return err
-		}
-		if err := checkIfMatch(want, cur); err != nil {
-			return err
-		}
-		created = cur == nil || cur.Deleted
-		v, err = s.putVersion(r.Context(), tx, res, cur, http.MethodPut)
-		return err
+	return s.updateWhere(w, r, res, func(tx *store.Tx) (*store.Version, error) {
+		return currentOrNil(r.Context(), tx, typ, id)
 	})
-	return s.answerWrite(w, r, v, created, err)
 }
 
 // conditionalUpdate is PUT /{type}?criteria.
@@ -133,42 +117,50 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	bodyID, freshID := res.ID, uuid.NewString()
+	return s.updateWhere(w, r, res, func(tx *store.Tx) (*store.Version, error) {
+		ids, err := tx.Match(r.Context(), typ, crit, 2)
+		if err != nil {
+			return nil, err
+		}
+		switch len(ids) {
+		case 0:
+			// No match: create, with the body's id when it has one.
+			if bodyID == "" {
+				res.SetID(freshID)
+				return nil, nil
+			}
+			cur, err := currentOrNil(r.Context(), tx, typ, bodyID)
+			if err == nil && cur != nil && !cur.Deleted {
+				err = reqErr(errConflict, "conflict", "%s/%s exists but does not match the criteria", typ, bodyID)
+			}
+			return cur, err
+		case 1:
+			if bodyID != "" && bodyID != ids[0] {
+				return nil, &requestError{family: errInvalid, code: "invalid", expression: "id",
+					msg: "the body's id " + bodyID + " differs from the id of the matching resource " + ids[0]}
+			}
+			res.SetID(ids[0])
+			return tx.Current(r.Context(), typ, ids[0])
+		}
+		return nil, errMultipleMatches(typ)
+	})
+}
+
+// updateWhere stores res as the version after the one locate returns
+// inside the transaction (nil: res is created), honouring If-Match. locate
+// also settles res's id.
+func (s *Server) updateWhere(w http.ResponseWriter, r *http.Request, res *fhir.Resource, locate func(*store.Tx) (*store.Version, error)) error {
 	want, err := ifMatch(r)
 	if err != nil {
 		return err
 	}
-	bodyID, freshID := res.ID, uuid.NewString()
 	var v *store.Version
 	created := false
 	err = s.store.InTx(r.Context(), func(tx *store.Tx) error {
-		ids, err := tx.Match(r.Context(), typ, crit, 2)
+		cur, err := locate(tx)
 		if err != nil {
 			return err
-		}
-		var cur *store.Version
-		switch len(ids) {
-		case 0:
-			// No match: create, with the body's id when it has one.
-			id := bodyID
-			if id == "" {
-				id = freshID
-			} else if cur, err = currentOrNil(r.Context(), tx, typ, id); err != nil {
-				return err
-			} else if cur != nil && !cur.Deleted {
-				return reqErr(errConflict, "conflict", "%s/%s exists but does not match the criteria", typ, id)
-			}
-			res.SetID(id)
-		case 1:
-			if bodyID != "" && bodyID != ids[0] {
-				return &requestError{family: errInvalid, code: "invalid", expression: "id",
-					msg: "the body's id " + bodyID + " differs from the id of the matching resource " + ids[0]}
-			}
-			res.SetID(ids[0])
-			if cur, err = tx.Current(r.Context(), typ, ids[0]); err != nil {
-				return err
-			}
-		default:
-			return errMultipleMatches(typ)
 		}
 		if err := checkIfMatch(want, cur); err != nil {
 			return err
