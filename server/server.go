@@ -87,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		limits:  fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started: cfg.Now(),
 	}
+	fhir.ResourceTypes() // load the R4 model now, not during the first request
 	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
 	s.router = s.routes()
 	return s, nil
