@@ -104,6 +104,13 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
 	})
+	t.Run("search on the embedded default", func(t *testing.T) {
+		p := serve(t, bin, "--data", t.TempDir())
+		RunSearch(t, p.url)
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+	})
 	t.Run("postgres", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir(), "--db", testdb.Postgres(t))
 		Run(t, p.url)

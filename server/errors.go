@@ -84,6 +84,7 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		re    *requestError
 		ve    *validationError
 		pe    *fhir.ParseError
+		se    *fhir.SearchError
 		ce    *store.CriteriaError
 		del   *store.DeletedError
 		maxed *http.MaxBytesError
@@ -94,6 +95,8 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	switch {
 	case errors.As(err, &ve):
 		return ve.status(), ve.issues
+	case errors.As(err, &se):
+		return http.StatusBadRequest, se.Issues
 	case errors.As(err, &pe):
 		return http.StatusBadRequest, one(pe.Code, pe.Msg)
 	case errors.As(err, &maxed):

@@ -190,8 +190,13 @@ type bundleLink struct {
 type bundleEntry struct {
 	FullURL  string          `json:"fullUrl,omitempty"`
 	Resource json.RawMessage `json:"resource,omitempty"`
+	Search   *bundleSearch   `json:"search,omitempty"`
 	Request  *bundleRequest  `json:"request,omitempty"`
 	Response *bundleResponse `json:"response,omitempty"`
+}
+
+type bundleSearch struct {
+	Mode string `json:"mode"`
 }
 
 type bundleRequest struct {

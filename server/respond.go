@@ -233,9 +233,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, wanted ...stri
 	return media, body, nil
 }
 
-// readResource reads, parses and validates a FHIR JSON resource body of the
-// type the URL names.
-func (s *Server) readResource(w http.ResponseWriter, r *http.Request, typ string) (*fhir.Resource, error) {
+// incoming is a resource a client sent, parsed, validated and indexed.
+type incoming struct {
+	res *fhir.Resource
+	idx *fhir.Index
+}
+
+// readResource reads, parses, validates and indexes a FHIR JSON resource
+// body of the type the URL names.
+func (s *Server) readResource(w http.ResponseWriter, r *http.Request, typ string) (*incoming, error) {
 	_, body, err := s.readBody(w, r, mediaFHIRJSON, mediaJSON, "application/json+fhir")
 	if err != nil {
 		return nil, err
@@ -243,8 +249,10 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, typ string
 	return s.parseResource(body, typ)
 }
 
-// parseResource parses and validates body as a resource of type typ.
-func (s *Server) parseResource(body []byte, typ string) (*fhir.Resource, error) {
+// parseResource parses, validates and indexes body as a resource of type
+// typ. The index is taken before the server sets id and meta, neither of
+// which any search parameter reads differently.
+func (s *Server) parseResource(body []byte, typ string) (*incoming, error) {
 	res, err := fhir.Parse(body, s.limits)
 	if err != nil {
 		return nil, err
@@ -256,7 +264,11 @@ func (s *Server) parseResource(body []byte, typ string) (*fhir.Resource, error) 
 	if issues := errorsOnly(fhir.Validate(body)); len(issues) > 0 {
 		return nil, &validationError{issues: issues}
 	}
-	return res, nil
+	idx, err := fhir.ExtractIndex(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return &incoming{res: res, idx: idx}, nil
 }
 
 func errorsOnly(issues []fhir.Issue) []fhir.Issue {

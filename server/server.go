@@ -87,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 		limits:  fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started: cfg.Now(),
 	}
-	fhir.ResourceTypes() // load the R4 model now, not during the first request
+	fhir.ResourceTypes()                                             // load the R4 model now, not during the first request
 	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
 	s.router = s.routes()
 	return s, nil
@@ -116,6 +116,8 @@ func (s *Server) routes() chi.Router {
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow
 	// header of a 405, sees every method of a path.
 	t := r.With(s.checkType)
+	t.Get("/{type}", s.handle("search-type", s.search))
+	t.Post("/{type}/_search", s.handle("search-type", s.search))
 	t.Post("/{type}", s.handle("create", s.create))
 	t.Put("/{type}", s.handle("conditional-update", s.conditionalUpdate))
 	t.Patch("/{type}", s.handle("conditional-patch", s.conditionalPatch))
@@ -129,6 +131,8 @@ func (s *Server) routes() chi.Router {
 	t.Get("/{type}/{id}/_history", s.handle("history-instance", s.historyInstance))
 	t.Get("/{type}/{id}/_history/{vid}", s.handle("vread", s.vread))
 	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))
+	t.Get("/{type}/{id}/$everything", s.handle("everything", s.everything))
+	t.Get("/{type}/{id}/{ctype}", s.handle("search-compartment", s.compartmentSearch))
 	return r
 }
 

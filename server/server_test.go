@@ -38,3 +38,11 @@ func TestConformance(t *testing.T) {
 		conformance.Run(t, newServer(t, dsn).URL)
 	})
 }
+
+// TestSearch runs the search cases over every database, each on a fresh
+// one.
+func TestSearch(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		conformance.RunSearch(t, newServer(t, dsn).URL)
+	})
+}

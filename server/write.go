@@ -28,23 +28,23 @@ func errMultipleMatches(typ string) error {
 // says.
 func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	typ := chi.URLParam(r, "type")
-	res, err := s.readResource(w, r, typ)
+	in, err := s.readResource(w, r, typ)
 	if err != nil {
 		return err
 	}
-	var crit *store.Criteria
+	var crit *fhir.SearchQuery
 	if h := r.Header.Get("If-None-Exist"); h != "" {
-		if crit, err = criteriaOf(h); err != nil {
+		if crit, err = s.criteriaOf(r, typ, h); err != nil {
 			return err
 		}
 	}
-	res.SetID(uuid.NewString())
+	in.res.SetID(uuid.NewString())
 	var v *store.Version
 	existing := false
 	err = s.store.InTx(r.Context(), func(tx *store.Tx) error {
 		existing = false
 		if crit != nil {
-			ids, err := tx.Match(r.Context(), typ, crit, 2)
+			ids, err := tx.Match(r.Context(), crit, 2)
 			if err != nil {
 				return err
 			}
@@ -57,7 +57,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		v, err = s.putVersion(r.Context(), tx, res, nil, http.MethodPost)
+		v, err = s.putVersion(r.Context(), tx, in, nil, http.MethodPost)
 		return err
 	})
 	if err != nil {
@@ -71,17 +71,29 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// criteriaOf parses an If-None-Exist value: a query string, optionally
-// written with its resource type ("Patient?identifier=...").
-func criteriaOf(h string) (*store.Criteria, error) {
-	if _, after, ok := strings.Cut(h, "?"); ok {
-		h = after
+// criteriaOf parses the criteria of a conditional interaction: a query
+// string, optionally written with its resource type ("Patient?identifier=...").
+// Every search parameter can be used; one that is not understood is an
+// error, never ignored, so that a conditional write cannot hit the wrong
+// resource.
+func (s *Server) criteriaOf(r *http.Request, typ, query string) (*fhir.SearchQuery, error) {
+	if _, after, ok := strings.Cut(query, "?"); ok {
+		query = after
 	}
-	q, err := url.ParseQuery(h)
+	params, err := url.ParseQuery(query)
 	if err != nil {
-		return nil, reqErr(errInvalid, "invalid", "malformed search criteria %q", h)
+		return nil, reqErr(errInvalid, "invalid", "malformed search criteria %q", query)
 	}
-	return store.ParseCriteria(q)
+	opt := s.searchOptions(r)
+	opt.Strict = true
+	q, err := fhir.ParseSearch(typ, params, opt)
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Where) == 0 {
+		return nil, reqErr(errInvalid, "invalid", "a conditional interaction needs search criteria")
+	}
+	return q, nil
 }
 
 // update is PUT /{type}/{id}: a new version, or the first one
@@ -91,17 +103,16 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return reqErr(errInvalid, "invalid", "%q is not a valid resource id", id)
 	}
-	res, err := s.readResource(w, r, typ)
+	in, err := s.readResource(w, r, typ)
 	if err != nil {
 		return err
 	}
-	if res.ID == "" {
+	if res := in.res; res.ID == "" {
 		return &requestError{family: errInvalid, code: "required", expression: "id", msg: "the body has no id; an update must carry the id of its URL"}
-	}
-	if res.ID != id {
+	} else if res.ID != id {
 		return &requestError{family: errInvalid, code: "invalid", expression: "id", msg: "the body's id " + res.ID + " does not match the URL's id " + id}
 	}
-	return s.updateWhere(w, r, res, func(tx *store.Tx) (*store.Version, error) {
+	return s.updateWhere(w, r, in, func(tx *store.Tx) (*store.Version, error) {
 		return currentOrNil(r.Context(), tx, typ, id)
 	})
 }
@@ -109,17 +120,18 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) error {
 // conditionalUpdate is PUT /{type}?criteria.
 func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) error {
 	typ := chi.URLParam(r, "type")
-	crit, err := store.ParseCriteria(r.URL.Query())
+	crit, err := s.criteriaOf(r, typ, r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
-	res, err := s.readResource(w, r, typ)
+	in, err := s.readResource(w, r, typ)
 	if err != nil {
 		return err
 	}
+	res := in.res
 	bodyID, freshID := res.ID, uuid.NewString()
-	return s.updateWhere(w, r, res, func(tx *store.Tx) (*store.Version, error) {
-		ids, err := tx.Match(r.Context(), typ, crit, 2)
+	return s.updateWhere(w, r, in, func(tx *store.Tx) (*store.Version, error) {
+		ids, err := tx.Match(r.Context(), crit, 2)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +162,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) error
 // updateWhere stores res as the version after the one locate returns
 // inside the transaction (nil: res is created), honouring If-Match. locate
 // also settles res's id.
-func (s *Server) updateWhere(w http.ResponseWriter, r *http.Request, res *fhir.Resource, locate func(*store.Tx) (*store.Version, error)) error {
+func (s *Server) updateWhere(w http.ResponseWriter, r *http.Request, in *incoming, locate func(*store.Tx) (*store.Version, error)) error {
 	want, err := ifMatch(r)
 	if err != nil {
 		return err
@@ -166,7 +178,7 @@ func (s *Server) updateWhere(w http.ResponseWriter, r *http.Request, res *fhir.R
 			return err
 		}
 		created = cur == nil || cur.Deleted
-		v, err = s.putVersion(r.Context(), tx, res, cur, http.MethodPut)
+		v, err = s.putVersion(r.Context(), tx, in, cur, http.MethodPut)
 		return err
 	})
 	return s.answerWrite(w, r, v, created, err)
@@ -181,12 +193,12 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) error {
 // conditionalPatch is PATCH /{type}?criteria.
 func (s *Server) conditionalPatch(w http.ResponseWriter, r *http.Request) error {
 	typ := chi.URLParam(r, "type")
-	crit, err := store.ParseCriteria(r.URL.Query())
+	crit, err := s.criteriaOf(r, typ, r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
 	return s.patchWhere(w, r, func(tx *store.Tx) (string, error) {
-		ids, err := tx.Match(r.Context(), typ, crit, 2)
+		ids, err := tx.Match(r.Context(), crit, 2)
 		switch {
 		case err != nil:
 			return "", err
@@ -246,14 +258,14 @@ func (s *Server) patchWhere(w http.ResponseWriter, r *http.Request, find func(*s
 		if int64(len(patched)) > s.cfg.MaxBodyBytes {
 			return reqErr(errTooLarge, "too-costly", "the patched resource exceeds %d bytes", s.cfg.MaxBodyBytes)
 		}
-		res, err := s.parseResource(patched, typ)
+		in, err := s.parseResource(patched, typ)
 		if err != nil {
 			return err
 		}
-		if res.ID != id {
+		if in.res.ID != id {
 			return &requestError{family: errUnprocessable, code: "processing", expression: "id", msg: "a patch must not change the resource's id"}
 		}
-		v, err = s.putVersion(r.Context(), tx, res, cur, http.MethodPatch)
+		v, err = s.putVersion(r.Context(), tx, in, cur, http.MethodPatch)
 		return err
 	})
 	return s.answerWrite(w, r, v, false, err)
@@ -275,12 +287,12 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) error {
 // resource and answers 412 when the criteria match several.
 func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) error {
 	typ := chi.URLParam(r, "type")
-	crit, err := store.ParseCriteria(r.URL.Query())
+	crit, err := s.criteriaOf(r, typ, r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
 	return s.deleteWhere(w, r, func(tx *store.Tx) (string, error) {
-		ids, err := tx.Match(r.Context(), typ, crit, 2)
+		ids, err := tx.Match(r.Context(), crit, 2)
 		switch {
 		case err != nil:
 			return "", err
@@ -349,8 +361,9 @@ func (s *Server) answerWrite(w http.ResponseWriter, r *http.Request, v *store.Ve
 	return nil
 }
 
-// putVersion stores res as the version after cur (nil: the first).
-func (s *Server) putVersion(ctx context.Context, tx *store.Tx, res *fhir.Resource, cur *store.Version, method string) (*store.Version, error) {
+// putVersion stores in as the version after cur (nil: the first).
+func (s *Server) putVersion(ctx context.Context, tx *store.Tx, in *incoming, cur *store.Version, method string) (*store.Version, error) {
+	res := in.res
 	next := int64(1)
 	if cur != nil {
 		next = cur.VersionID + 1
@@ -358,7 +371,7 @@ func (s *Server) putVersion(ctx context.Context, tx *store.Tx, res *fhir.Resourc
 	now := s.stamp(cur)
 	res.SetMeta(next, now)
 	v := &store.Version{Type: res.Type, ID: res.ID, VersionID: next, Updated: now, Method: method, Body: res.Bytes()}
-	return v, tx.Put(ctx, v, tokensOf(res))
+	return v, tx.Put(ctx, v, in.idx)
 }
 
 // stamp is the lastUpdated of the version after cur: now, at microsecond
@@ -369,16 +382,6 @@ func (s *Server) stamp(cur *store.Version) time.Time {
 		t = cur.Updated.Add(time.Microsecond)
 	}
 	return t
-}
-
-// tokensOf lists the values conditional interactions match on.
-func tokensOf(res *fhir.Resource) []store.Token {
-	ids := res.Identifiers()
-	out := make([]store.Token, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, store.Token{Param: "identifier", System: id.System, Code: id.Value})
-	}
-	return out
 }
 
 func currentOrNil(ctx context.Context, tx *store.Tx, typ, id string) (*store.Version, error) {

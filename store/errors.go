@@ -35,3 +35,10 @@ func (e *DeletedError) Error() string {
 
 // Is makes errors.Is(err, ErrDeleted) true.
 func (e *DeletedError) Is(target error) bool { return target == ErrDeleted }
+
+// CriteriaError says a search cannot run as asked: a malformed paging
+// cursor, a parameter type the store cannot match. Callers answer it with
+// 400.
+type CriteriaError struct{ Msg string }
+
+func (e *CriteriaError) Error() string { return "store: " + e.Msg }

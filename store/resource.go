@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ehrledger/ehrledger/fhir"
 	"gorm.io/gorm"
 )
 
@@ -21,14 +22,6 @@ type Version struct {
 	// Body is the resource JSON as it is served (meta included); nil for a
 	// delete.
 	Body []byte
-}
-
-// Token is one token value of a resource used to match conditional
-// interactions, such as an identifier's system and value.
-type Token struct {
-	Param  string // search parameter name, e.g. "identifier"
-	System string
-	Code   string
 }
 
 const versionColumns = "v.res_type, v.res_id, v.version_id, v.updated_us, v.method, v.deleted, v.body"
@@ -106,11 +99,11 @@ func current(ctx context.Context, tx *Tx, typ, id string) (*Version, error) {
 	return &rows[0], nil
 }
 
-// Put stores v as the new current version of its resource and replaces the
-// resource's tokens with tokens (a delete drops them). The caller chooses
-// v.VersionID (one more than the current one, or 1) and v.Updated; a
-// version that already exists makes the transaction conflict and retry.
-func (tx *Tx) Put(ctx context.Context, v *Version, tokens []Token) error {
+// Put stores v as the new current version of its resource and replaces
+// the resource's search index with idx (a delete drops it). The caller
+// chooses v.VersionID (one more than the current one, or 1) and v.Updated;
+// a version that already exists makes the transaction conflict.
+func (tx *Tx) Put(ctx context.Context, v *Version, idx *fhir.Index) error {
 	if v.Type == "" || v.ID == "" || v.VersionID < 1 {
 		return errors.New("store: put: version needs a type, an id and a version number")
 	}
@@ -131,32 +124,8 @@ SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted 
 		v.Type, v.ID, v.VersionID, us, v.Deleted).Error; err != nil {
 		return fmt.Errorf("store: put %s/%s: %w", v.Type, v.ID, err)
 	}
-	if v.VersionID > 1 {
-		if err := db.Exec(`DELETE FROM resource_tokens WHERE res_type = ? AND res_id = ?`, v.Type, v.ID).Error; err != nil {
-			return fmt.Errorf("store: put %s/%s tokens: %w", v.Type, v.ID, err)
-		}
+	if v.Deleted {
+		idx = nil
 	}
-	if v.Deleted || len(tokens) == 0 {
-		return nil
-	}
-	rows := make([]tokenRow, len(tokens))
-	for i, t := range tokens {
-		rows[i] = tokenRow{ResType: v.Type, ResID: v.ID, Param: t.Param, System: t.System, Code: t.Code}
-	}
-	if err := db.CreateInBatches(rows, 200).Error; err != nil {
-		return fmt.Errorf("store: put %s/%s tokens: %w", v.Type, v.ID, err)
-	}
-	return nil
+	return replaceIndex(ctx, tx.db, v.Type, v.ID, v.VersionID == 1, idx)
 }
-
-// tokenRow is a row of resource_tokens.
-type tokenRow struct {
-	ResType string
-	ResID   string
-	Param   string
-	System  string
-	Code    string
-}
-
-// TableName names the table tokenRow maps to.
-func (tokenRow) TableName() string { return "resource_tokens" }

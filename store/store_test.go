@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/internal/testdb"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -26,9 +27,18 @@ func open(t *testing.T, dsn string) *store.Store {
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
 
-func put(t *testing.T, s *store.Store, v store.Version, tokens ...store.Token) {
+// identifier is the index of a resource with one identifier.
+func identifier(system, value string) *fhir.Index {
+	return &fhir.Index{Tokens: []fhir.TokenEntry{{Param: "identifier", System: system, Code: value}}}
+}
+
+func put(t *testing.T, s *store.Store, v store.Version, idx ...*fhir.Index) {
 	t.Helper()
-	err := s.InTx(context.Background(), func(tx *store.Tx) error { return tx.Put(context.Background(), &v, tokens) })
+	var index *fhir.Index
+	if len(idx) > 0 {
+		index = idx[0]
+	}
+	err := s.InTx(context.Background(), func(tx *store.Tx) error { return tx.Put(context.Background(), &v, index) })
 	if err != nil {
 		t.Fatalf("put %s/%s/%d: %v", v.Type, v.ID, v.VersionID, err)
 	}
@@ -56,9 +66,9 @@ func TestStore(t *testing.T) {
 		body1 := []byte(`{"resourceType":"Patient","id":"p1","meta":{"versionId":"1"},"birthDate":"1970-01-01","x":1.50}`)
 		body2 := []byte(`{"resourceType":"Patient","id":"p1","meta":{"versionId":"2"},"birthDate":"1970-01-02"}`)
 		put(t, s, store.Version{Type: "Patient", ID: "p1", VersionID: 1, Updated: t0, Method: "POST", Body: body1},
-			store.Token{Param: "identifier", System: "http://mrn", Code: "42"})
+			identifier("http://mrn", "42"))
 		put(t, s, store.Version{Type: "Patient", ID: "p1", VersionID: 2, Updated: t0.Add(time.Second), Method: "PUT", Body: body2},
-			store.Token{Param: "identifier", System: "http://mrn", Code: "43"})
+			identifier("http://mrn", "43"))
 
 		t.Run("read returns the current version byte for byte", func(t *testing.T) {
 			v, err := s.Read(ctx, "Patient", "p1")
@@ -95,13 +105,8 @@ func TestStore(t *testing.T) {
 				{"_id=p1&identifier=http://mrn|43", 1},
 				{"_id=p2&identifier=http://mrn|43", 0},
 			} {
-				q, _ := url.ParseQuery(tc.query)
-				c, err := store.ParseCriteria(q)
-				if err != nil {
-					t.Fatalf("%s: %v", tc.query, err)
-				}
 				var ids []string
-				err = s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, "Patient", c, 2); return err })
+				err := s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, criteria(t, tc.query), 2); return err })
 				if err != nil || len(ids) != tc.want {
 					t.Errorf("%s: got %v, %v; want %d match(es)", tc.query, ids, err, tc.want)
 				}
@@ -118,10 +123,8 @@ func TestStore(t *testing.T) {
 			if err != nil || !v.Deleted || v.Body != nil {
 				t.Fatalf("vread of the delete: %+v, %v", v, err)
 			}
-			q, _ := url.ParseQuery("identifier=http://mrn|43")
-			c, _ := store.ParseCriteria(q)
 			var ids []string
-			s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, "Patient", c, 2); return err })
+			s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, criteria(t, "identifier=http://mrn|43"), 2); return err })
 			if len(ids) != 0 {
 				t.Fatalf("a deleted resource still matches: %v", ids)
 			}
@@ -202,28 +205,18 @@ func TestStore(t *testing.T) {
 	})
 }
 
-func TestParseCriteria(t *testing.T) {
-	for _, tc := range []struct {
-		name, query string
-		ok          bool
-	}{
-		{"identifier with system", "identifier=http://x|1", true},
-		{"escaped comma stays in the value", `identifier=a\,b`, true},
-		{"no criteria", "", false},
-		{"only result parameters", "_format=json", false},
-		{"unsupported parameter", "name=smith", false},
-		{"bare bar", "identifier=|", false},
-		{"empty id", "_id=", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			q, _ := url.ParseQuery(tc.query)
-			_, err := store.ParseCriteria(q)
-			var ce *store.CriteriaError
-			if tc.ok != (err == nil) || (err != nil && !errors.As(err, &ce)) {
-				t.Fatalf("got %v", err)
-			}
-		})
+// criteria parses a Patient search query.
+func criteria(t *testing.T, query string) *fhir.SearchQuery {
+	t.Helper()
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		t.Fatal(err)
 	}
+	q, err := fhir.ParseSearch("Patient", params, fhir.SearchOptions{Strict: true})
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return q
 }
 
 func TestOpenRejectsUnknownScheme(t *testing.T) {

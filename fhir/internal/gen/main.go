@@ -37,7 +37,11 @@
 //
 // Usage:
 //
-//	go run ./fhir/internal/gen -in DIR -out fhir/definitions_r4.txt [-source LABEL] [-report]
+//	go run ./fhir/internal/gen -in DIR -out fhir/definitions_r4.txt [-search fhir/searchparams_r4.txt] [-source LABEL] [-report]
+//
+// With -search it also writes R4's search parameters and Patient
+// compartment (search-parameters.json, compartmentdefinition-patient.json),
+// checked against the same structure model; see search.go.
 package main
 
 import (
@@ -53,14 +57,21 @@ func main() {
 	out := flag.String("out", "", "file to write the model to")
 	source := flag.String("source", "", "label naming where the definitions came from, recorded in the header")
 	report := flag.Bool("report", false, "list on standard error where the published snapshots differ from the rebuilt element lists, and which required bindings are not checked")
+	searchOut := flag.String("search", "", "also write the search parameters and Patient compartment to this file (see search.go)")
 	flag.Parse()
 	if *in == "" || *out == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: gen -in DIR -out FILE [-source LABEL] [-report]")
+		fmt.Fprintln(os.Stderr, "usage: gen -in DIR -out FILE [-search FILE] [-source LABEL] [-report]")
 		os.Exit(2)
 	}
 	if err := run(*in, *out, *source, *report, notR4, r4Bindings); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
+	}
+	if *searchOut != "" {
+		if err := runSearch(*in, *searchOut, *source, *report); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(1)
+		}
 	}
 }
 

@@ -1,0 +1,356 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/go-chi/chi/v5"
+)
+
+// Bounds on what one search answer may pull in through _include and
+// _revinclude.
+const (
+	maxIncludeRounds = 4
+	maxIncluded      = 1000
+)
+
+// search is GET /{type} and POST /{type}/_search.
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+	typ := chi.URLParam(r, "type")
+	params, err := s.searchParams(w, r)
+	if err != nil {
+		return err
+	}
+	q, err := fhir.ParseSearch(typ, params, s.searchOptions(r))
+	if err != nil {
+		return err
+	}
+	return s.answerSearch(w, r, q, params, "/"+typ)
+}
+
+// compartmentSearch is GET /Patient/{id}/{type}: a search of type within
+// the patient's compartment.
+func (s *Server) compartmentSearch(w http.ResponseWriter, r *http.Request) error {
+	ctype, id, typ := chi.URLParam(r, "type"), chi.URLParam(r, "id"), chi.URLParam(r, "ctype")
+	if ctype != "Patient" {
+		return reqErr(errNotFound, "not-supported", "only the Patient compartment can be searched, not %s", ctype)
+	}
+	if !fhir.IsResourceType(typ) {
+		return reqErr(errNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
+	}
+	params := fhir.PatientCompartmentParams(typ)
+	if params == nil && typ != "Patient" {
+		return reqErr(errNotFound, "not-supported", "%s is not in the Patient compartment", typ)
+	}
+	q, err := fhir.ParseSearch(typ, r.URL.Query(), s.searchOptions(r))
+	if err != nil {
+		return err
+	}
+	q.Compartment = &fhir.Compartment{Type: "Patient", ID: id, Params: params}
+	return s.answerSearch(w, r, q, r.URL.Query(), "/Patient/"+id+"/"+typ)
+}
+
+// searchParams merges the query string with a POST's form body.
+func (s *Server) searchParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	params := r.URL.Query()
+	if r.Method != http.MethodPost {
+		return params, nil
+	}
+	_, body, err := s.readBody(w, r, "application/x-www-form-urlencoded")
+	if err != nil {
+		return nil, err
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, reqErr(errInvalid, "invalid", "malformed form body: %v", err)
+	}
+	for k, vs := range form {
+		params[k] = append(params[k], vs...)
+	}
+	return params, nil
+}
+
+func (s *Server) searchOptions(r *http.Request) fhir.SearchOptions {
+	return fhir.SearchOptions{
+		Base:         s.baseURL(r),
+		Strict:       slices.Contains(preferences(r), "handling=strict"),
+		DefaultCount: DefaultPageSize,
+		MaxCount:     MaxPageSize,
+	}
+}
+
+// answerSearch runs q and answers with a searchset Bundle. path is where
+// the search was asked (for the self and next links).
+func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.SearchQuery, params url.Values, path string) error {
+	res, err := s.store.Search(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	b := s.searchBundle(r, q, params, path, res.Total, res.Next)
+	if q.Summary != "count" {
+		keys := make([]store.Key, len(res.IDs))
+		for i, id := range res.IDs {
+			keys[i] = store.Key{Type: q.Type, ID: id}
+		}
+		if err := s.addEntries(r, &b, q, keys); err != nil {
+			return err
+		}
+	}
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
+}
+
+// searchBundle makes the searchset Bundle's frame: total, links, and an
+// OperationOutcome entry for parameters that were ignored.
+func (s *Server) searchBundle(r *http.Request, q *fhir.SearchQuery, params url.Values, path string, total int, next string) bundle {
+	base := s.baseURL(r)
+	b := bundle{ResourceType: "Bundle", Type: "searchset"}
+	if total >= 0 {
+		b.Total = &total
+	}
+	self := url.Values{}
+	for k, vs := range params {
+		self[k] = vs
+	}
+	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + path + queryString(self)})
+	if next != "" {
+		self.Set("_page", next)
+		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + path + queryString(self)})
+	}
+	if len(q.Ignored) > 0 {
+		oo, _ := json.Marshal(outcome(q.Ignored)) // plain structs always marshal
+		b.Entry = append(b.Entry, bundleEntry{Resource: oo, Search: &bundleSearch{Mode: "outcome"}})
+	}
+	return b
+}
+
+func queryString(v url.Values) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// addEntries reads the matches, then what _include and _revinclude bring,
+// and appends them to the Bundle.
+func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key) error {
+	versions, err := s.store.ReadMany(r.Context(), matches)
+	if err != nil {
+		return err
+	}
+	base := s.baseURL(r)
+	seen := map[store.Key]bool{}
+	for i := range versions {
+		v := &versions[i]
+		seen[store.Key{Type: v.Type, ID: v.ID}] = true
+		b.Entry = append(b.Entry, s.searchEntry(base, v, "match", q))
+	}
+	included, err := s.includes(r, q, matches, seen)
+	if err != nil {
+		return err
+	}
+	for i := range included {
+		b.Entry = append(b.Entry, s.searchEntry(base, &included[i], "include", q))
+	}
+	return nil
+}
+
+func (s *Server) searchEntry(base string, v *store.Version, mode string, q *fhir.SearchQuery) bundleEntry {
+	return bundleEntry{
+		FullURL:  base + "/" + v.Type + "/" + v.ID,
+		Resource: json.RawMessage(fhir.Subset(v.Body, q.Summary, q.Elements)),
+		Search:   &bundleSearch{Mode: mode},
+	}
+}
+
+// includes follows _include and _revinclude from the matches, repeating
+// the :iterate ones over what was added, within maxIncludeRounds and
+// maxIncluded.
+func (s *Server) includes(r *http.Request, q *fhir.SearchQuery, matches []store.Key, seen map[store.Key]bool) ([]store.Version, error) {
+	if len(q.Include) == 0 && len(q.RevInclude) == 0 {
+		return nil, nil
+	}
+	var out []store.Version
+	from := matches
+	for round := 0; round < maxIncludeRounds && len(from) > 0 && len(out) < maxIncluded; round++ {
+		var found []store.Key
+		for _, inc := range q.Include {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			src := keysOfType(from, inc.SourceType)
+			keys, err := s.store.References(r.Context(), src, inc.Param, inc.TargetType)
+			if err != nil {
+				return nil, err
+			}
+			found = append(found, keys...)
+		}
+		for _, inc := range q.RevInclude {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			keys, err := s.store.Referrers(r.Context(), from, inc.SourceType, inc.Param)
+			if err != nil {
+				return nil, err
+			}
+			found = append(found, keys...)
+		}
+		var fresh []store.Key
+		for _, k := range found {
+			if !seen[k] && len(out)+len(fresh) < maxIncluded {
+				seen[k] = true
+				fresh = append(fresh, k)
+			}
+		}
+		versions, err := s.store.ReadMany(r.Context(), fresh)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, versions...)
+		from = fresh
+	}
+	return out, nil
+}
+
+func keysOfType(keys []store.Key, typ string) []store.Key {
+	var out []store.Key
+	for _, k := range keys {
+		if k.Type == typ {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// everything is GET /Patient/{id}/$everything: the patient, every
+// resource in their compartment, and the resources those refer to, paged
+// type by type with a cursor.
+func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if typ != "Patient" {
+		return reqErr(errNotFound, "not-supported", "$everything is supported on Patient only")
+	}
+	if _, err := s.store.Read(r.Context(), typ, id); err != nil {
+		return err
+	}
+	params := r.URL.Query()
+	types := compartmentTypes()
+	if t := params.Get("_type"); t != "" {
+		want := strings.Split(t, ",")
+		types = slices.DeleteFunc(types, func(x string) bool { return !slices.Contains(want, x) })
+	}
+	count := DefaultPageSize
+	if c := params.Get("_count"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			return reqErr(errInvalid, "invalid", "_count must be a positive integer, not %q", c)
+		}
+		count = min(n, MaxPageSize)
+	}
+	var since []fhir.Criterion
+	if v := params.Get("_since"); v != "" {
+		sq, err := fhir.ParseSearch(typ, url.Values{"_lastUpdated": {"ge" + v}}, fhir.SearchOptions{})
+		if err != nil {
+			return err
+		}
+		since = sq.Where
+	}
+	at, inner, err := parseEverythingPage(params.Get("_page"), len(types))
+	if err != nil {
+		return err
+	}
+	var matches []store.Key
+	next := ""
+	for ; at < len(types) && len(matches) < count; at, inner = at+1, "" {
+		t := types[at]
+		q := &fhir.SearchQuery{Type: t, Count: count - len(matches), Total: "none", Where: since, Page: inner,
+			Compartment: &fhir.Compartment{Type: "Patient", ID: id, Params: fhir.PatientCompartmentParams(t)}}
+		res, err := s.store.Search(r.Context(), q)
+		if err != nil {
+			return err
+		}
+		for _, mid := range res.IDs {
+			matches = append(matches, store.Key{Type: t, ID: mid})
+		}
+		if res.Next != "" {
+			next = everythingPage(at, res.Next)
+			break
+		}
+		if len(matches) == count && at+1 < len(types) {
+			next = everythingPage(at+1, "")
+		}
+	}
+	q := &fhir.SearchQuery{Type: typ}
+	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next)
+	versions, err := s.store.ReadMany(r.Context(), matches)
+	if err != nil {
+		return err
+	}
+	base := s.baseURL(r)
+	seen := map[store.Key]bool{}
+	for i := range versions {
+		seen[store.Key{Type: versions[i].Type, ID: versions[i].ID}] = true
+		b.Entry = append(b.Entry, s.searchEntry(base, &versions[i], "match", q))
+	}
+	// Resources the page refers to outside the compartment (practitioners,
+	// organizations, medications...) come along once.
+	refs, err := s.store.References(r.Context(), matches, "*", "")
+	if err != nil {
+		return err
+	}
+	var extra []store.Key
+	for _, k := range refs {
+		if !seen[k] && fhir.PatientCompartmentParams(k.Type) == nil && k.Type != "Patient" {
+			seen[k] = true
+			extra = append(extra, k)
+		}
+	}
+	more, err := s.store.ReadMany(r.Context(), extra)
+	if err != nil {
+		return err
+	}
+	for i := range more {
+		b.Entry = append(b.Entry, s.searchEntry(base, &more[i], "include", q))
+	}
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
+}
+
+// The $everything cursor is the index of the type being listed and that
+// type's search cursor.
+func everythingPage(at int, inner string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(at) + ":" + inner))
+}
+
+func parseEverythingPage(page string, ntypes int) (int, string, error) {
+	if page == "" {
+		return 0, "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(page)
+	if err == nil {
+		idx, inner, ok := strings.Cut(string(raw), ":")
+		if at, err := strconv.Atoi(idx); ok && err == nil && at >= 0 && at < ntypes {
+			return at, inner, nil
+		}
+	}
+	return 0, "", &store.CriteriaError{Msg: "malformed paging cursor; start again"}
+}
+
+// compartmentTypes lists Patient and the types in the Patient
+// compartment, sorted.
+func compartmentTypes() []string {
+	var out []string
+	for _, t := range fhir.ResourceTypes() {
+		if t == "Patient" || fhir.PatientCompartmentParams(t) != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,686 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/fhir"
+	"gorm.io/gorm"
+)
+
+// SearchResult is one page of a search.
+type SearchResult struct {
+	IDs []string // the matches of the page, in order
+	// Next is the cursor of the following page ("" when this is the last);
+	// pass it back as SearchQuery.Page.
+	Next string
+	// Total is the number of matches, or -1 when not counted.
+	Total int
+}
+
+// Search runs q over the live resources of q.Type and returns one page of
+// ids. Pages are cut by a cursor holding the sort keys of the last match,
+// so results written while a client pages do not shift later pages.
+func (s *Store) Search(ctx context.Context, q *fhir.SearchQuery) (*SearchResult, error) {
+	res, err := search(ctx, s.db, s.dialect, q)
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	return res, nil
+}
+
+// Match returns up to limit ids of live resources meeting q's criteria,
+// inside the transaction, so that conditional interactions cannot race with
+// concurrent writes.
+func (tx *Tx) Match(ctx context.Context, q *fhir.SearchQuery, limit int) ([]string, error) {
+	qq := *q
+	qq.Count, qq.Total, qq.Sort, qq.Page = limit, "none", nil, ""
+	res, err := search(ctx, tx.db, tx.dialect, &qq)
+	if err != nil {
+		return nil, err
+	}
+	return res.IDs, nil
+}
+
+func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQuery) (*SearchResult, error) {
+	var where builder
+	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
+	for i := range q.Where {
+		where.w(" AND ")
+		if err := where.criterion("r", &q.Where[i]); err != nil {
+			return nil, err
+		}
+	}
+	if q.Compartment != nil {
+		where.w(" AND ")
+		where.compartment("r", q.Type, q.Compartment)
+	}
+	after, err := parsePage(q.Page, len(q.Sort))
+	if err != nil {
+		return nil, err
+	}
+
+	res := &SearchResult{Total: -1}
+	if q.Count > 0 || q.Summary == "count" {
+		var page builder
+		keys := page.sortKeys(q.Sort)
+		// The sort keys are computed in an inner query so that the
+		// keyset condition and ORDER BY can name them.
+		page.w("SELECT s.res_id")
+		for i := range keys {
+			page.w(", s.k" + strconv.Itoa(i))
+		}
+		page.w(" FROM (SELECT r.res_id AS res_id")
+		for i, k := range keys {
+			page.w(", ").w(k.expr).w(" AS k" + strconv.Itoa(i))
+		}
+		page.w(" FROM resources r WHERE ").merge(&where).w(") s")
+		if after != nil {
+			page.w(" WHERE ")
+			if err := page.keyset(keys, after); err != nil {
+				return nil, err
+			}
+		}
+		page.w(" ORDER BY ")
+		for i, k := range keys {
+			page.w("s.k" + strconv.Itoa(i))
+			if k.desc {
+				page.w(" DESC")
+			}
+			page.w(", ")
+		}
+		page.w("s.res_id LIMIT ").arg(q.Count + 1)
+		if q.Summary != "count" {
+			rows, err := db.WithContext(ctx).Raw(page.sql(), page.args...).Rows()
+			if err != nil {
+				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
+			}
+			defer rows.Close()
+			var last []string
+			for rows.Next() {
+				vals := make([]any, len(keys)+1)
+				strs := make([]string, len(keys)+1)
+				for i := range vals {
+					vals[i] = &strs[i]
+				}
+				if err := rows.Scan(vals...); err != nil {
+					return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
+				}
+				if len(res.IDs) == q.Count {
+					res.Next = encodePage(last)
+					break
+				}
+				res.IDs = append(res.IDs, strs[0])
+				last = strs
+			}
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
+			}
+		}
+	}
+	switch q.Total {
+	case "none":
+	case "estimate":
+		if dialect != SQLite {
+			n, err := estimate(ctx, db, &where)
+			if err != nil {
+				return nil, err
+			}
+			res.Total = n
+			break
+		}
+		fallthrough
+	default:
+		if q.Page != "" && q.Total == "" {
+			break // counted on the first page; later pages need not
+		}
+		var n int64
+		var count builder
+		count.w("SELECT COUNT(*) FROM resources r WHERE ").merge(&where)
+		if err := db.WithContext(ctx).Raw(count.sql(), count.args...).Scan(&n).Error; err != nil {
+			return nil, fmt.Errorf("store: count %s: %w", q.Type, err)
+		}
+		res.Total = int(n)
+	}
+	return res, nil
+}
+
+// estimate asks PostgreSQL's planner how many rows the search matches.
+func estimate(ctx context.Context, db *gorm.DB, where *builder) (int, error) {
+	var b builder
+	b.w("EXPLAIN (FORMAT JSON) SELECT r.res_id FROM resources r WHERE ").merge(where)
+	var plan string
+	if err := db.WithContext(ctx).Raw(b.sql(), b.args...).Scan(&plan).Error; err != nil {
+		return 0, fmt.Errorf("store: estimate: %w", err)
+	}
+	var out []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal([]byte(plan), &out); err != nil || len(out) == 0 {
+		return 0, fmt.Errorf("store: estimate: unreadable plan: %v", err)
+	}
+	return int(out[0].Plan.Rows), nil
+}
+
+// builder accumulates SQL with ? placeholders and their arguments.
+type builder struct {
+	sb    strings.Builder
+	args  []any
+	alias int
+}
+
+func (b *builder) w(s string) *builder { b.sb.WriteString(s); return b }
+
+func (b *builder) arg(v any) *builder {
+	b.sb.WriteByte('?')
+	b.args = append(b.args, v)
+	return b
+}
+
+func (b *builder) merge(o *builder) *builder {
+	b.sb.WriteString(o.sb.String())
+	b.args = append(b.args, o.args...)
+	return b
+}
+
+func (b *builder) sql() string { return b.sb.String() }
+
+// next returns a fresh table alias.
+func (b *builder) next(prefix string) string {
+	b.alias++
+	return prefix + strconv.Itoa(b.alias)
+}
+
+// tableOf is the index table of a search type.
+func tableOf(typ string) (string, error) {
+	switch typ {
+	case "string":
+		return "search_string", nil
+	case "token":
+		return "search_token", nil
+	case "reference":
+		return "search_reference", nil
+	case "date":
+		return "search_date", nil
+	case "number", "quantity":
+		return "search_quantity", nil
+	case "uri":
+		return "search_uri", nil
+	case "composite":
+		return "search_composite", nil
+	}
+	return "", &CriteriaError{Msg: fmt.Sprintf("search parameters of type %q are not supported", typ)}
+}
+
+// owned writes the join of index alias x to resource alias r.
+func (b *builder) owned(x, r string) *builder {
+	return b.w(x + ".res_type = " + r + ".res_type AND " + x + ".res_id = " + r + ".res_id")
+}
+
+// criterion writes a boolean SQL expression: resource row r meets c.
+func (b *builder) criterion(r string, c *fhir.Criterion) error {
+	switch {
+	case c.Code == "_id":
+		return b.idCriterion(r, c)
+	case c.Code == "_lastUpdated":
+		return b.lastUpdated(r, c)
+	case c.Has != nil:
+		x, r2 := b.next("x"), b.next("r")
+		b.w("EXISTS (SELECT 1 FROM search_reference " + x + " JOIN resources " + r2 + " ON ").owned(x, r2)
+		b.w(" WHERE " + x + ".target_type = " + r + ".res_type AND " + x + ".target_id = " + r + ".res_id AND " + x + ".res_type = ").arg(c.Has.Type)
+		b.w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
+		if err := b.criterion(r2, &c.Has.Where); err != nil {
+			return err
+		}
+		b.w(")")
+		return nil
+	case c.Chain != nil:
+		x, r2 := b.next("x"), b.next("r")
+		b.w("EXISTS (SELECT 1 FROM search_reference " + x + " JOIN resources " + r2 + " ON " + r2 + ".res_type = " + x + ".target_type AND " + r2 + ".res_id = " + x + ".target_id WHERE ").owned(x, r)
+		b.w(" AND " + x + ".param = ").arg(c.Code)
+		if c.Chain.Type != "" {
+			b.w(" AND " + x + ".target_type = ").arg(c.Chain.Type)
+		}
+		b.w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
+		if err := b.criterion(r2, &c.Chain.Where); err != nil {
+			return err
+		}
+		b.w(")")
+		return nil
+	}
+	typ, param := c.Type, c.Code
+	switch c.Modifier {
+	case "text":
+		if typ == "token" {
+			typ, param = "string", c.Code+":text"
+		}
+	case "of-type":
+		param = c.Code + ":of-type"
+	}
+	table, err := tableOf(typ)
+	if err != nil {
+		return err
+	}
+	x := b.next("x")
+	if c.Missing != nil {
+		if *c.Missing {
+			b.w("NOT ")
+		}
+		b.w("EXISTS (SELECT 1 FROM " + table + " " + x + " WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(")")
+		return nil
+	}
+	if len(c.Values) == 0 {
+		return &CriteriaError{Msg: fmt.Sprintf("parameter %s has no value", c.Code)}
+	}
+	if c.Modifier == "not" {
+		b.w("NOT ")
+	}
+	b.w("EXISTS (SELECT 1 FROM " + table + " " + x + " WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(" AND (")
+	for i := range c.Values {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		if err := b.value(x, typ, c, &c.Values[i]); err != nil {
+			return err
+		}
+	}
+	b.w("))")
+	return nil
+}
+
+// value writes the condition that index row x matches one value.
+func (b *builder) value(x, typ string, c *fhir.Criterion, v *fhir.SearchValue) error {
+	b.w("(")
+	defer b.w(")")
+	switch typ {
+	case "string":
+		switch c.Modifier {
+		case "exact":
+			b.w(x + ".exact = ").arg(v.Text)
+		case "contains":
+			b.w(x + ".plen = 0 AND " + x + ".norm LIKE ").arg("%" + escapeLike(v.Text) + "%").w(` ESCAPE '\'`)
+		default: // starts with, also for :text of tokens
+			b.prefix(x+".norm", v.Text).w(" AND " + x + ".plen = 0")
+		}
+	case "token":
+		b.token(x+".system", x+".code", v)
+	case "reference":
+		switch {
+		case v.URL != "":
+			b.w(x + ".url = ").arg(v.URL)
+		case v.RefType != "":
+			b.w(x + ".target_type = ").arg(v.RefType).w(" AND " + x + ".target_id = ").arg(v.RefID)
+		default:
+			b.w(x + ".target_id = ").arg(v.RefID)
+		}
+	case "date":
+		b.dateRange(x+".low_us", x+".high_us", v)
+	case "number":
+		b.number(x+".value", v)
+	case "quantity":
+		b.number(x+".value", v)
+		b.unit(x+".system", x+".code", x+".unit", v)
+	case "uri":
+		switch c.Modifier {
+		case "below":
+			b.prefix(x+".value", v.Text)
+		case "above":
+			prefixes := uriPrefixes(v.Text)
+			b.w(x + ".value IN (")
+			for i, p := range prefixes {
+				if i > 0 {
+					b.w(", ")
+				}
+				b.arg(p)
+			}
+			b.w(")")
+		default:
+			b.w(x + ".value = ").arg(v.Text)
+		}
+	case "composite":
+		if len(v.Parts) != 2 {
+			return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s needs two values joined by $", c.Code)}
+		}
+		if c.Components[0] == "reference" {
+			p := v.Parts[0]
+			b.w(x + ".c1_system = ").arg(p.RefType).w(" AND " + x + ".c1_code = ").arg(p.RefID)
+		} else {
+			b.token(x+".c1_system", x+".c1_code", &v.Parts[0])
+		}
+		b.w(" AND ")
+		p := &v.Parts[1]
+		switch c.Components[1] {
+		case "token":
+			b.token(x+".c2_system", x+".c2_code", p)
+		case "quantity", "number":
+			b.number(x+".c2_value", p)
+			b.unit(x+".c2_system", x+".c2_code", x+".c2_text", p)
+		case "date":
+			b.dateRange(x+".c2_low_us", x+".c2_high_us", p)
+		case "string":
+			b.prefix(x+".c2_text", p.Text)
+		case "reference":
+			b.w(x + ".c2_system = ").arg(p.RefType).w(" AND " + x + ".c2_code = ").arg(p.RefID)
+		default:
+			return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s has an unsupported component type %s", c.Code, c.Components[1])}
+		}
+	default:
+		return &CriteriaError{Msg: fmt.Sprintf("search parameters of type %q are not supported", typ)}
+	}
+	return nil
+}
+
+// prefix writes "col starts with p" as a range, which a B-tree index serves
+// (columns compare bytewise).
+func (b *builder) prefix(col, p string) *builder {
+	return b.w(col+" >= ").arg(p).w(" AND "+col+" < ").arg(p + "\U0010FFFF")
+}
+
+func (b *builder) token(system, code string, v *fhir.SearchValue) {
+	switch {
+	case v.AnySystem:
+		b.w(code + " = ").arg(v.Code)
+	case v.NoSystem:
+		b.w(system + " = '' AND " + code + " = ").arg(v.Code)
+	case v.Code == "":
+		b.w(system + " = ").arg(v.System)
+	default:
+		b.w(system + " = ").arg(v.System).w(" AND " + code + " = ").arg(v.Code)
+	}
+}
+
+// unit adds a quantity's unit condition: system|code, or ||code matching
+// the code or the display unit.
+func (b *builder) unit(system, code, unit string, v *fhir.SearchValue) {
+	switch {
+	case v.System != "":
+		b.w(" AND " + system + " = ").arg(v.System).w(" AND " + code + " = ").arg(v.Code)
+	case v.Code != "":
+		b.w(" AND (" + code + " = ").arg(v.Code).w(" OR " + unit + " = ").arg(v.Code).w(")")
+	}
+}
+
+// number writes the condition on a stored number for a prefixed value
+// with its implicit precision range [NumLow, NumHigh).
+func (b *builder) number(col string, v *fhir.SearchValue) {
+	switch v.Prefix {
+	case "", "eq":
+		b.w(col+" >= ").arg(v.NumLow).w(" AND "+col+" < ").arg(v.NumHigh)
+	case "ne":
+		b.w("NOT ("+col+" >= ").arg(v.NumLow).w(" AND "+col+" < ").arg(v.NumHigh).w(")")
+	case "gt", "sa":
+		b.w(col + " > ").arg(v.Num)
+	case "lt", "eb":
+		b.w(col + " < ").arg(v.Num)
+	case "ge":
+		b.w(col + " >= ").arg(v.Num)
+	case "le":
+		b.w(col + " <= ").arg(v.Num)
+	case "ap": // within 10 % of the value
+		d := math.Abs(v.Num) / 10
+		b.w(col+" >= ").arg(v.Num-d).w(" AND "+col+" <= ").arg(v.Num+d)
+	}
+}
+
+// dateRange writes the condition on a stored range [lo, hi) for a
+// prefixed search range [Low, High), as the R4 search page defines each
+// prefix.
+func (b *builder) dateRange(lo, hi string, v *fhir.SearchValue) {
+	l, h := v.Low.UnixMicro(), v.High.UnixMicro()
+	within := func() {
+		b.w(lo+" >= ").arg(l).w(" AND "+hi+" <= ").arg(h)
+	}
+	switch v.Prefix {
+	case "", "eq":
+		within()
+	case "ne":
+		b.w("NOT (")
+		within()
+		b.w(")")
+	case "gt":
+		b.w(hi + " > ").arg(h)
+	case "lt":
+		b.w(lo + " < ").arg(l)
+	case "ge":
+		b.w(hi + " > ").arg(h).w(" OR (")
+		within()
+		b.w(")")
+	case "le":
+		b.w(lo + " < ").arg(l).w(" OR (")
+		within()
+		b.w(")")
+	case "sa":
+		b.w(lo + " >= ").arg(h)
+	case "eb":
+		b.w(hi + " <= ").arg(l)
+	case "ap":
+		// Approximately: the ranges overlap once the search range is
+		// widened by a tenth of its distance from now (at least a day).
+		d := time.Since(v.Low).Abs() / 10
+		d = max(d, 24*time.Hour).Truncate(time.Microsecond)
+		b.w(lo+" < ").arg(v.High.Add(d).UnixMicro()).w(" AND "+hi+" > ").arg(v.Low.Add(-d).UnixMicro())
+	}
+}
+
+func (b *builder) idCriterion(r string, c *fhir.Criterion) error {
+	if c.Missing != nil {
+		if *c.Missing {
+			b.w("1 = 0") // every resource has an id
+		} else {
+			b.w("1 = 1")
+		}
+		return nil
+	}
+	if c.Modifier == "not" {
+		b.w("NOT ")
+	}
+	b.w(r + ".res_id IN (")
+	for i, v := range c.Values {
+		if i > 0 {
+			b.w(", ")
+		}
+		b.arg(v.Code)
+	}
+	b.w(")")
+	return nil
+}
+
+func (b *builder) lastUpdated(r string, c *fhir.Criterion) error {
+	if c.Missing != nil {
+		if *c.Missing {
+			b.w("1 = 0")
+		} else {
+			b.w("1 = 1")
+		}
+		return nil
+	}
+	b.w("(")
+	for i := range c.Values {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		// The version time is a point: the range [t, t+1µs).
+		b.w("(")
+		b.dateRange(r+".updated_us", "("+r+".updated_us + 1)", &c.Values[i])
+		b.w(")")
+	}
+	b.w(")")
+	return nil
+}
+
+// compartment keeps resources that reference the compartment's resource
+// through one of its parameters (or are that resource).
+func (b *builder) compartment(r, typ string, c *fhir.Compartment) {
+	if typ == c.Type {
+		b.w(r + ".res_id = ").arg(c.ID)
+		return
+	}
+	if len(c.Params) == 0 {
+		b.w("1 = 0")
+		return
+	}
+	x := b.next("x")
+	b.w("EXISTS (SELECT 1 FROM search_reference " + x + " WHERE ").owned(x, r)
+	b.w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN (")
+	for i, p := range c.Params {
+		if i > 0 {
+			b.w(", ")
+		}
+		b.arg(p)
+	}
+	b.w("))")
+}
+
+// sortKey is one computed ORDER BY column.
+type sortKey struct {
+	expr string
+	desc bool
+	kind byte // 't' text, 'i' integer, 'f' float: how a cursor value is read back
+}
+
+// sortKeys turns the sort parameters into SQL expressions over resource
+// row r. A resource without a value sorts last either way: missing values
+// become a sentinel past every real one.
+func (b *builder) sortKeys(keys []fhir.SortKey) []sortKey {
+	out := make([]sortKey, 0, len(keys))
+	for _, k := range keys {
+		agg := "MIN"
+		if k.Desc {
+			agg = "MAX"
+		}
+		var col, table, sentinelHigh, sentinelLow string
+		kind := byte('t')
+		textSentinels := func() { sentinelHigh, sentinelLow = "'\U0010FFFF'", "''" }
+		numSentinels := func() { sentinelHigh, sentinelLow, kind = "1e308", "-1e308", 'f' }
+		switch {
+		case k.Code == "_id":
+			out = append(out, sortKey{expr: "r.res_id", desc: k.Desc, kind: 't'})
+			continue
+		case k.Code == "_lastUpdated":
+			out = append(out, sortKey{expr: "r.updated_us", desc: k.Desc, kind: 'i'})
+			continue
+		case k.Type == "string":
+			table, col = "search_string", "norm"
+			textSentinels()
+		case k.Type == "token":
+			table, col = "search_token", "code"
+			textSentinels()
+		case k.Type == "reference":
+			table, col = "search_reference", "target_id"
+			textSentinels()
+		case k.Type == "uri":
+			table, col = "search_uri", "value"
+			textSentinels()
+		case k.Type == "date":
+			table, col = "search_date", "low_us"
+			if k.Desc {
+				col = "high_us"
+			}
+			sentinelHigh, sentinelLow = strconv.FormatInt(math.MaxInt64, 10), strconv.FormatInt(math.MinInt64, 10)
+			kind = 'i'
+		default: // number, quantity
+			table, col = "search_quantity", "value"
+			numSentinels()
+		}
+		sentinel := sentinelHigh
+		if k.Desc {
+			sentinel = sentinelLow
+		}
+		x := b.next("x")
+		// Parameter codes are checked against the definitions before they
+		// get here, but they still travel as literals escaped by quoting.
+		expr := "COALESCE((SELECT " + agg + "(" + x + "." + col + ") FROM " + table + " " + x +
+			" WHERE " + x + ".res_type = r.res_type AND " + x + ".res_id = r.res_id AND " + x + ".param = " + sqlString(k.Code) + "), " + sentinel + ")"
+		out = append(out, sortKey{expr: expr, desc: k.Desc, kind: kind})
+	}
+	return out
+}
+
+// keyset writes "row s comes after the cursor" for the sort keys and the
+// id tie-breaker: (k0 > c0) OR (k0 = c0 AND ((k1 > c1) OR ...)).
+func (b *builder) keyset(keys []sortKey, after []string) error {
+	vals := make([]any, len(keys))
+	for i, k := range keys {
+		var err error
+		switch k.kind {
+		case 'i':
+			vals[i], err = strconv.ParseInt(after[i], 10, 64)
+		case 'f':
+			vals[i], err = strconv.ParseFloat(after[i], 64)
+		default:
+			vals[i] = after[i]
+		}
+		if err != nil {
+			return &CriteriaError{Msg: "malformed paging cursor; start the search again"}
+		}
+	}
+	var rec func(i int)
+	rec = func(i int) {
+		if i == len(keys) {
+			b.w("s.res_id > ").arg(after[len(keys)])
+			return
+		}
+		col := "s.k" + strconv.Itoa(i)
+		op := " > "
+		if keys[i].desc {
+			op = " < "
+		}
+		b.w("(" + col + op).arg(vals[i]).w(" OR (" + col + " = ").arg(vals[i]).w(" AND ")
+		rec(i + 1)
+		b.w("))")
+	}
+	rec(0)
+	return nil
+}
+
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func escapeLike(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// uriPrefixes lists s and every prefix of it ending before a "/", for
+// :above (http://a/b/c matches stored http://a/b/c, http://a/b, http://a).
+func uriPrefixes(s string) []string {
+	out := []string{s}
+	for i := len(s) - 1; i > 0; i-- {
+		if s[i] == '/' && s[i-1] != '/' && s[i-1] != ':' {
+			out = append(out, s[:i])
+		}
+	}
+	return out
+}
+
+// The page cursor is the last match's sort key values and id, as
+// strings, base64url-encoded JSON.
+func encodePage(last []string) string {
+	b, _ := json.Marshal(last) // strings always marshal
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parsePage(page string, nkeys int) ([]string, error) {
+	if page == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(page)
+	var vals []string
+	if err == nil {
+		err = json.Unmarshal(b, &vals)
+	}
+	if err != nil || len(vals) != nkeys+1 {
+		return nil, &CriteriaError{Msg: "malformed or stale paging cursor; start the search again"}
+	}
+	// The cursor stores the row as [id, k0, k1, ...]; keyset wants the
+	// keys first and the id last.
+	return append(vals[1:], vals[0]), nil
+}
