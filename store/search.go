@@ -234,7 +234,7 @@ func (b *builder) criterion(r string, c *fhir.Criterion) error {
 		return b.lastUpdated(r, c)
 	case c.Has != nil:
 		x, r2 := b.next("x"), b.next("r")
-		b.w("EXISTS (SELECT 1 FROM search_reference " + x + " JOIN resources " + r2 + " ON ").owned(x, r2)
+		b.w("EXISTS (SELECT 1 FROM search_reference "+x+" JOIN resources "+r2+" ON ").owned(x, r2)
 		b.w(" WHERE " + x + ".target_type = " + r + ".res_type AND " + x + ".target_id = " + r + ".res_id AND " + x + ".res_type = ").arg(c.Has.Type)
 		b.w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
 		if err := b.criterion(r2, &c.Has.Where); err != nil {
@@ -244,7 +244,7 @@ func (b *builder) criterion(r string, c *fhir.Criterion) error {
 		return nil
 	case c.Chain != nil:
 		x, r2 := b.next("x"), b.next("r")
-		b.w("EXISTS (SELECT 1 FROM search_reference " + x + " JOIN resources " + r2 + " ON " + r2 + ".res_type = " + x + ".target_type AND " + r2 + ".res_id = " + x + ".target_id WHERE ").owned(x, r)
+		b.w("EXISTS (SELECT 1 FROM search_reference "+x+" JOIN resources "+r2+" ON "+r2+".res_type = "+x+".target_type AND "+r2+".res_id = "+x+".target_id WHERE ").owned(x, r)
 		b.w(" AND " + x + ".param = ").arg(c.Code)
 		if c.Chain.Type != "" {
 			b.w(" AND " + x + ".target_type = ").arg(c.Chain.Type)
@@ -274,7 +274,7 @@ func (b *builder) criterion(r string, c *fhir.Criterion) error {
 		if *c.Missing {
 			b.w("NOT ")
 		}
-		b.w("EXISTS (SELECT 1 FROM " + table + " " + x + " WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(")")
+		b.w("EXISTS (SELECT 1 FROM "+table+" "+x+" WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(")")
 		return nil
 	}
 	if len(c.Values) == 0 {
@@ -283,7 +283,7 @@ func (b *builder) criterion(r string, c *fhir.Criterion) error {
 	if c.Modifier == "not" {
 		b.w("NOT ")
 	}
-	b.w("EXISTS (SELECT 1 FROM " + table + " " + x + " WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(" AND (")
+	b.w("EXISTS (SELECT 1 FROM "+table+" "+x+" WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(" AND (")
 	for i := range c.Values {
 		if i > 0 {
 			b.w(" OR ")
@@ -381,7 +381,7 @@ func (b *builder) value(x, typ string, c *fhir.Criterion, v *fhir.SearchValue) e
 // prefix writes "col starts with p" as a range, which a B-tree index serves
 // (columns compare bytewise).
 func (b *builder) prefix(col, p string) *builder {
-	return b.w(col+" >= ").arg(p).w(" AND "+col+" < ").arg(p + "\U0010FFFF")
+	return b.w(col + " >= ").arg(p).w(" AND " + col + " < ").arg(p + "\U0010FFFF")
 }
 
 func (b *builder) token(system, code string, v *fhir.SearchValue) {
@@ -413,9 +413,9 @@ func (b *builder) unit(system, code, unit string, v *fhir.SearchValue) {
 func (b *builder) number(col string, v *fhir.SearchValue) {
 	switch v.Prefix {
 	case "", "eq":
-		b.w(col+" >= ").arg(v.NumLow).w(" AND "+col+" < ").arg(v.NumHigh)
+		b.w(col + " >= ").arg(v.NumLow).w(" AND " + col + " < ").arg(v.NumHigh)
 	case "ne":
-		b.w("NOT ("+col+" >= ").arg(v.NumLow).w(" AND "+col+" < ").arg(v.NumHigh).w(")")
+		b.w("NOT (" + col + " >= ").arg(v.NumLow).w(" AND " + col + " < ").arg(v.NumHigh).w(")")
 	case "gt", "sa":
 		b.w(col + " > ").arg(v.Num)
 	case "lt", "eb":
@@ -426,7 +426,7 @@ func (b *builder) number(col string, v *fhir.SearchValue) {
 		b.w(col + " <= ").arg(v.Num)
 	case "ap": // within 10 % of the value
 		d := math.Abs(v.Num) / 10
-		b.w(col+" >= ").arg(v.Num-d).w(" AND "+col+" <= ").arg(v.Num+d)
+		b.w(col + " >= ").arg(v.Num - d).w(" AND " + col + " <= ").arg(v.Num + d)
 	}
 }
 
@@ -436,7 +436,7 @@ func (b *builder) number(col string, v *fhir.SearchValue) {
 func (b *builder) dateRange(lo, hi string, v *fhir.SearchValue) {
 	l, h := v.Low.UnixMicro(), v.High.UnixMicro()
 	within := func() {
-		b.w(lo+" >= ").arg(l).w(" AND "+hi+" <= ").arg(h)
+		b.w(lo + " >= ").arg(l).w(" AND " + hi + " <= ").arg(h)
 	}
 	switch v.Prefix {
 	case "", "eq":
@@ -466,7 +466,7 @@ func (b *builder) dateRange(lo, hi string, v *fhir.SearchValue) {
 		// widened by a tenth of its distance from now (at least a day).
 		d := time.Since(v.Low).Abs() / 10
 		d = max(d, 24*time.Hour).Truncate(time.Microsecond)
-		b.w(lo+" < ").arg(v.High.Add(d).UnixMicro()).w(" AND "+hi+" > ").arg(v.Low.Add(-d).UnixMicro())
+		b.w(lo + " < ").arg(v.High.Add(d).UnixMicro()).w(" AND " + hi + " > ").arg(v.Low.Add(-d).UnixMicro())
 	}
 }
 
@@ -528,7 +528,7 @@ func (b *builder) compartment(r, typ string, c *fhir.Compartment) {
 		return
 	}
 	x := b.next("x")
-	b.w("EXISTS (SELECT 1 FROM search_reference " + x + " WHERE ").owned(x, r)
+	b.w("EXISTS (SELECT 1 FROM search_reference "+x+" WHERE ").owned(x, r)
 	b.w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN (")
 	for i, p := range c.Params {
 		if i > 0 {

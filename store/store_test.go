@@ -124,7 +124,10 @@ func TestStore(t *testing.T) {
 				t.Fatalf("vread of the delete: %+v, %v", v, err)
 			}
 			var ids []string
-			s.InTx(ctx, func(tx *store.Tx) (err error) { ids, err = tx.Match(ctx, criteria(t, "identifier=http://mrn|43"), 2); return err })
+			s.InTx(ctx, func(tx *store.Tx) (err error) {
+				ids, err = tx.Match(ctx, criteria(t, "identifier=http://mrn|43"), 2)
+				return err
+			})
 			if len(ids) != 0 {
 				t.Fatalf("a deleted resource still matches: %v", ids)
 			}
