@@ -15,71 +15,84 @@ var indexTables = []string{
 	"search_quantity", "search_uri", "search_composite",
 }
 
-// replaceIndex drops the index rows of a resource and, unless idx is nil,
-// writes idx in their place.
-func replaceIndex(ctx context.Context, db *gorm.DB, typ, id string, fresh bool, idx *fhir.Index) error {
-	db = db.WithContext(ctx)
-	if !fresh {
+// deleteIndex drops every index row of the given resources.
+func deleteIndex(ctx context.Context, db *gorm.DB, keys []Key) error {
+	const perStatement = 500
+	for start := 0; start < len(keys); start += perStatement {
+		batch := keys[start:min(start+perStatement, len(keys))]
 		for _, t := range indexTables {
-			if err := db.Exec(`DELETE FROM `+t+` WHERE res_type = ? AND res_id = ?`, typ, id).Error; err != nil {
-				return fmt.Errorf("store: clear %s of %s/%s: %w", t, typ, id, err)
+			var b builder
+			b.w("DELETE FROM " + t + " WHERE ")
+			b.keys("res_type", "res_id", batch)
+			if err := db.WithContext(ctx).Exec(b.sql(), b.args...).Error; err != nil {
+				return fmt.Errorf("store: clear %s: %w", t, err)
 			}
 		}
 	}
-	if idx == nil {
-		return nil
-	}
-	w := &rowWriter{db: db, typ: typ, id: id}
+	return nil
+}
+
+// index queues the rows of one resource's search index. _id and
+// _lastUpdated are not written: searches match them on the resource's key
+// and version time.
+func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
+	const (
+		stringCols = "res_type, res_id, param, plen, norm, exact"
+		tokenCols  = "res_type, res_id, param, system, code"
+		qtyCols    = "res_type, res_id, param, value, low, high, system, code, unit"
+	)
 	for _, e := range idx.Strings {
-		w.add("search_string", "param, plen, norm, exact", e.Param, 0, e.Norm, e.Value)
+		w.add("search_string", stringCols, "", typ, id, e.Param, 0, e.Norm, e.Value)
 	}
 	for _, e := range idx.Tokens {
 		switch {
 		case e.Param == "_id":
-			continue // matched on the resource's key
+			continue
 		case e.Code != "":
-			w.add("search_token", "param, system, code", e.Param, e.System, e.Code)
+			w.add("search_token", tokenCols, "", typ, id, e.Param, e.System, e.Code)
 		}
 		if e.Text != "" {
-			w.add("search_string", "param, plen, norm, exact", e.Param+":text", 0, e.Text, e.Text)
+			w.add("search_string", stringCols, "", typ, id, e.Param+":text", 0, e.Text, e.Text)
 		}
 		if e.TypeCode != "" {
-			w.add("search_token", "param, system, code", e.Param+":of-type", e.TypeSystem, e.TypeCode+"|"+e.Code)
+			w.add("search_token", tokenCols, "", typ, id, e.Param+":of-type", e.TypeSystem, e.TypeCode+"|"+e.Code)
 		}
 	}
 	for _, e := range idx.References {
-		w.add("search_reference", "param, target_type, target_id, url", e.Param, e.Type, e.ID, e.URL)
+		w.add("search_reference", "res_type, res_id, param, target_type, target_id, url", "", typ, id, e.Param, e.Type, e.ID, e.URL)
 	}
 	for _, e := range idx.Dates {
-		if e.Param == "_lastUpdated" {
-			continue // matched on the version's time
+		if e.Param != "_lastUpdated" {
+			w.add("search_date", "res_type, res_id, param, low_us, high_us", "", typ, id, e.Param, e.Low.UnixMicro(), e.High.UnixMicro())
 		}
-		w.add("search_date", "param, low_us, high_us", e.Param, e.Low.UnixMicro(), e.High.UnixMicro())
 	}
 	for _, e := range idx.Numbers {
-		w.add("search_quantity", "param, value, low, high, system, code, unit", e.Param, e.Value, e.Low, e.High, "", "", "")
+		w.add("search_quantity", qtyCols, "", typ, id, e.Param, e.Value, e.Low, e.High, "", "", "")
 	}
 	for _, e := range idx.Quantities {
-		w.add("search_quantity", "param, value, low, high, system, code, unit", e.Param, e.Value, e.Low, e.High, e.System, e.Code, e.Unit)
+		w.add("search_quantity", qtyCols, "", typ, id, e.Param, e.Value, e.Low, e.High, e.System, e.Code, e.Unit)
 	}
 	for _, e := range idx.URIs {
-		w.add("search_uri", "param, value", e.Param, e.Value)
+		w.add("search_uri", "res_type, res_id, param, value", "", typ, id, e.Param, e.Value)
 	}
 	for _, e := range idx.Composites {
 		row, err := compositeRow(e)
 		if err != nil {
-			return err
+			if w.err == nil {
+				w.err = fmt.Errorf("store: index %s/%s: %w", typ, id, err)
+			}
+			continue
 		}
-		w.add("search_composite", "param, c1_system, c1_code, c2_system, c2_code, c2_value, c2_low, c2_high, c2_low_us, c2_high_us, c2_text", row...)
+		w.add("search_composite", "res_type, res_id, param, c1_system, c1_code, c2_system, c2_code, c2_value, c2_low, c2_high, c2_low_us, c2_high_us, c2_text", "",
+			append([]any{typ, id}, row...)...)
 	}
-	return w.flush()
 }
 
 // compositeRow lays a two-part composite out in search_composite's
-// columns.
+// columns after res_type and res_id.
 func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 	if len(e.Parts) != 2 {
-		return nil, fmt.Errorf("store: composite %s has %d parts, want 2", e.Param, len(e.Parts))
+		return nil, fmt.Errorf("composite %s has %d parts, want 2", e.Param, len(e.Parts))
 	}
 	row := []any{e.Param, "", "", "", "", nil, nil, nil, nil, nil, ""}
 	first, second := e.Parts[0], e.Parts[1]
@@ -89,7 +102,7 @@ func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 	case first.Reference != nil:
 		row[1], row[2] = first.Reference.Type, first.Reference.ID
 	default:
-		return nil, fmt.Errorf("store: composite %s: first part must be a token or reference", e.Param)
+		return nil, fmt.Errorf("composite %s: first part must be a token or reference", e.Param)
 	}
 	switch {
 	case second.Token != nil:
@@ -107,67 +120,77 @@ func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 	case second.String != nil:
 		row[10] = second.String.Norm
 	default:
-		return nil, fmt.Errorf("store: composite %s: unsupported second part", e.Param)
+		return nil, fmt.Errorf("composite %s: unsupported second part", e.Param)
 	}
 	return row, nil
 }
 
-// rowWriter batches index rows into multi-row INSERTs, one statement per
-// table and batch, so a resource's index costs a few round trips however
-// many values it has.
+// rowWriter batches rows into multi-row INSERTs, one statement per table
+// and batch, so that writing many resources, each with many index values,
+// costs a few round trips.
 type rowWriter struct {
 	db      *gorm.DB
-	typ, id string
 	pending map[string]*pendingRows
 	order   []string
 	err     error
 }
 
 type pendingRows struct {
-	columns string
-	n       int
-	args    []any
+	table, columns, suffix string
+	n                      int
+	args                   []any
 }
 
 // maxArgs keeps a statement under SQLite's and PostgreSQL's bind limits.
 const maxArgs = 30000
 
-func (w *rowWriter) add(table, columns string, values ...any) {
+// add queues one row; suffix follows the VALUES list (ON CONFLICT ...).
+func (w *rowWriter) add(table, columns, suffix string, values ...any) {
 	if w.pending == nil {
 		w.pending = map[string]*pendingRows{}
 	}
-	key := table + "(" + columns + ")"
+	key := table + "(" + columns + ")" + suffix
 	p := w.pending[key]
 	if p == nil {
-		p = &pendingRows{columns: columns}
+		p = &pendingRows{table: table, columns: columns, suffix: suffix}
 		w.pending[key] = p
 		w.order = append(w.order, key)
 	}
-	p.args = append(append(p.args, w.typ, w.id), values...)
-	p.n++
-	if len(p.args)+len(values)+2 > maxArgs {
-		w.write(key, p)
+	if len(p.args)+len(values) > maxArgs {
+		w.write(p)
 	}
+	p.args = append(p.args, values...)
+	p.n++
 }
 
-func (w *rowWriter) write(key string, p *pendingRows) {
+func (w *rowWriter) write(p *pendingRows) {
 	if p.n == 0 || w.err != nil {
 		return
 	}
-	table, _, _ := strings.Cut(key, "(")
 	per := len(p.args) / p.n
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", per), ", ") + ")"
-	sql := "INSERT INTO " + table + " (res_type, res_id, " + p.columns + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat(tuple+", ", p.n), ", ")
-	if err := w.db.Exec(sql, p.args...).Error; err != nil {
-		w.err = fmt.Errorf("store: index %s/%s into %s: %w", w.typ, w.id, table, err)
+	var sb strings.Builder
+	sb.Grow(len(p.columns) + p.n*(len(tuple)+2) + len(p.suffix) + 40)
+	sb.WriteString("INSERT INTO " + p.table + " (" + p.columns + ") VALUES ")
+	for i := range p.n {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(tuple)
+	}
+	if p.suffix != "" {
+		sb.WriteString(" " + p.suffix)
+	}
+	if err := w.db.Exec(sb.String(), p.args...).Error; err != nil {
+		w.err = fmt.Errorf("store: write %s: %w", p.table, err)
 	}
 	p.args, p.n = p.args[:0], 0
 }
 
+// flush writes every queued row, tables in the order first queued.
 func (w *rowWriter) flush() error {
 	for _, key := range w.order {
-		w.write(key, w.pending[key])
+		w.write(w.pending[key])
 	}
 	return w.err
 }

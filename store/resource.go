@@ -104,28 +104,55 @@ func current(ctx context.Context, tx *Tx, typ, id string) (*Version, error) {
 // chooses v.VersionID (one more than the current one, or 1) and v.Updated;
 // a version that already exists makes the transaction conflict.
 func (tx *Tx) Put(ctx context.Context, v *Version, idx *fhir.Index) error {
-	if v.Type == "" || v.ID == "" || v.VersionID < 1 {
-		return errors.New("store: put: version needs a type, an id and a version number")
-	}
-	db := tx.db.WithContext(ctx)
-	us := v.Updated.UnixMicro()
-	var body any // a nil []byte must reach the database as NULL
-	if !v.Deleted {
-		body = v.Body
-	}
-	if err := db.Exec(`INSERT INTO resource_versions (res_type, res_id, version_id, updated_us, method, deleted, body)
-VALUES (?, ?, ?, ?, ?, ?, ?)`, v.Type, v.ID, v.VersionID, us, v.Method, v.Deleted, body).Error; err != nil {
-		return fmt.Errorf("store: put %s/%s/_history/%d: %w", v.Type, v.ID, v.VersionID, err)
-	}
-	if err := db.Exec(`INSERT INTO resources (res_type, res_id, version_id, updated_us, deleted)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (res_type, res_id) DO UPDATE
+	return tx.PutMany(ctx, []Write{{Version: v, Index: idx}})
+}
+
+// Write is one version to store with its search index.
+type Write struct {
+	Version *Version
+	Index   *fhir.Index
+}
+
+// PutMany stores several versions of distinct resources as Put does, in a
+// handful of multi-row statements whatever their number.
+func (tx *Tx) PutMany(ctx context.Context, writes []Write) error {
+	seen := make(map[Key]bool, len(writes))
+	w := &rowWriter{db: tx.db.WithContext(ctx)}
+	var stale []Key // resources whose old index rows go
+	for _, wr := range writes {
+		v := wr.Version
+		if v.Type == "" || v.ID == "" || v.VersionID < 1 {
+			return errors.New("store: put: version needs a type, an id and a version number")
+		}
+		k := Key{v.Type, v.ID}
+		if seen[k] {
+			return fmt.Errorf("store: put: %s/%s written twice in one call", v.Type, v.ID)
+		}
+		seen[k] = true
+		us := v.Updated.UnixMicro()
+		var body any // a nil []byte must reach the database as NULL
+		if !v.Deleted {
+			body = v.Body
+		}
+		w.add("resource_versions", "res_type, res_id, version_id, updated_us, method, deleted, body", "",
+			v.Type, v.ID, v.VersionID, us, v.Method, v.Deleted, body)
+		w.add("resources", "res_type, res_id, version_id, updated_us, deleted", `ON CONFLICT (res_type, res_id) DO UPDATE
 SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted = excluded.deleted`,
-		v.Type, v.ID, v.VersionID, us, v.Deleted).Error; err != nil {
-		return fmt.Errorf("store: put %s/%s: %w", v.Type, v.ID, err)
+			v.Type, v.ID, v.VersionID, us, v.Deleted)
+		if v.VersionID > 1 {
+			stale = append(stale, k)
+		}
 	}
-	if v.Deleted {
-		idx = nil
+	if err := w.flush(); err != nil {
+		return err
 	}
-	return replaceIndex(ctx, tx.db, v.Type, v.ID, v.VersionID == 1, idx)
+	if err := deleteIndex(ctx, tx.db, stale); err != nil {
+		return err
+	}
+	for _, wr := range writes {
+		if !wr.Version.Deleted && wr.Index != nil {
+			w.index(wr.Version.Type, wr.Version.ID, wr.Index)
+		}
+	}
+	return w.flush()
 }
