@@ -57,6 +57,8 @@ func Run(t *testing.T, base string) {
 		{"validation names the element path", testValidation},
 		{"$validate", testValidateOperation},
 		{"concurrent updates lose nothing", testConcurrency},
+		{"transaction and batch Bundles", testTransaction},
+		{"a 5,000-entry transaction is atomic", testLargeTransaction},
 		{"operations endpoints", testOps},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClient(t, c.base), run) })

@@ -12,7 +12,7 @@ var (
 	typeInteractions = []string{
 		"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
 	}
-	systemInteractions = []string{"history-system"}
+	systemInteractions = []string{"transaction", "batch", "history-system"}
 )
 
 type capabilityStatement struct {

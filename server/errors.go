@@ -92,6 +92,20 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	one := func(code, msg string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: msg}}
 	}
+	var ee *entryError
+	if errors.As(err, &ee) {
+		status, inner := s.classify(r, ee.err)
+		issues := make([]fhir.Issue, len(inner))
+		for i, is := range inner {
+			is.Diagnostics = fmt.Sprintf("entry %d: %s", ee.index, is.Diagnostics)
+			if is.Expression != "" {
+				is.Diagnostics += " (at " + is.Expression + ")"
+			}
+			is.Expression = fmt.Sprintf("Bundle.entry[%d]", ee.index)
+			issues[i] = is
+		}
+		return status, issues
+	}
 	switch {
 	case errors.As(err, &ve):
 		return ve.status(), ve.issues

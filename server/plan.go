@@ -96,31 +96,9 @@ func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 			return change{}, &requestError{family: errInvalid, code: "invalid", expression: "id", msg: "the body's id " + res.ID + " does not match the URL's id " + id}
 		}
 	} else {
-		matched, err := match(ctx, tx, op)
-		if err != nil {
+		var err error
+		if id, err = s.updateTarget(ctx, tx, op); err != nil {
 			return change{}, err
-		}
-		bodyID := res.ID
-		switch {
-		case matched != "" && bodyID != "" && bodyID != matched:
-			return change{}, &requestError{family: errInvalid, code: "invalid", expression: "id",
-				msg: "the body's id " + bodyID + " differs from the id of the matching resource " + matched}
-		case matched != "":
-			id = matched
-		case bodyID != "":
-			id = bodyID // no match: create with the body's id...
-		default:
-			id = op.freshID // ...or a fresh one
-		}
-		res.SetID(id)
-		if matched == "" && bodyID != "" {
-			cur, err := currentOrNil(ctx, tx, op.typ, id)
-			if err != nil {
-				return change{}, err
-			}
-			if cur != nil && !cur.Deleted {
-				return change{}, reqErr(errConflict, "conflict", "%s/%s exists but does not match the criteria", op.typ, id)
-			}
 		}
 	}
 	cur, err := currentOrNil(ctx, tx, op.typ, id)
@@ -135,6 +113,37 @@ func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 		status = http.StatusCreated
 	}
 	return s.newVersion(op.in, cur, http.MethodPut, status), nil
+}
+
+// updateTarget settles the id a conditional update writes: the one match,
+// else the body's id (unless a resource that does not match has it), else
+// op.freshID. It sets the body's id to it.
+func (s *Server) updateTarget(ctx context.Context, tx *store.Tx, op *writeOp) (string, error) {
+	res := op.in.res
+	matched, err := match(ctx, tx, op)
+	if err != nil {
+		return "", err
+	}
+	bodyID := res.ID
+	switch {
+	case matched != "" && bodyID != "" && bodyID != matched:
+		return "", &requestError{family: errInvalid, code: "invalid", expression: "id",
+			msg: "the body's id " + bodyID + " differs from the id of the matching resource " + matched}
+	case matched != "":
+		res.SetID(matched)
+		return matched, nil
+	case bodyID == "":
+		res.SetID(op.freshID)
+		return op.freshID, nil
+	}
+	cur, err := currentOrNil(ctx, tx, op.typ, bodyID)
+	if err != nil {
+		return "", err
+	}
+	if cur != nil && !cur.Deleted {
+		return "", reqErr(errConflict, "conflict", "%s/%s exists but does not match the criteria", op.typ, bodyID)
+	}
+	return bodyID, nil
 }
 
 func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {

@@ -134,7 +134,11 @@ func parseETag(s string) (int64, bool) {
 // ifMatch returns the version an If-Match header requires, or 0 when there
 // is none.
 func ifMatch(r *http.Request) (int64, error) {
-	h := r.Header.Get("If-Match")
+	return parseIfMatch(r.Header.Get("If-Match"))
+}
+
+// parseIfMatch reads an If-Match value ("" for none: 0).
+func parseIfMatch(h string) (int64, error) {
 	if h == "" {
 		return 0, nil
 	}

@@ -112,6 +112,7 @@ func (s *Server) routes() chi.Router {
 
 	r.Get("/metadata", s.handle("capabilities", s.capabilities))
 	r.Get("/_history", s.handle("history-system", s.historySystem))
+	r.Post("/", s.handle("transaction", s.transactionOrBatch))
 
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow
 	// header of a 405, sees every method of a path.

@@ -130,6 +130,7 @@ func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 // costs a few round trips.
 type rowWriter struct {
 	db      *gorm.DB
+	maxArgs int // bind values per statement
 	pending map[string]*pendingRows
 	order   []string
 	err     error
@@ -141,8 +142,16 @@ type pendingRows struct {
 	args                   []any
 }
 
-// maxArgs keeps a statement under SQLite's and PostgreSQL's bind limits.
-const maxArgs = 30000
+// argsPerStatement bounds the bind values of one multi-row statement:
+// under PostgreSQL's limit of 65535, and for SQLite far lower, because its
+// driver looks up each value by a linear scan of all of them (a 30,000-value
+// statement spent seconds binding; BENCHMARKS.md).
+func argsPerStatement(d Dialect) int {
+	if d == SQLite {
+		return 1000
+	}
+	return 30000
+}
 
 // add queues one row; suffix follows the VALUES list (ON CONFLICT ...).
 func (w *rowWriter) add(table, columns, suffix string, values ...any) {
@@ -156,7 +165,7 @@ func (w *rowWriter) add(table, columns, suffix string, values ...any) {
 		w.pending[key] = p
 		w.order = append(w.order, key)
 	}
-	if len(p.args)+len(values) > maxArgs {
+	if len(p.args)+len(values) > w.maxArgs {
 		w.write(p)
 	}
 	p.args = append(p.args, values...)

@@ -117,7 +117,7 @@ type Write struct {
 // handful of multi-row statements whatever their number.
 func (tx *Tx) PutMany(ctx context.Context, writes []Write) error {
 	seen := make(map[Key]bool, len(writes))
-	w := &rowWriter{db: tx.db.WithContext(ctx)}
+	w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
 	var stale []Key // resources whose old index rows go
 	for _, wr := range writes {
 		v := wr.Version

@@ -53,7 +53,7 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
 	for i := range q.Where {
 		where.w(" AND ")
-		if err := where.criterion("r", &q.Where[i]); err != nil {
+		if err := where.criterion("r", q.Type, &q.Where[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -225,56 +225,69 @@ func (b *builder) owned(x, r string) *builder {
 	return b.w(x + ".res_type = " + r + ".res_type AND " + x + ".res_id = " + r + ".res_id")
 }
 
-// criterion writes a boolean SQL expression: resource row r meets c.
-func (b *builder) criterion(r string, c *fhir.Criterion) error {
+// criterion writes a boolean SQL expression: resource row r, of type
+// typ, meets c. Each criterion is an uncorrelated semi-join,
+// "r.res_id IN (SELECT x.res_id FROM index x WHERE x.res_type = typ AND
+// x.param = ... AND value)", which both databases answer from one index
+// range scan whatever the number of candidate resources; a correlated
+// EXISTS made SQLite probe the index once per candidate (BENCHMARKS.md).
+func (b *builder) criterion(r, typ string, c *fhir.Criterion) error {
 	switch {
 	case c.Code == "_id":
 		return b.idCriterion(r, c)
 	case c.Code == "_lastUpdated":
 		return b.lastUpdated(r, c)
 	case c.Has != nil:
+		// Resources of type Has.Type meeting Has.Where refer to r.
 		x, r2 := b.next("x"), b.next("r")
-		b.w("EXISTS (SELECT 1 FROM search_reference "+x+" JOIN resources "+r2+" ON ").owned(x, r2)
-		b.w(" WHERE " + x + ".target_type = " + r + ".res_type AND " + x + ".target_id = " + r + ".res_id AND " + x + ".res_type = ").arg(c.Has.Type)
+		b.w(r+".res_id IN (SELECT "+x+".target_id FROM search_reference "+x+" JOIN resources "+r2+" ON ").owned(x, r2)
+		b.w(" WHERE " + x + ".target_type = ").arg(typ).w(" AND " + x + ".res_type = ").arg(c.Has.Type)
 		b.w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
-		if err := b.criterion(r2, &c.Has.Where); err != nil {
+		if err := b.criterion(r2, c.Has.Type, &c.Has.Where); err != nil {
 			return err
 		}
 		b.w(")")
 		return nil
 	case c.Chain != nil:
-		x, r2 := b.next("x"), b.next("r")
-		b.w("EXISTS (SELECT 1 FROM search_reference "+x+" JOIN resources "+r2+" ON "+r2+".res_type = "+x+".target_type AND "+r2+".res_id = "+x+".target_id WHERE ").owned(x, r)
-		b.w(" AND " + x + ".param = ").arg(c.Code)
-		if c.Chain.Type != "" {
-			b.w(" AND " + x + ".target_type = ").arg(c.Chain.Type)
+		// r refers, through parameter Code, to a live resource of type
+		// Chain.Type meeting Chain.Where.
+		if c.Chain.Type == "" {
+			return &CriteriaError{Msg: fmt.Sprintf("chained parameter %s needs a target type", c.Code)}
 		}
+		x, r2 := b.next("x"), b.next("r")
+		b.w(r + ".res_id IN (SELECT " + x + ".res_id FROM search_reference " + x + " WHERE " + x + ".res_type = ").arg(typ)
+		b.w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type)
+		b.w(" AND " + x + ".target_id IN (SELECT " + r2 + ".res_id FROM resources " + r2 + " WHERE " + r2 + ".res_type = ").arg(c.Chain.Type)
 		b.w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
-		if err := b.criterion(r2, &c.Chain.Where); err != nil {
+		if err := b.criterion(r2, c.Chain.Type, &c.Chain.Where); err != nil {
 			return err
 		}
-		b.w(")")
+		b.w("))")
 		return nil
 	}
-	typ, param := c.Type, c.Code
+	vtyp, param := c.Type, c.Code
 	switch c.Modifier {
 	case "text":
-		if typ == "token" {
-			typ, param = "string", c.Code+":text"
+		if vtyp == "token" {
+			vtyp, param = "string", c.Code+":text"
 		}
 	case "of-type":
 		param = c.Code + ":of-type"
 	}
-	table, err := tableOf(typ)
+	table, err := tableOf(vtyp)
 	if err != nil {
 		return err
 	}
 	x := b.next("x")
+	in := func() {
+		b.w(r + ".res_id IN (SELECT " + x + ".res_id FROM " + table + " " + x + " WHERE " + x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
+	}
 	if c.Missing != nil {
 		if *c.Missing {
 			b.w("NOT ")
 		}
-		b.w("EXISTS (SELECT 1 FROM "+table+" "+x+" WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(")")
+		in()
+		b.w(")")
 		return nil
 	}
 	if len(c.Values) == 0 {
@@ -283,12 +296,13 @@ func (b *builder) criterion(r string, c *fhir.Criterion) error {
 	if c.Modifier == "not" {
 		b.w("NOT ")
 	}
-	b.w("EXISTS (SELECT 1 FROM "+table+" "+x+" WHERE ").owned(x, r).w(" AND " + x + ".param = ").arg(param).w(" AND (")
+	in()
+	b.w(" AND (")
 	for i := range c.Values {
 		if i > 0 {
 			b.w(" OR ")
 		}
-		if err := b.value(x, typ, c, &c.Values[i]); err != nil {
+		if err := b.value(x, vtyp, c, &c.Values[i]); err != nil {
 			return err
 		}
 	}
