@@ -178,6 +178,8 @@ var searchCases = []searchCase{
 	{query: "DiagnosticReport?result.code=2339-0", want: ids("DiagnosticReport", "dr-1")},
 	{query: "MedicationRequest?requester:Practitioner.name=house", want: ids("MedicationRequest", "mr-1")},
 	{query: "Observation?subject.name=smith", status: http.StatusBadRequest}, // Patient or Location: ambiguous
+	{query: "Observation?patient._lastUpdated=gt2000-01-01", want: obs("1", "2", "3", "4", "5", "6", "7", "8", "9")},
+	{query: "Observation?patient._id=pat-2", want: obs("3", "6")},
 
 	// reverse chaining
 	{query: "Patient?_has:Observation:patient:code=2339-0", want: pats("1", "2")},
@@ -187,6 +189,8 @@ var searchCases = []searchCase{
 	{query: "Patient?_has:Observation:patient:_has:DiagnosticReport:result:status=final", want: pats("2")},
 	{query: "Patient?_has:Observation:patient:code=2339-0&gender=female", want: pats("2")},
 	{query: "Encounter?_has:Observation:encounter:code=29463-7", want: ids("Encounter", "enc-1")},
+	{query: "Patient?_has:Observation:patient:_lastUpdated=lt2000-01-01", want: nil},
+	{query: "Patient?_has:Observation:patient:_id=obs-8", want: pats("5")},
 
 	// date: ranges implied by precision, each prefix as R4 defines it
 	{query: "Patient?birthdate=1970-01-15", want: pats("1")},

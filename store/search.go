@@ -49,86 +49,47 @@ func (tx *Tx) Match(ctx context.Context, q *fhir.SearchQuery, limit int) ([]stri
 }
 
 func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQuery) (*SearchResult, error) {
-	var where builder
-	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
-	for i := range q.Where {
-		where.w(" AND ")
-		if err := where.criterion("r", q.Type, &q.Where[i]); err != nil {
-			return nil, err
-		}
-	}
-	if q.Compartment != nil {
-		where.w(" AND ")
-		where.compartment("r", q.Type, q.Compartment)
-	}
-	after, err := parsePage(q.Page, len(q.Sort))
+	where, err := whereClause(q)
 	if err != nil {
 		return nil, err
 	}
-
 	res := &SearchResult{Total: -1}
-	if q.Count > 0 || q.Summary == "count" {
-		var page builder
-		keys := page.sortKeys(q.Sort)
-		// The sort keys are computed in an inner query so that the
-		// keyset condition and ORDER BY can name them.
-		page.w("SELECT s.res_id")
-		for i := range keys {
-			page.w(", s.k" + strconv.Itoa(i))
+	if q.Count > 0 && q.Summary != "count" {
+		page, keys, err := pageQuery(q, where)
+		if err != nil {
+			return nil, err
 		}
-		page.w(" FROM (SELECT r.res_id AS res_id")
-		for i, k := range keys {
-			page.w(", ").w(k.expr).w(" AS k" + strconv.Itoa(i))
+		rows, err := db.WithContext(ctx).Raw(page.sql(), page.args...).Rows()
+		if err != nil {
+			return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 		}
-		page.w(" FROM resources r WHERE ").merge(&where).w(") s")
-		if after != nil {
-			page.w(" WHERE ")
-			if err := page.keyset(keys, after); err != nil {
-				return nil, err
+		defer rows.Close()
+		var last []string
+		for rows.Next() {
+			vals := make([]any, len(keys)+1)
+			strs := make([]string, len(keys)+1)
+			for i := range vals {
+				vals[i] = &strs[i]
 			}
-		}
-		page.w(" ORDER BY ")
-		for i, k := range keys {
-			page.w("s.k" + strconv.Itoa(i))
-			if k.desc {
-				page.w(" DESC")
-			}
-			page.w(", ")
-		}
-		page.w("s.res_id LIMIT ").arg(q.Count + 1)
-		if q.Summary != "count" {
-			rows, err := db.WithContext(ctx).Raw(page.sql(), page.args...).Rows()
-			if err != nil {
+			if err := rows.Scan(vals...); err != nil {
 				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 			}
-			defer rows.Close()
-			var last []string
-			for rows.Next() {
-				vals := make([]any, len(keys)+1)
-				strs := make([]string, len(keys)+1)
-				for i := range vals {
-					vals[i] = &strs[i]
-				}
-				if err := rows.Scan(vals...); err != nil {
-					return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
-				}
-				if len(res.IDs) == q.Count {
-					res.Next = encodePage(last)
-					break
-				}
-				res.IDs = append(res.IDs, strs[0])
-				last = strs
+			if len(res.IDs) == q.Count {
+				res.Next = encodePage(last)
+				break
 			}
-			if err := rows.Err(); err != nil {
-				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
-			}
+			res.IDs = append(res.IDs, strs[0])
+			last = strs
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 		}
 	}
 	switch q.Total {
 	case "none":
 	case "estimate":
 		if dialect != SQLite {
-			n, err := estimate(ctx, db, &where)
+			n, err := estimate(ctx, db, where)
 			if err != nil {
 				return nil, err
 			}
@@ -142,13 +103,70 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 		}
 		var n int64
 		var count builder
-		count.w("SELECT COUNT(*) FROM resources r WHERE ").merge(&where)
+		count.w("SELECT COUNT(*) FROM resources r WHERE ").merge(where)
 		if err := db.WithContext(ctx).Raw(count.sql(), count.args...).Scan(&n).Error; err != nil {
 			return nil, fmt.Errorf("store: count %s: %w", q.Type, err)
 		}
 		res.Total = int(n)
 	}
 	return res, nil
+}
+
+// whereClause is the condition on resource row r that q's criteria and
+// compartment make.
+func whereClause(q *fhir.SearchQuery) (*builder, error) {
+	where := &builder{}
+	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
+	for i := range q.Where {
+		where.w(" AND ")
+		if err := where.criterion("r.res_id", q.Type, &q.Where[i]); err != nil {
+			return nil, err
+		}
+	}
+	if q.Compartment != nil {
+		where.w(" AND ")
+		where.compartment("r", q.Type, q.Compartment)
+	}
+	return where, nil
+}
+
+// pageQuery selects one page of ids (one more than q.Count, to tell
+// whether another page follows) and their sort keys, after q.Page's
+// cursor.
+func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, error) {
+	after, err := parsePage(q.Page, len(q.Sort))
+	if err != nil {
+		return nil, nil, err
+	}
+	page := &builder{alias: where.alias}
+	keys := page.sortKeys(q.Sort)
+	// The sort keys are computed in an inner query so that the keyset
+	// condition and ORDER BY can name them.
+	page.w("SELECT s.res_id")
+	for i := range keys {
+		page.w(", s.k" + strconv.Itoa(i))
+	}
+	page.w(" FROM (SELECT r.res_id AS res_id")
+	for i, k := range keys {
+		page.w(", ").w(k.expr).w(" AS k" + strconv.Itoa(i))
+	}
+	page.w(" FROM resources r WHERE ").merge(where).w(") s")
+	if after != nil {
+		page.w(" WHERE ")
+		if err := page.keyset(keys, after); err != nil {
+			return nil, nil, err
+		}
+	}
+	page.w(" ORDER BY ")
+	for i, k := range keys {
+		page.w("s.k" + strconv.Itoa(i))
+		if k.desc {
+			page.w(" DESC")
+		}
+		page.w(", ")
+	}
+	page.w("s.res_id LIMIT ").arg(q.Count + 1)
+	return page, keys, nil
 }
 
 // estimate asks PostgreSQL's planner how many rows the search matches.
@@ -225,44 +243,44 @@ func (b *builder) owned(x, r string) *builder {
 	return b.w(x + ".res_type = " + r + ".res_type AND " + x + ".res_id = " + r + ".res_id")
 }
 
-// criterion writes a boolean SQL expression: resource row r, of type
-// typ, meets c. Each criterion is an uncorrelated semi-join,
-// "r.res_id IN (SELECT x.res_id FROM index x WHERE x.res_type = typ AND
+// criterion writes a boolean SQL expression: the resource of type typ
+// whose id is the SQL expression col ("r.res_id" for the searched row)
+// meets c. Each criterion is an uncorrelated semi-join,
+// "col IN (SELECT x.res_id FROM index x WHERE x.res_type = typ AND
 // x.param = ... AND value)", which both databases answer from one index
 // range scan whatever the number of candidate resources; a correlated
 // EXISTS made SQLite probe the index once per candidate (BENCHMARKS.md).
-func (b *builder) criterion(r, typ string, c *fhir.Criterion) error {
+// Index rows exist only for live resources, so a match through them is
+// live.
+func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
 	switch {
 	case c.Code == "_id":
-		return b.idCriterion(r, c)
+		return b.idCriterion(col, c)
 	case c.Code == "_lastUpdated":
-		return b.lastUpdated(r, c)
+		return b.lastUpdated(col, typ, c)
 	case c.Has != nil:
-		// Resources of type Has.Type meeting Has.Where refer to r.
-		x, r2 := b.next("x"), b.next("r")
-		b.w(r+".res_id IN (SELECT "+x+".target_id FROM search_reference "+x+" JOIN resources "+r2+" ON ").owned(x, r2)
-		b.w(" WHERE " + x + ".target_type = ").arg(typ).w(" AND " + x + ".res_type = ").arg(c.Has.Type)
-		b.w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
-		if err := b.criterion(r2, c.Has.Type, &c.Has.Where); err != nil {
+		// Resources of type Has.Type meeting Has.Where refer to this one.
+		x := b.next("x")
+		b.w(col + " IN (SELECT " + x + ".target_id FROM search_reference " + x + " WHERE " + x + ".target_type = ").arg(typ)
+		b.w(" AND " + x + ".res_type = ").arg(c.Has.Type).w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND ")
+		if err := b.criterion(x+".res_id", c.Has.Type, &c.Has.Where); err != nil {
 			return err
 		}
 		b.w(")")
 		return nil
 	case c.Chain != nil:
-		// r refers, through parameter Code, to a live resource of type
+		// This one refers, through parameter Code, to a resource of type
 		// Chain.Type meeting Chain.Where.
 		if c.Chain.Type == "" {
 			return &CriteriaError{Msg: fmt.Sprintf("chained parameter %s needs a target type", c.Code)}
 		}
-		x, r2 := b.next("x"), b.next("r")
-		b.w(r + ".res_id IN (SELECT " + x + ".res_id FROM search_reference " + x + " WHERE " + x + ".res_type = ").arg(typ)
-		b.w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type)
-		b.w(" AND " + x + ".target_id IN (SELECT " + r2 + ".res_id FROM resources " + r2 + " WHERE " + r2 + ".res_type = ").arg(c.Chain.Type)
-		b.w(" AND " + r2 + ".deleted = ").arg(false).w(" AND ")
-		if err := b.criterion(r2, c.Chain.Type, &c.Chain.Where); err != nil {
+		x := b.next("x")
+		b.w(col+" IN (SELECT "+x+".res_id FROM search_reference "+x+" WHERE "+x+".res_type = ").arg(typ)
+		b.w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type).w(" AND ")
+		if err := b.criterion(x+".target_id", c.Chain.Type, &c.Chain.Where); err != nil {
 			return err
 		}
-		b.w("))")
+		b.w(")")
 		return nil
 	}
 	vtyp, param := c.Type, c.Code
@@ -280,7 +298,7 @@ func (b *builder) criterion(r, typ string, c *fhir.Criterion) error {
 	}
 	x := b.next("x")
 	in := func() {
-		b.w(r + ".res_id IN (SELECT " + x + ".res_id FROM " + table + " " + x + " WHERE " + x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
+		b.w(col + " IN (SELECT " + x + ".res_id FROM " + table + " " + x + " WHERE " + x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
 	}
 	if c.Missing != nil {
 		if *c.Missing {
@@ -484,7 +502,7 @@ func (b *builder) dateRange(lo, hi string, v *fhir.SearchValue) {
 	}
 }
 
-func (b *builder) idCriterion(r string, c *fhir.Criterion) error {
+func (b *builder) idCriterion(col string, c *fhir.Criterion) error {
 	if c.Missing != nil {
 		if *c.Missing {
 			b.w("1 = 0") // every resource has an id
@@ -496,7 +514,7 @@ func (b *builder) idCriterion(r string, c *fhir.Criterion) error {
 	if c.Modifier == "not" {
 		b.w("NOT ")
 	}
-	b.w(r + ".res_id IN (")
+	b.w(col + " IN (")
 	for i, v := range c.Values {
 		if i > 0 {
 			b.w(", ")
@@ -507,7 +525,9 @@ func (b *builder) idCriterion(r string, c *fhir.Criterion) error {
 	return nil
 }
 
-func (b *builder) lastUpdated(r string, c *fhir.Criterion) error {
+// lastUpdated matches on the time of the current version, which only
+// the resources table has.
+func (b *builder) lastUpdated(col, typ string, c *fhir.Criterion) error {
 	if c.Missing != nil {
 		if *c.Missing {
 			b.w("1 = 0")
@@ -515,6 +535,12 @@ func (b *builder) lastUpdated(r string, c *fhir.Criterion) error {
 			b.w("1 = 1")
 		}
 		return nil
+	}
+	r := "r"
+	if col != "r.res_id" {
+		r = b.next("r")
+		b.w(col+" IN (SELECT "+r+".res_id FROM resources "+r+" WHERE "+r+".res_type = ").arg(typ).w(" AND "+r+".deleted = ").arg(false).w(" AND ")
+		defer b.w(")")
 	}
 	b.w("(")
 	for i := range c.Values {
