@@ -275,7 +275,7 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
 			return &CriteriaError{Msg: fmt.Sprintf("chained parameter %s needs a target type", c.Code)}
 		}
 		x := b.next("x")
-		b.w(col+" IN (SELECT "+x+".res_id FROM search_reference "+x+" WHERE "+x+".res_type = ").arg(typ)
+		b.w(col + " IN (SELECT " + x + ".res_id FROM search_reference " + x + " WHERE " + x + ".res_type = ").arg(typ)
 		b.w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type).w(" AND ")
 		if err := b.criterion(x+".target_id", c.Chain.Type, &c.Chain.Where); err != nil {
 			return err
@@ -539,7 +539,7 @@ func (b *builder) lastUpdated(col, typ string, c *fhir.Criterion) error {
 	r := "r"
 	if col != "r.res_id" {
 		r = b.next("r")
-		b.w(col+" IN (SELECT "+r+".res_id FROM resources "+r+" WHERE "+r+".res_type = ").arg(typ).w(" AND "+r+".deleted = ").arg(false).w(" AND ")
+		b.w(col + " IN (SELECT " + r + ".res_id FROM resources " + r + " WHERE " + r + ".res_type = ").arg(typ).w(" AND " + r + ".deleted = ").arg(false).w(" AND ")
 		defer b.w(")")
 	}
 	b.w("(")
