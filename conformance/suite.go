@@ -123,6 +123,25 @@ func testCapabilities(t *testing.T, c *client, _ string) {
 	if !slices.Equal(codes, want) {
 		t.Fatalf("Patient interactions %v, want %v", codes, want)
 	}
+	var params []string
+	for _, sp := range patient["searchParam"].([]any) {
+		params = append(params, sp.(map[string]any)["name"].(string))
+	}
+	for _, want := range []string{"name", "birthdate", "identifier", "_id", "_lastUpdated", "organization"} {
+		if !slices.Contains(params, want) {
+			t.Errorf("Patient searchParam lacks %s", want)
+		}
+	}
+	if !slices.Contains(toStrings(patient["searchRevInclude"]), "Observation:subject") {
+		t.Errorf("Patient searchRevInclude lacks Observation:subject")
+	}
+	var system []string
+	for _, i := range rest["interaction"].([]any) {
+		system = append(system, i.(map[string]any)["code"].(string))
+	}
+	if !slices.Contains(system, "transaction") || !slices.Contains(system, "batch") {
+		t.Errorf("system interactions %v lack transaction or batch", system)
+	}
 	if patient["conditionalCreate"] != true || patient["conditionalUpdate"] != true || patient["conditionalDelete"] != "single" || patient["updateCreate"] != true {
 		t.Fatalf("conditional flags wrong: %v", patient)
 	}
@@ -702,4 +721,15 @@ func testOps(t *testing.T, c *client, _ string) {
 	if id := c.do("GET", "/metadata", nil).Header.Get("X-Request-Id"); id == "" {
 		t.Error("no X-Request-Id made")
 	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
