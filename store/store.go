@@ -112,7 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func dialectorFor(dsn string) (Dialect, gorm.Dialector, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return Postgres, postgres.New(postgres.Config{DSN: dsn}), nil
+		return Postgres, postgres.New(postgres.Config{DSN: withCustomPlans(dsn)}), nil
 	case strings.HasPrefix(dsn, "cockroach://"), strings.HasPrefix(dsn, "cockroachdb://"):
 		pg := "postgresql://" + dsn[strings.Index(dsn, "://")+3:]
 		return Cockroach, postgres.New(postgres.Config{DSN: pg}), nil
@@ -133,8 +133,29 @@ func dialectorFor(dsn string) (Dialect, gorm.Dialector, error) {
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// 64 MiB of page cache per connection (SQLite's default is 2 MiB): the
+	// search indexes touch many pages per write, and re-reading them from
+	// the OS cost a fifth of ingest time (BENCHMARKS.md).
+	q.Add("_pragma", "cache_size(-65536)")
 	q.Set("_txlock", "immediate")
 	return SQLite, sqlite.Open("file:" + path + "?" + q.Encode()), nil
+}
+
+// withCustomPlans asks PostgreSQL to plan every execution of a cached
+// statement for its actual values. Searches are cached statements whose
+// best plan depends on the values (a patient with 10 resources or a code
+// on half of them); after five executions PostgreSQL would switch to one
+// generic plan, which made a two-row search take 20 ms instead of 1 ms
+// (BENCHMARKS.md).
+func withCustomPlans(dsn string) string {
+	if strings.Contains(dsn, "plan_cache_mode") {
+		return dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "plan_cache_mode=force_custom_plan"
 }
 
 // redact hides a password in a database URL for error messages.

@@ -12,20 +12,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"math"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -34,9 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ehrledger/ehrledger/server"
-	"github.com/ehrledger/ehrledger/store"
-	"github.com/jackc/pgx/v5"
+	"github.com/ehrledger/ehrledger/bench/internal/benchenv"
 )
 
 const patientTemplate = `{"resourceType":"Patient","identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-%d"}],` +
@@ -72,15 +61,15 @@ func main() {
 	ctx := context.Background()
 	fmt.Printf("load run: %s, %d CPUs, %s each, concurrency %v, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, conc, time.Now().UTC().Format(time.DateOnly))
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+	client := benchenv.Client()
 	var rows []row
-	floor := map[int]result{}
+	floor := map[int]benchenv.Result{}
 	for _, db := range strings.Split(*dbs, ",") {
-		dsn, cleanup, err := database(ctx, strings.TrimSpace(db), *pg)
+		dsn, cleanup, err := benchenv.Database(ctx, strings.TrimSpace(db), *pg)
 		if err != nil {
 			fatal(err)
 		}
-		srv, base, stop, err := start(ctx, dsn)
+		srv, base, stop, err := benchenv.Start(ctx, dsn)
 		if err != nil {
 			fatal(err)
 		}
@@ -88,14 +77,14 @@ func main() {
 			// The floor runs in the same process and conditions as the
 			// first database's server, just before it.
 			body := []byte(fmt.Sprintf(patientTemplate, 0, `,"id":"floor","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000000Z"}`))
-			fbase, fstop, err := listen(srv.Floor(body))
+			fbase, fstop, err := benchenv.Listen(srv.Floor(body))
 			if err != nil {
 				fatal(err)
 			}
 			for _, c := range conc {
-				floor[c] = measure(*duration, c, func(int) (*http.Request, error) {
+				floor[c] = measure(*duration, c, client, func(int) (*http.Request, error) {
 					return http.NewRequest("GET", fbase+"/Patient/floor", nil)
-				}, client)
+				})
 				rows = append(rows, row{db: "floor (memory)", op: "read", c: c, r: floor[c]})
 			}
 			fstop()
@@ -134,7 +123,7 @@ func main() {
 				continue
 			}
 			for _, c := range conc {
-				rows = append(rows, row{db: db, op: op.name, c: c, r: measure(*duration, c, op.req, client)})
+				rows = append(rows, row{db: db, op: op.name, c: c, r: measure(*duration, c, client, op.req)})
 			}
 		}
 		stop()
@@ -143,75 +132,26 @@ func main() {
 	fmt.Println("| server | interaction | clients | req/s | p50 | p99 | errors | req/s ÷ floor read |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		ratio := r.r.rate() / floor[r.c].rate()
-		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.3f |\n", r.db, r.op, r.c, r.r.rate(), ms(r.r.quantile(0.5)), ms(r.r.quantile(0.99)), r.r.errors, ratio)
+		ratio := r.r.Rate() / floor[r.c].Rate()
+		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.3f |\n", r.db, r.op, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors, ratio)
 	}
 }
 
 type row struct {
 	db, op string
 	c      int
-	r      result
+	r      benchenv.Result
 }
 
-type result struct {
-	n, errors int
-	elapsed   time.Duration
-	latencies []time.Duration
-}
-
-func (r result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
-
-func (r result) quantile(q float64) time.Duration {
-	if len(r.latencies) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(r.latencies)))) - 1
-	return r.latencies[max(i, 0)]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
-// measure runs c clients sending requests for d and collects latencies.
-func measure(d time.Duration, c int, next func(worker int) (*http.Request, error), client *http.Client) result {
-	var mu sync.Mutex
-	var all result
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range c {
-		wg.Go(func() {
-			var lat []time.Duration
-			errs := 0
-			for time.Now().Before(deadline) {
-				req, err := next(w)
-				if err != nil {
-					fatal(err)
-				}
-				t := time.Now()
-				res, err := client.Do(req)
-				if err != nil {
-					errs++
-					continue
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				lat = append(lat, time.Since(t))
-				if res.StatusCode >= 300 {
-					errs++
-				}
-			}
-			mu.Lock()
-			all.latencies = append(all.latencies, lat...)
-			all.errors += errs
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	all.elapsed = time.Since(start)
-	all.n = len(all.latencies)
-	slices.Sort(all.latencies)
-	return all
+// measure runs c clients sending the requests next makes.
+func measure(d time.Duration, c int, client *http.Client, next func(worker int) (*http.Request, error)) benchenv.Result {
+	return benchenv.Measure(d, c, func(w int) error {
+		req, err := next(w)
+		if err != nil {
+			fatal(err)
+		}
+		return benchenv.Do(client, req)
+	})
 }
 
 func post(u, body string) (*http.Request, error) {
@@ -252,73 +192,6 @@ func seedPatients(client *http.Client, base string, n int) ([]string, error) {
 	wg.Wait()
 	close(errs)
 	return ids, <-errs
-}
-
-// database returns a fresh database of the kind named and a cleanup.
-func database(ctx context.Context, kind, pgAdmin string) (string, func(), error) {
-	switch kind {
-	case "sqlite":
-		dir, err := os.MkdirTemp("", "ehrledger-load-")
-		if err != nil {
-			return "", nil, err
-		}
-		return "sqlite:" + filepath.Join(dir, "ehrledger.db"), func() { os.RemoveAll(dir) }, nil
-	case "postgres":
-		if pgAdmin == "" {
-			return "", nil, errors.New("postgres needs -postgres or EHR_TEST_POSTGRES (bench/run.sh starts a server)")
-		}
-		var b [6]byte
-		rand.Read(b[:])
-		name := "ehr_load_" + hex.EncodeToString(b[:])
-		conn, err := pgx.Connect(ctx, pgAdmin)
-		if err != nil {
-			return "", nil, err
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-			return "", nil, err
-		}
-		u, err := url.Parse(pgAdmin)
-		if err != nil {
-			return "", nil, err
-		}
-		u.Path = "/" + name
-		return u.String(), func() {
-			if conn, err := pgx.Connect(ctx, pgAdmin); err == nil {
-				conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-				conn.Close(ctx)
-			}
-		}, nil
-	}
-	return "", nil, fmt.Errorf("unknown database %q", kind)
-}
-
-// start serves a store on a loopback port.
-func start(ctx context.Context, dsn string) (*server.Server, string, func(), error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	srv, err := server.New(server.Config{Store: st, Logger: log})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	base, stop, err := listen(srv)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return srv, base, func() { stop(); st.Close() }, nil
-}
-
-func listen(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { hs.Close() }, nil
 }
 
 func fatal(err error) {

@@ -1,0 +1,173 @@
+// Package benchenv is what the load commands under bench/ share: fresh
+// databases, an in-process server on a loopback port, and timed runs of
+// concurrent clients with their latency quantiles.
+package benchenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/jackc/pgx/v5"
+)
+
+// Database creates a fresh database of the kind named ("sqlite" or
+// "postgres", the latter on the server pgAdmin names) and returns its DSN
+// and a cleanup that drops it.
+func Database(ctx context.Context, kind, pgAdmin string) (string, func(), error) {
+	switch kind {
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "ehrledger-bench-")
+		if err != nil {
+			return "", nil, err
+		}
+		return "sqlite:" + filepath.Join(dir, "ehrledger.db"), func() { os.RemoveAll(dir) }, nil
+	case "postgres":
+		if pgAdmin == "" {
+			return "", nil, errors.New("postgres needs -postgres or EHR_TEST_POSTGRES (bench/run.sh starts a server)")
+		}
+		var b [6]byte
+		rand.Read(b[:])
+		name := "ehr_bench_" + hex.EncodeToString(b[:])
+		conn, err := pgx.Connect(ctx, pgAdmin)
+		if err != nil {
+			return "", nil, err
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			return "", nil, err
+		}
+		u, err := url.Parse(pgAdmin)
+		if err != nil {
+			return "", nil, err
+		}
+		u.Path = "/" + name
+		return u.String(), func() {
+			if conn, err := pgx.Connect(ctx, pgAdmin); err == nil {
+				conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+				conn.Close(ctx)
+			}
+		}, nil
+	}
+	return "", nil, fmt.Errorf("unknown database %q", kind)
+}
+
+// Start serves a store on a loopback port; stop shuts both down.
+func Start(ctx context.Context, dsn string) (srv *server.Server, base string, stop func(), err error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv, err = server.New(server.Config{Store: st, Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	base, stopHTTP, err := Listen(srv)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return srv, base, func() { stopHTTP(); st.Close() }, nil
+}
+
+// Listen serves h on a loopback port.
+func Listen(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { hs.Close() }, nil
+}
+
+// Client is an HTTP client for many concurrent loopback requests.
+func Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+}
+
+// Result is a timed run: how many operations, how many failed, how long,
+// and each one's latency, sorted.
+type Result struct {
+	N, Errors int
+	Elapsed   time.Duration
+	Latencies []time.Duration
+}
+
+// Rate is operations per second.
+func (r Result) Rate() float64 { return float64(r.N) / r.Elapsed.Seconds() }
+
+// Quantile returns the q-quantile latency.
+func (r Result) Quantile(q float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(r.Latencies)))) - 1
+	return r.Latencies[max(i, 0)]
+}
+
+// Millis formats a duration as milliseconds.
+func Millis(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// Measure runs c workers calling op for d; op returns an error for a
+// failed operation.
+func Measure(d time.Duration, c int, op func(worker int) error) Result {
+	var mu sync.Mutex
+	var all Result
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Go(func() {
+			var lat []time.Duration
+			errs := 0
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				if err := op(w); err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all.Latencies = append(all.Latencies, lat...)
+			all.Errors += errs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	all.Elapsed = time.Since(start)
+	all.N = len(all.Latencies)
+	slices.Sort(all.Latencies)
+	return all
+}
+
+// Do sends a request and drains the answer, failing on any status of 300
+// or above.
+func Do(client *http.Client, req *http.Request) error {
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, res.Body)
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: status %d", req.Method, req.URL.Path, res.StatusCode)
+	}
+	return nil
+}
