@@ -410,6 +410,32 @@ func RunSearch(t *testing.T, base string) {
 		c.do("DELETE", "/Patient/tmp-1", nil).want(t, http.StatusNoContent)
 		checkSet(t, "after delete", searchIDs(t, c, "/Patient?family=quux"), nil, false)
 	})
+	t.Run("previous links walk back through the same pages", func(t *testing.T) {
+		path := "/Patient?_sort=birthdate&_count=2"
+		var pages [][]string
+		for path != "" {
+			b := c.do("GET", path, nil).want(t, http.StatusOK).json()
+			pages = append(pages, bundleMatches(b))
+			if len(pages) == 1 && link(b, "previous") != "" {
+				t.Fatal("the first page has a previous link")
+			}
+			next := link(b, "next")
+			if next == "" {
+				// Walk back from the last page.
+				for i := len(pages) - 2; i >= 0; i-- {
+					b = c.do("GET", link(b, "previous"), nil).want(t, http.StatusOK).json()
+					checkSet(t, fmt.Sprintf("page %d seen backwards", i), bundleMatches(b), pages[i], true)
+				}
+				if link(b, "previous") != "" {
+					t.Fatalf("walking back past the first page: %v", b["link"])
+				}
+			}
+			path = next
+		}
+		if len(pages) != 3 {
+			t.Fatalf("%d pages, want 3", len(pages))
+		}
+	})
 	t.Run("pages stay put while data changes", func(t *testing.T) {
 		first := c.do("GET", "/Patient?_count=2", nil).want(t, http.StatusOK).json()
 		next := link(first, "next")

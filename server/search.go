@@ -93,7 +93,7 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 	if err != nil {
 		return err
 	}
-	b := s.searchBundle(r, q, params, path, res.Total, res.Next)
+	b := s.searchBundle(r, q, params, path, res.Total, res.Next, res.Prev)
 	if q.Summary != "count" {
 		keys := make([]store.Key, len(res.IDs))
 		for i, id := range res.IDs {
@@ -109,7 +109,7 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 
 // searchBundle makes the searchset Bundle's frame: total, links, and an
 // OperationOutcome entry for parameters that were ignored.
-func (s *Server) searchBundle(r *http.Request, q *fhir.SearchQuery, params url.Values, path string, total int, next string) bundle {
+func (s *Server) searchBundle(r *http.Request, q *fhir.SearchQuery, params url.Values, path string, total int, next, prev string) bundle {
 	base := s.baseURL(r)
 	b := bundle{ResourceType: "Bundle", Type: "searchset"}
 	if total >= 0 {
@@ -120,9 +120,11 @@ func (s *Server) searchBundle(r *http.Request, q *fhir.SearchQuery, params url.V
 		self[k] = vs
 	}
 	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + path + queryString(self)})
-	if next != "" {
-		self.Set("_page", next)
-		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + path + queryString(self)})
+	for _, l := range []struct{ rel, page string }{{"next", next}, {"previous", prev}} {
+		if l.page != "" {
+			self.Set("_page", l.page)
+			b.Link = append(b.Link, bundleLink{Relation: l.rel, URL: base + path + queryString(self)})
+		}
 	}
 	if len(q.Ignored) > 0 {
 		oo, _ := json.Marshal(outcome(q.Ignored)) // plain structs always marshal
@@ -288,7 +290,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	q := &fhir.SearchQuery{Type: typ}
-	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next)
+	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next, "")
 	versions, err := s.store.ReadMany(r.Context(), matches)
 	if err != nil {
 		return err

@@ -81,7 +81,7 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			page, _, err := pageQuery(q, where)
+			page, _, _, err := pageQuery(q, where)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,9 @@ import (
 // SearchResult is one page of a search.
 type SearchResult struct {
 	IDs []string // the matches of the page, in order
-	// Next is the cursor of the following page ("" when this is the last);
-	// pass it back as SearchQuery.Page.
-	Next string
+	// Next and Prev are the cursors of the following and the preceding
+	// page ("" when there is none); pass one back as SearchQuery.Page.
+	Next, Prev string
 	// Total is the number of matches, or -1 when not counted.
 	Total int
 }
@@ -55,7 +56,7 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 	}
 	res := &SearchResult{Total: -1}
 	if q.Count > 0 && q.Summary != "count" {
-		page, keys, err := pageQuery(q, where)
+		page, keys, before, err := pageQuery(q, where)
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +65,7 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 			return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 		}
 		defer rows.Close()
-		var last []string
+		var got [][]string // [id, k0, k1, ...] per row
 		for rows.Next() {
 			vals := make([]any, len(keys)+1)
 			strs := make([]string, len(keys)+1)
@@ -74,15 +75,27 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 			if err := rows.Scan(vals...); err != nil {
 				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 			}
-			if len(res.IDs) == q.Count {
-				res.Next = encodePage(last)
-				break
-			}
-			res.IDs = append(res.IDs, strs[0])
-			last = strs
+			got = append(got, strs)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
+		}
+		more := len(got) > q.Count
+		got = got[:min(len(got), q.Count)]
+		if before {
+			slices.Reverse(got)
+		}
+		for _, row := range got {
+			res.IDs = append(res.IDs, row[0])
+		}
+		if len(got) > 0 {
+			first, last := got[0], got[len(got)-1]
+			if more || before {
+				res.Next = encodePage("a", last)
+			}
+			if (before && more) || (!before && q.Page != "") {
+				res.Prev = encodePage("b", first)
+			}
 		}
 	}
 	switch q.Total {
@@ -133,10 +146,10 @@ func whereClause(q *fhir.SearchQuery) (*builder, error) {
 // pageQuery selects one page of ids (one more than q.Count, to tell
 // whether another page follows) and their sort keys, after q.Page's
 // cursor.
-func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, error) {
-	after, err := parsePage(q.Page, len(q.Sort))
+func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, bool, error) {
+	after, before, err := parsePage(q.Page, len(q.Sort))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	page := &builder{alias: where.alias}
 	keys := page.sortKeys(q.Sort)
@@ -153,20 +166,25 @@ func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, error)
 	page.w(" FROM resources r WHERE ").merge(where).w(") s")
 	if after != nil {
 		page.w(" WHERE ")
-		if err := page.keyset(keys, after); err != nil {
-			return nil, nil, err
+		if err := page.keyset(keys, after, before); err != nil {
+			return nil, nil, false, err
 		}
 	}
+	// A page before the cursor is read backwards, then turned round.
 	page.w(" ORDER BY ")
 	for i, k := range keys {
 		page.w("s.k" + strconv.Itoa(i))
-		if k.desc {
+		if k.desc != before {
 			page.w(" DESC")
 		}
 		page.w(", ")
 	}
-	page.w("s.res_id LIMIT ").arg(q.Count + 1)
-	return page, keys, nil
+	page.w("s.res_id")
+	if before {
+		page.w(" DESC")
+	}
+	page.w(" LIMIT ").arg(q.Count + 1)
+	return page, keys, before, nil
 }
 
 // estimate asks PostgreSQL's planner how many rows the search matches.
@@ -644,9 +662,10 @@ func (b *builder) sortKeys(keys []fhir.SortKey) []sortKey {
 	return out
 }
 
-// keyset writes "row s comes after the cursor" for the sort keys and the
-// id tie-breaker: (k0 > c0) OR (k0 = c0 AND ((k1 > c1) OR ...)).
-func (b *builder) keyset(keys []sortKey, after []string) error {
+// keyset writes "row s comes after the cursor" (or before it) for the
+// sort keys and the id tie-breaker: (k0 > c0) OR (k0 = c0 AND ((k1 > c1)
+// OR ...)).
+func (b *builder) keyset(keys []sortKey, after []string, before bool) error {
 	vals := make([]any, len(keys))
 	for i, k := range keys {
 		var err error
@@ -665,12 +684,16 @@ func (b *builder) keyset(keys []sortKey, after []string) error {
 	var rec func(i int)
 	rec = func(i int) {
 		if i == len(keys) {
-			b.w("s.res_id > ").arg(after[len(keys)])
+			if before {
+				b.w("s.res_id < ").arg(after[len(keys)])
+			} else {
+				b.w("s.res_id > ").arg(after[len(keys)])
+			}
 			return
 		}
 		col := "s.k" + strconv.Itoa(i)
 		op := " > "
-		if keys[i].desc {
+		if keys[i].desc != before {
 			op = " < "
 		}
 		b.w("(" + col + op).arg(vals[i]).w(" OR (" + col + " = ").arg(vals[i]).w(" AND ")
@@ -701,26 +724,28 @@ func uriPrefixes(s string) []string {
 	return out
 }
 
-// The page cursor is the last match's sort key values and id, as
-// strings, base64url-encoded JSON.
-func encodePage(last []string) string {
-	b, _ := json.Marshal(last) // strings always marshal
+// The page cursor is a direction ("a": the page after the row, "b": the
+// page before it) and a row's id and sort key values, as strings,
+// base64url-encoded JSON.
+func encodePage(dir string, row []string) string {
+	b, _ := json.Marshal(append([]string{dir}, row...)) // strings always marshal
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func parsePage(page string, nkeys int) ([]string, error) {
+// parsePage reads a cursor into the keyset values (keys first, id last)
+// and whether the page asked for comes before the row.
+func parsePage(page string, nkeys int) (vals []string, before bool, err error) {
 	if page == "" {
-		return nil, nil
+		return nil, false, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(page)
-	var vals []string
 	if err == nil {
 		err = json.Unmarshal(b, &vals)
 	}
-	if err != nil || len(vals) != nkeys+1 {
-		return nil, &CriteriaError{Msg: "malformed or stale paging cursor; start the search again"}
+	if err != nil || len(vals) != nkeys+2 || (vals[0] != "a" && vals[0] != "b") {
+		return nil, false, &CriteriaError{Msg: "malformed or stale paging cursor; start the search again"}
 	}
-	// The cursor stores the row as [id, k0, k1, ...]; keyset wants the
-	// keys first and the id last.
-	return append(vals[1:], vals[0]), nil
+	// The cursor stores [dir, id, k0, k1, ...]; keyset wants the keys first
+	// and the id last.
+	return append(vals[2:], vals[1]), vals[0] == "b", nil
 }
