@@ -71,7 +71,8 @@ func main() {
 			if err != nil {
 				fatal(err)
 			}
-			pop := synth.New(synth.Config{Seed: *seed, Patients: synth.New(synth.Config{Seed: *seed, Patients: 1}).PatientsFor(resources)})
+			// PatientsFor estimates from the first (up to) 5,000 records.
+			pop := synth.New(synth.Config{Seed: *seed, Patients: synth.New(synth.Config{Seed: *seed, Patients: 5000}).PatientsFor(resources)})
 			client := benchenv.Client()
 			fmt.Fprintf(os.Stderr, "loading %d patients into %s...\n", pop.Patients(), db)
 			load, err := loadPopulation(client, base, pop, *loaders)
