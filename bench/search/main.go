@@ -80,6 +80,7 @@ func main() {
 				fatal(err)
 			}
 			ingest = append(ingest, fmt.Sprintf("| %s | %d | %d | %.1f s | %.0f |", db, load.resources, pop.Patients(), load.elapsed.Seconds(), float64(load.resources)/load.elapsed.Seconds()))
+			fmt.Fprintln(os.Stderr, ingest[len(ingest)-1])
 			raw, err := openRaw(dsn)
 			if err != nil {
 				fatal(err)
@@ -104,6 +105,7 @@ func main() {
 				queries = append(queries, fmt.Sprintf("| %s | %d | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |", db, load.resources, q.name,
 					srv.Rate(), benchenv.Millis(srv.Quantile(0.5)), benchenv.Millis(srv.Quantile(0.99)),
 					flr.Rate(), benchenv.Millis(flr.Quantile(0.5)), benchenv.Millis(flr.Quantile(0.99)), srv.Rate()/flr.Rate()))
+				fmt.Fprintln(os.Stderr, queries[len(queries)-1])
 				if srv.Errors > 0 || flr.Errors > 0 {
 					fatal(fmt.Errorf("%s: %d server and %d floor errors", q.name, srv.Errors, flr.Errors))
 				}
