@@ -77,7 +77,7 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			q.Count = 20
-			where, err := whereClause(q)
+			where, err := whereClause(q, Postgres)
 			if err != nil {
 				t.Fatal(err)
 			}

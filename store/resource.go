@@ -146,6 +146,7 @@ SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted 
 	if err := w.flush(); err != nil {
 		return err
 	}
+	tx.written += len(writes)
 	if err := deleteIndex(ctx, tx.db, stale); err != nil {
 		return err
 	}

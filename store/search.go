@@ -50,7 +50,7 @@ func (tx *Tx) Match(ctx context.Context, q *fhir.SearchQuery, limit int) ([]stri
 }
 
 func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQuery) (*SearchResult, error) {
-	where, err := whereClause(q)
+	where, err := whereClause(q, dialect)
 	if err != nil {
 		return nil, err
 	}
@@ -127,18 +127,34 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 
 // whereClause is the condition on resource row r that q's criteria and
 // compartment make.
-func whereClause(q *fhir.SearchQuery) (*builder, error) {
+//
+// PostgreSQL plans every criterion as a semi-join and picks the order
+// itself. SQLite would list every match of each criterion in a temporary
+// table, however many (all laboratory results, to keep a patient's few):
+// there the most selective criterion (by selectivity) lists the
+// candidates and the others are probed for each (BENCHMARKS.md).
+func whereClause(q *fhir.SearchQuery, dialect Dialect) (*builder, error) {
 	where := &builder{}
 	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
-	for i := range q.Where {
-		where.w(" AND ")
-		if err := where.criterion("r.res_id", q.Type, &q.Where[i]); err != nil {
-			return nil, err
-		}
+	order := make([]int, len(q.Where))
+	for i := range order {
+		order[i] = i
+	}
+	driven := dialect != SQLite // every criterion an uncorrelated semi-join
+	if !driven {
+		slices.SortStableFunc(order, func(a, b int) int { return selectivity(&q.Where[a]) - selectivity(&q.Where[b]) })
 	}
 	if q.Compartment != nil {
 		where.w(" AND ")
-		where.compartment("r", q.Type, q.Compartment)
+		where.compartment("r.res_id", q.Type, q.Compartment, driven && dialect == SQLite)
+		driven = true
+	}
+	for _, i := range order {
+		where.w(" AND ")
+		if err := where.criterion("r.res_id", q.Type, &q.Where[i], driven && dialect == SQLite); err != nil {
+			return nil, err
+		}
+		driven = true
 	}
 	return where, nil
 }
@@ -256,11 +272,6 @@ func tableOf(typ string) (string, error) {
 	return "", &CriteriaError{Msg: fmt.Sprintf("search parameters of type %q are not supported", typ)}
 }
 
-// owned writes the join of index alias x to resource alias r.
-func (b *builder) owned(x, r string) *builder {
-	return b.w(x + ".res_type = " + r + ".res_type AND " + x + ".res_id = " + r + ".res_id")
-}
-
 // criterion writes a boolean SQL expression: the resource of type typ
 // whose id is the SQL expression col ("r.res_id" for the searched row)
 // meets c. Each criterion is an uncorrelated semi-join,
@@ -270,7 +281,7 @@ func (b *builder) owned(x, r string) *builder {
 // EXISTS made SQLite probe the index once per candidate (BENCHMARKS.md).
 // Index rows exist only for live resources, so a match through them is
 // live.
-func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
+func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) error {
 	switch {
 	case c.Code == "_id":
 		return b.idCriterion(col, c)
@@ -279,13 +290,10 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
 	case c.Has != nil:
 		// Resources of type Has.Type meeting Has.Where refer to this one.
 		x := b.next("x")
-		b.w(col + " IN (SELECT " + x + ".target_id FROM search_reference " + x + " WHERE " + x + ".target_type = ").arg(typ)
-		b.w(" AND " + x + ".res_type = ").arg(c.Has.Type).w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND ")
-		if err := b.criterion(x+".res_id", c.Has.Type, &c.Has.Where); err != nil {
-			return err
-		}
-		b.w(")")
-		return nil
+		return b.semi(col, x+".target_id", "search_reference "+x, probe, func() error {
+			b.w(x + ".target_type = ").arg(typ).w(" AND " + x + ".res_type = ").arg(c.Has.Type).w(" AND " + x + ".param = ").arg(c.Has.Param).w(" AND ")
+			return b.criterion(x+".res_id", c.Has.Type, &c.Has.Where, false)
+		})
 	case c.Chain != nil:
 		// This one refers, through parameter Code, to a resource of type
 		// Chain.Type meeting Chain.Where.
@@ -293,13 +301,10 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
 			return &CriteriaError{Msg: fmt.Sprintf("chained parameter %s needs a target type", c.Code)}
 		}
 		x := b.next("x")
-		b.w(col + " IN (SELECT " + x + ".res_id FROM search_reference " + x + " WHERE " + x + ".res_type = ").arg(typ)
-		b.w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type).w(" AND ")
-		if err := b.criterion(x+".target_id", c.Chain.Type, &c.Chain.Where); err != nil {
-			return err
-		}
-		b.w(")")
-		return nil
+		return b.semi(col, x+".res_id", "search_reference "+x, probe, func() error {
+			b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(c.Code).w(" AND " + x + ".target_type = ").arg(c.Chain.Type).w(" AND ")
+			return b.criterion(x+".target_id", c.Chain.Type, &c.Chain.Where, false)
+		})
 	}
 	vtyp, param := c.Type, c.Code
 	switch c.Modifier {
@@ -314,36 +319,70 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion) error {
 	if err != nil {
 		return err
 	}
-	x := b.next("x")
-	in := func() {
-		b.w(col + " IN (SELECT " + x + ".res_id FROM " + table + " " + x + " WHERE " + x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
-	}
-	if c.Missing != nil {
-		if *c.Missing {
-			b.w("NOT ")
-		}
-		in()
-		b.w(")")
-		return nil
-	}
-	if len(c.Values) == 0 {
+	if c.Missing == nil && len(c.Values) == 0 {
 		return &CriteriaError{Msg: fmt.Sprintf("parameter %s has no value", c.Code)}
 	}
-	if c.Modifier == "not" {
+	if (c.Missing != nil && *c.Missing) || c.Modifier == "not" {
 		b.w("NOT ")
 	}
-	in()
-	b.w(" AND (")
-	for i := range c.Values {
-		if i > 0 {
-			b.w(" OR ")
+	x := b.next("x")
+	return b.semi(col, x+".res_id", table+" "+x, probe, func() error {
+		b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
+		if c.Missing != nil {
+			return nil
 		}
-		if err := b.value(x, vtyp, c, &c.Values[i]); err != nil {
-			return err
+		b.w(" AND (")
+		for i := range c.Values {
+			if i > 0 {
+				b.w(" OR ")
+			}
+			if err := b.value(x, vtyp, c, &c.Values[i]); err != nil {
+				return err
+			}
 		}
+		b.w(")")
+		return nil
+	})
+}
+
+// semi writes "col is one of the ids idCol takes in rows of from meeting
+// cond": an uncorrelated "col IN (SELECT idCol FROM from WHERE cond)", or,
+// when probe, a correlated "EXISTS (SELECT 1 FROM from WHERE idCol = col
+// AND cond)" that looks up each candidate instead of listing every match.
+func (b *builder) semi(col, idCol, from string, probe bool, cond func() error) error {
+	if probe {
+		b.w("EXISTS (SELECT 1 FROM " + from + " WHERE " + idCol + " = " + col + " AND ")
+	} else {
+		b.w(col + " IN (SELECT " + idCol + " FROM " + from + " WHERE ")
 	}
-	b.w("))")
+	if err := cond(); err != nil {
+		return err
+	}
+	b.w(")")
 	return nil
+}
+
+// selectivity ranks a criterion by how few resources it usually matches,
+// lowest first: SQLite drives a search from the first criterion and probes
+// the others per candidate.
+func selectivity(c *fhir.Criterion) int {
+	switch {
+	case c.Code == "_id":
+		return 0
+	case c.Missing != nil || c.Modifier == "not" || c.Modifier == "contains" || c.Has != nil:
+		return 6
+	case c.Chain != nil:
+		return 5
+	case c.Type == "reference":
+		return 1
+	case c.Type == "token" && len(c.Values) > 0 && c.Values[0].System != "":
+		return 2
+	case c.Type == "string" && c.Modifier == "exact", c.Type == "uri":
+		return 2
+	case c.Type == "token", c.Type == "composite", c.Type == "string":
+		return 3
+	}
+	return 4 // dates, numbers, quantities, _lastUpdated
 }
 
 // value writes the condition that index row x matches one value.
@@ -576,9 +615,9 @@ func (b *builder) lastUpdated(col, typ string, c *fhir.Criterion) error {
 
 // compartment keeps resources that reference the compartment's resource
 // through one of its parameters (or are that resource).
-func (b *builder) compartment(r, typ string, c *fhir.Compartment) {
+func (b *builder) compartment(col, typ string, c *fhir.Compartment, probe bool) {
 	if typ == c.Type {
-		b.w(r + ".res_id = ").arg(c.ID)
+		b.w(col + " = ").arg(c.ID)
 		return
 	}
 	if len(c.Params) == 0 {
@@ -586,15 +625,17 @@ func (b *builder) compartment(r, typ string, c *fhir.Compartment) {
 		return
 	}
 	x := b.next("x")
-	b.w("EXISTS (SELECT 1 FROM search_reference "+x+" WHERE ").owned(x, r)
-	b.w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN (")
-	for i, p := range c.Params {
-		if i > 0 {
-			b.w(", ")
+	b.semi(col, x+".res_id", "search_reference "+x, probe, func() error {
+		b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN (")
+		for i, p := range c.Params {
+			if i > 0 {
+				b.w(", ")
+			}
+			b.arg(p)
 		}
-		b.arg(p)
-	}
-	b.w("))")
+		b.w(")")
+		return nil
+	})
 }
 
 // sortKey is one computed ORDER BY column.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -56,6 +57,12 @@ type Store struct {
 	dialect Dialect
 	cfg     Config
 	log     *slog.Logger
+
+	// SQLite's statistics: writes counts resources written since the last
+	// PRAGMA optimize; the optimizer goroutine stops when stop closes.
+	writes  atomic.Int64
+	stop    chan struct{}
+	stopped sync.WaitGroup
 }
 
 // Open connects to the database named by cfg.DSN, applies pending
@@ -105,7 +112,48 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		sqlDB.Close()
 		return nil, err
 	}
+	if dialect == SQLite {
+		s.startOptimizer(ctx)
+	}
 	return s, nil
+}
+
+// Statistics upkeep for SQLite (PostgreSQL's autovacuum and CockroachDB's
+// automatic statistics need none): SQLite plans searches from the
+// statistics ANALYZE gathers, and without them it drove patient searches
+// from the least selective index (BENCHMARKS.md). PRAGMA optimize runs at
+// open, then whenever optimizeAfter resources were written since it last
+// ran, checked every optimizeCheck.
+const (
+	optimizeAfter = 10000
+	optimizeCheck = time.Minute
+)
+
+func (s *Store) startOptimizer(ctx context.Context) {
+	if err := s.db.WithContext(ctx).Exec("PRAGMA optimize=0x10002").Error; err != nil {
+		s.log.Warn("sqlite: PRAGMA optimize failed", "err", err)
+	}
+	s.stop = make(chan struct{})
+	s.stopped.Add(1)
+	go func() {
+		defer s.stopped.Done()
+		t := time.NewTicker(optimizeCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				if s.writes.Load() < optimizeAfter {
+					continue
+				}
+				s.writes.Store(0)
+				if err := s.db.Exec("PRAGMA optimize").Error; err != nil {
+					s.log.Warn("sqlite: PRAGMA optimize failed", "err", err)
+				}
+			}
+		}
+	}()
 }
 
 // dialectorFor turns a DSN into its dialect and gorm dialector.
@@ -182,8 +230,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the database connections.
+// Close stops the store's background work, then releases the database
+// connections.
 func (s *Store) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		s.stopped.Wait()
+		s.stop = nil
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 type Tx struct {
 	db      *gorm.DB
 	dialect Dialect
+	written int // resources written, for SQLite's statistics upkeep
 }
 
 // InTx runs fn in one SERIALIZABLE transaction and commits it when fn
@@ -64,9 +65,14 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	var err error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
+		tx := &Tx{db: nil, dialect: s.dialect}
 		err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-			return fn(&Tx{db: db, dialect: s.dialect})
+			tx.db = db
+			return fn(tx)
 		}, opts)
+		if err == nil {
+			s.writes.Add(int64(tx.written))
+		}
 		if err == nil || !retryable(err) {
 			return s.classify(err)
 		}
