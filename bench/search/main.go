@@ -207,10 +207,19 @@ func post(client *http.Client, base string, body []byte) ([]byte, error) {
 }
 
 func openRaw(dsn string) (*sql.DB, error) {
+	var db *sql.DB
+	var err error
 	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
-		return sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)")
+		db, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=cache_size(-65536)")
+	} else {
+		db, err = sql.Open("pgx", dsn+"&plan_cache_mode=force_custom_plan") // as the server does
 	}
-	return sql.Open("pgx", dsn+"&plan_cache_mode=force_custom_plan") // as the server does
+	if err == nil {
+		// database/sql keeps only 2 idle connections by default: the
+		// floor would reconnect for most queries.
+		db.SetMaxIdleConns(32)
+	}
+	return db, err
 }
 
 // query is one clinical search: its URL for the server, the same rows by
@@ -223,7 +232,7 @@ type query struct {
 	// sql makes the floor's statements for the same draw: the page query
 	// returning (id, body), then, when the server counts matches on a first
 	// page, the count query.
-	sql  func(r *rand.Rand) (page, count string, args []any)
+	sql  func(r *rand.Rand, dialect string) (page, count string, args []any)
 	rngs sync.Map
 }
 
@@ -247,7 +256,7 @@ func (q *query) floor(db *sql.DB, dialect string, worker int) error {
 }
 
 func (q *query) floorRows(db *sql.DB, dialect string, r *rand.Rand) ([]string, error) {
-	page, count, args := q.sql(r)
+	page, count, args := q.sql(r, dialect)
 	rows, err := db.Query(rebind(page, dialect), args...)
 	if err != nil {
 		return nil, err
@@ -357,7 +366,7 @@ func clinicalQueries(pop *synth.Population, ids []string) []*query {
 				i, _ := patient(r)
 				return "/Patient?identifier=" + url.QueryEscape(synth.MRNSystem+"|"+pop.MRN(i))
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				i, _ := patient(r)
 				where := `FROM search_token t ` + joinBody("Patient", "t.res_id") + `
 WHERE t.res_type = 'Patient' AND t.param = 'identifier' AND t.system = ? AND t.code = ?`
@@ -370,7 +379,7 @@ WHERE t.res_type = 'Patient' AND t.param = 'identifier' AND t.system = ? AND t.c
 			path: func(r *rand.Rand) string {
 				return "/Patient?family=" + url.QueryEscape(in.FrequentFamily) + "&_count=20"
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				norm := strings.ToLower(in.FrequentFamily)
 				where := `FROM resources r JOIN resource_versions v ON v.res_type = r.res_type AND v.res_id = r.res_id AND v.version_id = r.version_id
 WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT s.res_id FROM search_string s
@@ -385,15 +394,14 @@ WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT s.res
 				_, id := patient(r)
 				return "/Observation?patient=" + id + "&code=" + url.QueryEscape(heartRate) + "&_sort=-date&_count=20"
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				_, id := patient(r)
-				where := `FROM search_reference p JOIN search_token c ON c.res_type = 'Observation' AND c.res_id = p.res_id AND c.param = 'code'
-  AND c.system = ? AND c.code = ?
-` + joinBody("Observation", "p.res_id") + `
-WHERE p.res_type = 'Observation' AND p.param = 'patient' AND p.target_type = 'Patient' AND p.target_id = ?`
+				where := `FROM search_reference p ` + joinBody("Observation", "p.res_id") + `
+WHERE p.res_type = 'Observation' AND p.param = 'patient' AND p.target_type = 'Patient' AND p.target_id = ?
+  AND ` + has(dialect, "search_token", "x.res_type = 'Observation' AND x.param = 'code' AND x.system = ? AND x.code = ?")
 				return `SELECT r.res_id, v.body ` + where + `
 ORDER BY COALESCE((SELECT MAX(d.high_us) FROM search_date d WHERE d.res_type = 'Observation' AND d.res_id = r.res_id AND d.param = 'date'), -9223372036854775808) DESC, r.res_id LIMIT 21`,
-					`SELECT COUNT(*) ` + where, []any{"http://loinc.org", "8867-4", id}
+					`SELECT COUNT(*) ` + where, []any{id, "http://loinc.org", "8867-4"}
 			},
 		},
 		{
@@ -402,15 +410,14 @@ ORDER BY COALESCE((SELECT MAX(d.high_us) FROM search_date d WHERE d.res_type = '
 				_, id := patient(r)
 				return "/Observation?patient=" + id + "&category=laboratory&date=ge" + since
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				_, id := patient(r)
 				from, _ := time.Parse("2006", since)
 				to := from.AddDate(1, 0, 0)
 				where := `FROM search_reference p ` + joinBody("Observation", "p.res_id") + `
 WHERE p.res_type = 'Observation' AND p.param = 'patient' AND p.target_type = 'Patient' AND p.target_id = ?
-  AND p.res_id IN (SELECT c.res_id FROM search_token c WHERE c.res_type = 'Observation' AND c.param = 'category' AND c.code = 'laboratory')
-  AND p.res_id IN (SELECT d.res_id FROM search_date d WHERE d.res_type = 'Observation' AND d.param = 'date'
-    AND (d.high_us > ? OR (d.low_us >= ? AND d.high_us <= ?)))`
+  AND ` + has(dialect, "search_token", "x.res_type = 'Observation' AND x.param = 'category' AND x.code = 'laboratory'") + `
+  AND ` + has(dialect, "search_date", "x.res_type = 'Observation' AND x.param = 'date' AND (x.high_us > ? OR (x.low_us >= ? AND x.high_us <= ?))")
 				return `SELECT r.res_id, v.body ` + where + ` ORDER BY r.res_id LIMIT 51`,
 					`SELECT COUNT(*) ` + where, []any{id, to.UnixMicro(), from.UnixMicro(), to.UnixMicro()}
 			},
@@ -421,11 +428,11 @@ WHERE p.res_type = 'Observation' AND p.param = 'patient' AND p.target_type = 'Pa
 				_, id := patient(r)
 				return "/Condition?patient=" + id + "&clinical-status=active"
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				_, id := patient(r)
 				where := `FROM search_reference p ` + joinBody("Condition", "p.res_id") + `
 WHERE p.res_type = 'Condition' AND p.param = 'patient' AND p.target_type = 'Patient' AND p.target_id = ?
-  AND p.res_id IN (SELECT c.res_id FROM search_token c WHERE c.res_type = 'Condition' AND c.param = 'clinical-status' AND c.code = 'active')`
+  AND ` + has(dialect, "search_token", "x.res_type = 'Condition' AND x.param = 'clinical-status' AND x.code = 'active'")
 				return `SELECT r.res_id, v.body ` + where + ` ORDER BY r.res_id LIMIT 51`,
 					`SELECT COUNT(*) ` + where, []any{id}
 			},
@@ -436,11 +443,11 @@ WHERE p.res_type = 'Condition' AND p.param = 'patient' AND p.target_type = 'Pati
 				_, id := patient(r)
 				return "/MedicationRequest?patient=" + id + "&status=active"
 			},
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				_, id := patient(r)
 				where := `FROM search_reference p ` + joinBody("MedicationRequest", "p.res_id") + `
 WHERE p.res_type = 'MedicationRequest' AND p.param = 'patient' AND p.target_type = 'Patient' AND p.target_id = ?
-  AND p.res_id IN (SELECT c.res_id FROM search_token c WHERE c.res_type = 'MedicationRequest' AND c.param = 'status' AND c.code = 'active')`
+  AND ` + has(dialect, "search_token", "x.res_type = 'MedicationRequest' AND x.param = 'status' AND x.code = 'active'")
 				return `SELECT r.res_id, v.body ` + where + ` ORDER BY r.res_id LIMIT 51`,
 					`SELECT COUNT(*) ` + where, []any{id}
 			},
@@ -448,7 +455,7 @@ WHERE p.res_type = 'MedicationRequest' AND p.param = 'patient' AND p.target_type
 		{
 			name: "Patient?family=" + in.RareFamily,
 			path: func(r *rand.Rand) string { return "/Patient?family=" + url.QueryEscape(in.RareFamily) },
-			sql: func(r *rand.Rand) (string, string, []any) {
+			sql: func(r *rand.Rand, dialect string) (string, string, []any) {
 				norm := rareNorm
 				where := `FROM search_string s ` + joinBody("Patient", "s.res_id") + `
 WHERE s.res_type = 'Patient' AND s.param = 'family' AND s.plen = 0 AND s.norm >= ? AND s.norm < ?`
@@ -457,6 +464,16 @@ WHERE s.res_type = 'Patient' AND s.param = 'family' AND s.plen = 0 AND s.norm >=
 			},
 		},
 	}
+}
+
+// has is a criterion of a floor query on the driving index row p: written
+// the way each database answers fastest (PostgreSQL plans IN semi-joins
+// well; SQLite would list every match of one, so it probes with EXISTS).
+func has(dialect, table, cond string) string {
+	if dialect == "postgres" {
+		return "p.res_id IN (SELECT x.res_id FROM " + table + " x WHERE " + cond + ")"
+	}
+	return "EXISTS (SELECT 1 FROM " + table + " x WHERE x.res_id = p.res_id AND " + cond + ")"
 }
 
 // rareNorm is the normalised form of synth's rare family name.
