@@ -17,7 +17,6 @@ import (
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 )
 
 // bundleIn is a transaction or batch Bundle as posted.
@@ -147,7 +146,7 @@ func (s *Server) readEntries(r *http.Request, b *bundleIn) ([]*txEntry, error) {
 		if err != nil {
 			return fail(err)
 		}
-		op := &writeOp{method: te.method, typ: typ, id: id, freshID: uuid.NewString()}
+		op := &writeOp{method: te.method, typ: typ, id: id, freshID: newID()}
 		if op.ifMatch, err = parseIfMatch(e.Request.IfMatch); err != nil {
 			return fail(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"github.com/ehrledger/ehrledger/store"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 )
 
 // idPattern is the R4 id datatype.
@@ -29,7 +28,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	op := &writeOp{method: http.MethodPost, typ: typ, in: in, freshID: uuid.NewString()}
+	op := &writeOp{method: http.MethodPost, typ: typ, in: in, freshID: newID()}
 	if h := r.Header.Get("If-None-Exist"); h != "" {
 		if op.crit, err = s.criteriaOf(r, typ, h); err != nil {
 			return err
@@ -96,7 +95,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	return s.runWrite(w, r, &writeOp{method: http.MethodPut, typ: typ, crit: crit, in: in, ifMatch: want, freshID: uuid.NewString()})
+	return s.runWrite(w, r, &writeOp{method: http.MethodPut, typ: typ, crit: crit, in: in, ifMatch: want, freshID: newID()})
 }
 
 // patch is PATCH /{type}/{id} with a JSON Patch body.
