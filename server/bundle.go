@@ -197,8 +197,9 @@ func (s *Server) readEntries(r *http.Request, b *bundleIn) ([]*txEntry, error) {
 	return entries, nil
 }
 
-// parseUnindexed parses a resource of type typ; its index is taken once
-// its references are final.
+// parseUnindexed parses a resource of type typ without validating or
+// indexing it (a transaction indexes its entries once their references
+// are final).
 func (s *Server) parseUnindexed(raw []byte, typ string) (*incoming, error) {
 	res, err := fhir.Parse(raw, s.limits)
 	if err != nil {
@@ -206,7 +207,7 @@ func (s *Server) parseUnindexed(raw []byte, typ string) (*incoming, error) {
 	}
 	if res.Type != typ {
 		return nil, &requestError{family: errInvalid, code: "invalid", expression: "resourceType",
-			msg: "resourceType " + strconv.Quote(res.Type) + " does not match the url's type " + strconv.Quote(typ)}
+			msg: "resourceType " + strconv.Quote(res.Type) + " does not match the URL's type " + strconv.Quote(typ)}
 	}
 	return &incoming{res: res}, nil
 }

@@ -257,22 +257,17 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, typ string
 // typ. The index is taken before the server sets id and meta, neither of
 // which any search parameter reads differently.
 func (s *Server) parseResource(body []byte, typ string) (*incoming, error) {
-	res, err := fhir.Parse(body, s.limits)
+	in, err := s.parseUnindexed(body, typ)
 	if err != nil {
 		return nil, err
-	}
-	if res.Type != typ {
-		return nil, &requestError{family: errInvalid, code: "invalid", expression: "resourceType",
-			msg: "resourceType " + strconv.Quote(res.Type) + " does not match the URL's type " + strconv.Quote(typ)}
 	}
 	if issues := errorsOnly(fhir.Validate(body)); len(issues) > 0 {
 		return nil, &validationError{issues: issues}
 	}
-	idx, err := fhir.ExtractIndex(typ, body)
-	if err != nil {
+	if in.idx, err = fhir.ExtractIndex(typ, body); err != nil {
 		return nil, err
 	}
-	return &incoming{res: res, idx: idx}, nil
+	return in, nil
 }
 
 func errorsOnly(issues []fhir.Issue) []fhir.Issue {

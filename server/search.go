@@ -143,25 +143,36 @@ func queryString(v url.Values) string {
 // addEntries reads the matches, then what _include and _revinclude bring,
 // and appends them to the Bundle.
 func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key) error {
-	versions, err := s.store.ReadMany(r.Context(), matches)
+	seen, err := s.addVersions(r, b, q, matches, "match")
 	if err != nil {
 		return err
-	}
-	base := s.baseURL(r)
-	seen := map[store.Key]bool{}
-	for i := range versions {
-		v := &versions[i]
-		seen[store.Key{Type: v.Type, ID: v.ID}] = true
-		b.Entry = append(b.Entry, s.searchEntry(base, v, "match", q))
 	}
 	included, err := s.includes(r, q, matches, seen)
 	if err != nil {
 		return err
 	}
+	base := s.baseURL(r)
 	for i := range included {
 		b.Entry = append(b.Entry, s.searchEntry(base, &included[i], "include", q))
 	}
 	return nil
+}
+
+// addVersions reads the live resources among keys and appends them with
+// the given search mode; it returns the keys added.
+func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, keys []store.Key, mode string) (map[store.Key]bool, error) {
+	versions, err := s.store.ReadMany(r.Context(), keys)
+	if err != nil {
+		return nil, err
+	}
+	base := s.baseURL(r)
+	seen := make(map[store.Key]bool, len(versions))
+	for i := range versions {
+		v := &versions[i]
+		seen[store.Key{Type: v.Type, ID: v.ID}] = true
+		b.Entry = append(b.Entry, s.searchEntry(base, v, mode, q))
+	}
+	return seen, nil
 }
 
 func (s *Server) searchEntry(base string, v *store.Version, mode string, q *fhir.SearchQuery) bundleEntry {
@@ -291,15 +302,9 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := &fhir.SearchQuery{Type: typ}
 	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next, "")
-	versions, err := s.store.ReadMany(r.Context(), matches)
+	seen, err := s.addVersions(r, &b, q, matches, "match")
 	if err != nil {
 		return err
-	}
-	base := s.baseURL(r)
-	seen := map[store.Key]bool{}
-	for i := range versions {
-		seen[store.Key{Type: versions[i].Type, ID: versions[i].ID}] = true
-		b.Entry = append(b.Entry, s.searchEntry(base, &versions[i], "match", q))
 	}
 	// Resources the page refers to outside the compartment (practitioners,
 	// organizations, medications...) come along once.
@@ -310,16 +315,11 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	var extra []store.Key
 	for _, k := range refs {
 		if !seen[k] && fhir.PatientCompartmentParams(k.Type) == nil && k.Type != "Patient" {
-			seen[k] = true
 			extra = append(extra, k)
 		}
 	}
-	more, err := s.store.ReadMany(r.Context(), extra)
-	if err != nil {
+	if _, err := s.addVersions(r, &b, q, extra, "include"); err != nil {
 		return err
-	}
-	for i := range more {
-		b.Entry = append(b.Entry, s.searchEntry(base, &more[i], "include", q))
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil

@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,14 +42,11 @@ func main() {
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fatal(err)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.CPUProfile(*cpuprofile)
+	if err != nil {
+		fatal(err)
 	}
+	defer stopProfile()
 	ctx := context.Background()
 	fmt.Printf("search run: %s, %d CPUs, seed %d, %s per query, %d clients, %s\n\n", runtime.Version(), runtime.NumCPU(), *seed, *duration, *clients, time.Now().UTC().Format(time.DateOnly))
 

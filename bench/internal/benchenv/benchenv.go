@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -170,4 +171,21 @@ func Do(client *http.Client, req *http.Request) error {
 		return fmt.Errorf("%s %s: status %d", req.Method, req.URL.Path, res.StatusCode)
 	}
 	return nil
+}
+
+// CPUProfile starts a CPU profile into path ("" for none) and returns its
+// stop.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
