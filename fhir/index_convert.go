@@ -95,12 +95,7 @@ func (x *indexer) stringValue(code string, it fpItem) {
 			return
 		}
 		e := StringEntry{Param: code, Value: s, Norm: NormalizeString(s)}
-		for _, o := range x.ix.Strings[x.from[0]:] {
-			if o == e {
-				return
-			}
-		}
-		x.ix.Strings = append(x.ix.Strings, e)
+		x.ix.Strings = appendUnique(x.ix.Strings, x.from[0], e)
 	}
 	obj := object(it)
 	switch {
@@ -126,12 +121,7 @@ func (x *indexer) addToken(e TokenEntry) {
 	if e.Code == "" && e.Text == "" {
 		return
 	}
-	for _, o := range x.ix.Tokens[x.from[1]:] {
-		if o == e {
-			return
-		}
-	}
-	x.ix.Tokens = append(x.ix.Tokens, e)
+	x.ix.Tokens = appendUnique(x.ix.Tokens, x.from[1], e)
 }
 
 func (x *indexer) tokenValue(code string, it fpItem) {
@@ -187,12 +177,7 @@ func (x *indexer) tokenValue(code string, it fpItem) {
 }
 
 func (x *indexer) addReference(e ReferenceEntry) {
-	for _, o := range x.ix.References[x.from[2]:] {
-		if o == e {
-			return
-		}
-	}
-	x.ix.References = append(x.ix.References, e)
+	x.ix.References = appendUnique(x.ix.References, x.from[2], e)
 }
 
 func (x *indexer) referenceValue(code string, it fpItem) {
@@ -291,12 +276,7 @@ func (x *indexer) period(code string, obj *vjNode) {
 }
 
 func (x *indexer) addNumber(e NumberEntry) {
-	for _, o := range x.ix.Numbers[x.from[4]:] {
-		if o == e {
-			return
-		}
-	}
-	x.ix.Numbers = append(x.ix.Numbers, e)
+	x.ix.Numbers = appendUnique(x.ix.Numbers, x.from[4], e)
 }
 
 func (x *indexer) numberValue(code string, it fpItem) {
@@ -394,12 +374,7 @@ func (x *indexer) quantityValue(code string, it fpItem) {
 		return
 	}
 	e.Param = code
-	for _, o := range x.ix.Quantities[x.from[5]:] {
-		if o == e {
-			return
-		}
-	}
-	x.ix.Quantities = append(x.ix.Quantities, e)
+	x.ix.Quantities = appendUnique(x.ix.Quantities, x.from[5], e)
 }
 
 func (x *indexer) uriValue(code string, it fpItem) {
@@ -408,12 +383,7 @@ func (x *indexer) uriValue(code string, it fpItem) {
 		return
 	}
 	e := URIEntry{Param: code, Value: s}
-	for _, o := range x.ix.URIs[x.from[6]:] {
-		if o == e {
-			return
-		}
-	}
-	x.ix.URIs = append(x.ix.URIs, e)
+	x.ix.URIs = appendUnique(x.ix.URIs, x.from[6], e)
 }
 
 // timeBound keeps the earliest or latest of some instants.
@@ -432,4 +402,15 @@ func (b *timeBound) max(t time.Time) {
 	if !b.set || t.After(b.t) {
 		b.t, b.set = t, true
 	}
+}
+
+// appendUnique appends e to list unless list[from:], the entries of the
+// parameter being indexed, already holds it.
+func appendUnique[T comparable](list []T, from int, e T) []T {
+	for _, o := range list[from:] {
+		if o == e {
+			return list
+		}
+	}
+	return append(list, e)
 }

@@ -270,15 +270,7 @@ func TestGenerate(t *testing.T) {
 
 func TestGenerateReport(t *testing.T) {
 	types, resources := miniature()
-	var all []*structureDefinition
-	for _, o := range append(types, resources...) {
-		b, _ := json.Marshal(o)
-		s := new(structureDefinition)
-		if err := json.Unmarshal(b, s); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, s)
-	}
+	all := definitions(t, types, resources)
 	m, err := buildModel(all, map[string]string{"Thing.added": "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -328,15 +320,7 @@ func TestGenerateErrors(t *testing.T) {
 			if tc.change != nil {
 				types, resources = tc.change(types, resources)
 			}
-			var all []*structureDefinition
-			for _, o := range append(types, resources...) {
-				b, _ := json.Marshal(o)
-				s := new(structureDefinition)
-				if err := json.Unmarshal(b, s); err != nil {
-					t.Fatal(err)
-				}
-				all = append(all, s)
-			}
+			all := definitions(t, types, resources)
 			drop := tc.drop
 			if drop == nil {
 				drop = map[string]string{"Thing.added": "test"}
@@ -442,15 +426,7 @@ func TestTerminologyExpand(t *testing.T) {
 func buildMiniature(t *testing.T) *model {
 	t.Helper()
 	types, resources := miniature()
-	var all []*structureDefinition
-	for _, o := range append(types, resources...) {
-		b, _ := json.Marshal(o)
-		s := new(structureDefinition)
-		if err := json.Unmarshal(b, s); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, s)
-	}
+	all := definitions(t, types, resources)
 	m, err := buildModel(all, map[string]string{"Thing.added": "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -521,4 +497,20 @@ func TestBindTerminologyFixes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// definitions reads miniature StructureDefinitions as the generator reads
+// the published ones.
+func definitions(t *testing.T, types, resources []obj) []*structureDefinition {
+	t.Helper()
+	var all []*structureDefinition
+	for _, o := range append(types, resources...) {
+		b, _ := json.Marshal(o)
+		s := new(structureDefinition)
+		if err := json.Unmarshal(b, s); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s)
+	}
+	return all
 }

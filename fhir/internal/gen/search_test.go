@@ -182,15 +182,7 @@ func buildSearchFixture(t *testing.T, params []obj, comp obj, fixes searchFixes)
 func buildSearchFrom(t *testing.T, params []obj, comp obj, fixes searchFixes) (*searchModel, error) {
 	t.Helper()
 	types, resources := searchMiniature()
-	var all []*structureDefinition
-	for _, o := range append(types, resources...) {
-		b, _ := json.Marshal(o)
-		s := new(structureDefinition)
-		if err := json.Unmarshal(b, s); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, s)
-	}
+	all := definitions(t, types, resources)
 	m, err := buildModel(all, map[string]string{"Thing.added": "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -323,15 +315,7 @@ func TestLeadingPath(t *testing.T) {
 
 func TestNarrowTargets(t *testing.T) {
 	types, resources := searchMiniature()
-	var all []*structureDefinition
-	for _, o := range append(types, resources...) {
-		b, _ := json.Marshal(o)
-		s := new(structureDefinition)
-		if err := json.Unmarshal(b, s); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, s)
-	}
+	all := definitions(t, types, resources)
 	m, err := buildModel(all, map[string]string{"Thing.added": "test"})
 	if err != nil {
 		t.Fatal(err)
