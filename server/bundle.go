@@ -249,7 +249,7 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 	slices.SortStableFunc(writes, func(a, b *txEntry) int { return order[a.method] - order[b.method] })
 
 	changes := make([]change, len(entries))
-	err = s.store.InTx(r.Context(), func(tx *store.Tx) (err error) {
+	err = s.inTx(r.Context(), func(tx *store.Tx) (err error) {
 		// Where each entry's fullUrl now points: Type/id.
 		ids := map[string]string{}
 		for _, te := range writes {

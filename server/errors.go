@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
 )
@@ -67,7 +68,7 @@ func isError(is fhir.Issue) bool { return is.Severity == "error" || is.Severity 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := s.classify(r, err)
 	switch {
-	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable):
+	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable), errors.Is(err, keys.ErrUnavailable):
 		w.Header().Set("Retry-After", "1")
 	case status == http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", s.allowed(r))
@@ -81,13 +82,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	var (
-		re    *requestError
-		ve    *validationError
-		pe    *fhir.ParseError
-		se    *fhir.SearchError
-		ce    *store.CriteriaError
-		del   *store.DeletedError
-		maxed *http.MaxBytesError
+		re     *requestError
+		ve     *validationError
+		pe     *fhir.ParseError
+		se     *fhir.SearchError
+		ce     *store.CriteriaError
+		del    *store.DeletedError
+		erased *store.ErasedError
+		maxed  *http.MaxBytesError
 	)
 	one := func(code, msg string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: msg}}
@@ -119,6 +121,16 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		return http.StatusBadRequest, one("invalid", ce.Msg)
 	case errors.As(err, &del):
 		return http.StatusGone, one("deleted", fmt.Sprintf("%s/%s was deleted (version %d)", del.Type, del.ID, del.VersionID))
+	case errors.As(err, &erased) && erased.Type != "":
+		return http.StatusGone, one("deleted", fmt.Sprintf("the data of %s/%s was erased: the patient's data key was destroyed and it can never be read again", erased.Type, erased.ID))
+	case errors.As(err, &erased):
+		return http.StatusConflict, one("conflict", fmt.Sprintf("the data of %s was erased; nothing more can be stored for it", erased.Owner))
+	case errors.Is(err, keys.ErrUnavailable):
+		s.log.Error("key management service unavailable", "request_id", requestID(r), "err", err)
+		return http.StatusServiceUnavailable, one("transient", "the key management service is unavailable, so the data cannot be opened or sealed; retry later")
+	case errors.Is(err, keys.ErrTampered):
+		s.log.Error("ALARM: stored data failed authentication", "request_id", requestID(r), "path", r.URL.Path, "err", err)
+		return http.StatusInternalServerError, one("exception", "stored data failed its integrity check and is withheld (request id "+requestID(r)+")")
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, one("not-found", "resource not found")
 	case errors.Is(err, store.ErrContention):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
@@ -165,7 +166,10 @@ func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (chan
 	if err != nil {
 		return change{}, err
 	}
-	if cur.Deleted {
+	switch {
+	case cur.Erased:
+		return change{}, &store.ErasedError{Type: op.typ, ID: id, Owner: cur.Owner}
+	case cur.Deleted:
 		return change{}, &store.DeletedError{Type: op.typ, ID: id, VersionID: cur.VersionID, Updated: cur.Updated}
 	}
 	if err := checkIfMatch(op.ifMatch, cur); err != nil {
@@ -225,7 +229,8 @@ func (s *Server) newVersion(in *incoming, cur *store.Version, method string, sta
 	}
 	now := s.stamp(cur)
 	res.SetMeta(next, now)
-	v := &store.Version{Type: res.Type, ID: res.ID, VersionID: next, Updated: now, Method: method, Body: res.Bytes()}
+	v := &store.Version{Type: res.Type, ID: res.ID, VersionID: next, Updated: now, Method: method, Body: res.Bytes(),
+		Owner: keys.OwnerOf(res.Type, res.ID, in.idx.PatientCompartment)}
 	msg := "updated "
 	if status == http.StatusCreated {
 		msg = "created "

@@ -57,7 +57,10 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if v.Deleted {
+	switch {
+	case v.Erased:
+		return &store.ErasedError{Type: typ, ID: id, Owner: v.Owner}
+	case v.Deleted:
 		return &store.DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
 	}
 	s.writeVersion(w, r, http.StatusOK, v, "")
@@ -141,6 +144,9 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 	}
 	b.Entry = make([]bundleEntry, 0, len(versions))
 	for i := range versions {
+		if versions[i].Erased {
+			continue // its data is gone; the page's cursor still moves past it
+		}
 		b.Entry = append(b.Entry, historyEntry(base, &versions[i]))
 	}
 	s.writeJSON(w, r, http.StatusOK, b)

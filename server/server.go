@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -25,6 +26,9 @@ const (
 // Config wires a Server.
 type Config struct {
 	Store *store.Store
+	// Keys seals what Store holds (OpenKeys); it creates patients' data
+	// keys and erases them.
+	Keys *keys.Keyring
 	// BaseURL is the public base of the FHIR endpoint, used for Location
 	// and fullUrl; empty means derive it from each request's Host.
 	BaseURL string
@@ -47,6 +51,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	store   *store.Store
+	keys    *keys.Keyring
 	log     *slog.Logger
 	metrics *Metrics
 	router  chi.Router
@@ -59,6 +64,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: Config.Store is required")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("server: Config.Keys is required (OpenKeys)")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -81,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		store:   cfg.Store,
+		keys:    cfg.Keys,
 		log:     cfg.Logger,
 		metrics: cfg.Metrics,
 		now:     cfg.Now,
@@ -133,6 +142,7 @@ func (s *Server) routes() chi.Router {
 	t.Get("/{type}/{id}/_history/{vid}", s.handle("vread", s.vread))
 	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}/$everything", s.handle("everything", s.everything))
+	t.Post("/{type}/{id}/$erase", s.handle("erase", s.erase))
 	t.Get("/{type}/{id}/{ctype}", s.handle("search-compartment", s.compartmentSearch))
 	return r
 }

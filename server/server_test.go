@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/conformance"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -18,12 +18,8 @@ func newServer(t *testing.T, dsn string) *httptest.Server {
 	t.Helper()
 	metrics := server.NewMetrics()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(context.Background(), store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Config{Store: st, Metrics: metrics, Logger: log})
+	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
+	srv, err := server.New(server.Config{Store: st, Keys: kr, Metrics: metrics, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

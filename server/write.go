@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -171,7 +173,7 @@ func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) error
 // answers.
 func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) error {
 	var ch change
-	err := s.store.InTx(r.Context(), func(tx *store.Tx) error {
+	err := s.inTx(r.Context(), func(tx *store.Tx) error {
 		var err error
 		if ch, err = s.plan(r.Context(), tx, op); err != nil {
 			return err
@@ -197,6 +199,23 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 	}
 	s.writeVersion(w, r, ch.status, ch.v, ch.msg)
 	return nil
+}
+
+// inTx runs fn in one transaction. When its writes need data keys that
+// do not exist yet (the first resource of a patient), it creates them
+// outside the transaction, so that no KMS call happens while rows are
+// locked, and runs fn again.
+func (s *Server) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.store.InTx(ctx, fn)
+		var need *store.NeedKeysError
+		if !errors.As(err, &need) || attempt == 3 {
+			return err
+		}
+		if _, err := s.keys.Ensure(ctx, need.Owners); err != nil {
+			return err
+		}
+	}
 }
 
 // checkIfMatch enforces If-Match (want 0: none) against the current version.

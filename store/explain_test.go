@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
+	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/store"
 )
 
 // TestSearchPlansUseIndexes loads a few tens of thousands of resources
@@ -19,16 +22,19 @@ import (
 // the plan.
 func TestSearchPlansUseIndexes(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Config{DSN: testdb.Postgres(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, kr := testkeys.Open(t, store.Config{DSN: testdb.Postgres(t)})
 	const patients, perPatient = 2000, 10
 	codes := []string{"8867-4", "29463-7", "8302-2", "2339-0", "718-7"}
-	var writes []Write
+	var writes []store.Write
 	flush := func() {
-		if err := s.InTx(ctx, func(tx *Tx) error { return tx.PutMany(ctx, writes) }); err != nil {
+		var owners []string
+		for _, w := range writes {
+			owners = append(owners, w.Version.Owner)
+		}
+		if _, err := kr.Ensure(ctx, owners); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InTx(ctx, func(tx *store.Tx) error { return tx.PutMany(ctx, writes) }); err != nil {
 			t.Fatal(err)
 		}
 		writes = writes[:0]
@@ -38,7 +44,8 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writes = append(writes, Write{Version: &Version{Type: typ, ID: id, VersionID: 1, Updated: time.Now(), Method: "PUT", Body: []byte(body)}, Index: idx})
+		writes = append(writes, store.Write{Version: &store.Version{Type: typ, ID: id, VersionID: 1, Updated: time.Now(), Method: "PUT", Body: []byte(body),
+			Owner: keys.OwnerOf(typ, id, idx.PatientCompartment)}, Index: idx})
 		if len(writes) == 1000 {
 			flush()
 		}
@@ -51,7 +58,7 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 		}
 	}
 	flush()
-	if err := s.db.Exec("ANALYZE").Error; err != nil {
+	if err := s.DB().Exec("ANALYZE").Error; err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ typ, query string }{
@@ -77,16 +84,12 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			q.Count = 20
-			where, err := whereClause(q, Postgres)
-			if err != nil {
-				t.Fatal(err)
-			}
-			page, _, _, err := pageQuery(q, where)
+			sql, args, err := s.PageSQL(q)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var plan string
-			if err := s.db.Raw("EXPLAIN (FORMAT JSON) "+page.sql(), page.args...).Scan(&plan).Error; err != nil {
+			if err := s.DB().Raw("EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan).Error; err != nil {
 				t.Fatal(err)
 			}
 			var nodes []any

@@ -60,7 +60,7 @@ func ParseCursor(s string) (*Cursor, error) {
 func (s *Store) History(ctx context.Context, q HistoryQuery) ([]Version, error) {
 	var sb strings.Builder
 	var args []any
-	sb.WriteString(`SELECT ` + versionColumns + ` FROM resource_versions v WHERE 1 = 1`)
+	sb.WriteString(`SELECT ` + versionColumns + ` FROM resource_versions v` + versionKeys + ` WHERE 1 = 1`)
 	var order string
 	switch {
 	case q.ID != "":
@@ -92,7 +92,7 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) ([]Version, error) 
 	}
 	sb.WriteString(` ORDER BY ` + order + ` LIMIT ?`)
 	args = append(args, q.Limit)
-	out, err := queryVersions(ctx, s.db, sb.String(), args...)
+	out, err := s.outside().queryVersions(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: history: %w", err))
 	}

@@ -99,7 +99,7 @@ func (s *Store) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
 	b.w(strings.Replace(currentQuery, "WHERE r.res_type = ? AND r.res_id = ?", "WHERE r.deleted = ", 1)).arg(false).w(" AND (")
 	b.keys("r.res_type", "r.res_id", keys)
 	b.w(")")
-	found, err := queryVersions(ctx, s.db, b.sql(), b.args...)
+	found, err := s.outside().queryVersions(ctx, b.sql(), b.args...)
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: read many: %w", err))
 	}

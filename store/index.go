@@ -37,25 +37,25 @@ func deleteIndex(ctx context.Context, db *gorm.DB, keys []Key) error {
 // and version time.
 func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
 	const (
-		stringCols = "res_type, res_id, param, plen, norm, exact"
-		tokenCols  = "res_type, res_id, param, system, code"
-		qtyCols    = "res_type, res_id, param, value, low, high, system, code, unit"
+		tokenCols = "res_type, res_id, param, system, code"
+		qtyCols   = "res_type, res_id, param, value, low, high, system, code, unit"
 	)
 	for _, e := range idx.Strings {
-		w.add("search_string", stringCols, "", typ, id, e.Param, 0, e.Norm, e.Value)
+		w.stringRows(typ, id, e.Param, e.Norm, e.Value)
 	}
 	for _, e := range idx.Tokens {
 		switch {
 		case e.Param == "_id":
 			continue
 		case e.Code != "":
-			w.add("search_token", tokenCols, "", typ, id, e.Param, e.System, e.Code)
+			w.add("search_token", tokenCols, "", typ, id, e.Param, e.System, blindCode(w.blind, typ, e.Param, e.Code))
 		}
 		if e.Text != "" {
-			w.add("search_string", stringCols, "", typ, id, e.Param+":text", 0, e.Text, e.Text)
+			w.stringRows(typ, id, e.Param+":text", e.Text, e.Text)
 		}
 		if e.TypeCode != "" {
-			w.add("search_token", tokenCols, "", typ, id, e.Param+":of-type", e.TypeSystem, e.TypeCode+"|"+e.Code)
+			p := e.Param + ":of-type"
+			w.add("search_token", tokenCols, "", typ, id, p, e.TypeSystem, blindCode(w.blind, typ, p, e.TypeCode+"|"+e.Code))
 		}
 	}
 	for _, e := range idx.References {
@@ -130,7 +130,8 @@ func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 // costs a few round trips.
 type rowWriter struct {
 	db      *gorm.DB
-	maxArgs int // bind values per statement
+	blind   Blinder // of index rows; nil for none
+	maxArgs int     // bind values per statement
 	pending map[string]*pendingRows
 	order   []string
 	err     error

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -79,6 +80,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		if applied {
 			continue
 		}
+		if m.version == sealedSince {
+			if err := s.refuseClearBodies(ctx); err != nil {
+				return err
+			}
+		}
 		err = db.Transaction(func(tx *gorm.DB) error {
 			if err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)`,
 				m.version, m.name, time.Now().UnixMicro()).Error; err != nil {
@@ -103,4 +109,23 @@ func (s *Store) applied(ctx context.Context, version int) (bool, error) {
 		return false, s.classify(fmt.Errorf("store: read schema_migrations: %w", err))
 	}
 	return n > 0, nil
+}
+
+// sealedSince is the migration from which resource bodies are sealed
+// under data keys.
+const sealedSince = 3
+
+// refuseClearBodies stops a database that holds bodies written in clear
+// by a pre-release from being upgraded in place: sealing them needs their
+// patients' keys, which that release never made. Such a database is
+// exported through the API and loaded into a fresh one.
+func (s *Store) refuseClearBodies(ctx context.Context) error {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM resource_versions LIMIT 1) t`).Scan(&n).Error; err != nil {
+		return s.classify(fmt.Errorf("store: check for clear bodies: %w", err))
+	}
+	if n > 0 {
+		return errors.New("store: this database holds resource bodies stored in clear by a pre-release; they cannot be sealed in place: export its resources through the API and load them into a new database")
+	}
+	return nil
 }

@@ -17,8 +17,11 @@ func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, bool, 
 	if err != nil {
 		return nil, nil, false, err
 	}
-	page := &builder{alias: where.alias}
-	keys := page.sortKeys(q.Sort)
+	page := &builder{alias: where.alias, blind: where.blind}
+	keys, err := page.sortKeys(q.Type, q.Sort)
+	if err != nil {
+		return nil, nil, false, err
+	}
 	// The sort keys are computed in an inner query so that the keyset
 	// condition and ORDER BY can name them.
 	page.w("SELECT s.res_id")
@@ -63,9 +66,13 @@ type sortKey struct {
 // sortKeys turns the sort parameters into SQL expressions over resource
 // row r. A resource without a value sorts last either way: missing values
 // become a sentinel past every real one.
-func (b *builder) sortKeys(keys []fhir.SortKey) []sortKey {
+// Parameters stored blind have no order to sort by.
+func (b *builder) sortKeys(typ string, keys []fhir.SortKey) ([]sortKey, error) {
 	out := make([]sortKey, 0, len(keys))
 	for _, k := range keys {
+		if b.blinds(typ, k.Code) {
+			return nil, notBlind("_sort", typ, k.Code)
+		}
 		agg := "MIN"
 		if k.Desc {
 			agg = "MAX"
@@ -115,7 +122,7 @@ func (b *builder) sortKeys(keys []fhir.SortKey) []sortKey {
 			" WHERE " + x + ".res_type = r.res_type AND " + x + ".res_id = r.res_id AND " + x + ".param = " + sqlString(k.Code) + "), " + sentinel + ")"
 		out = append(out, sortKey{expr: expr, desc: k.Desc, kind: kind})
 	}
-	return out
+	return out, nil
 }
 
 // keyset writes "row s comes after the cursor" (or before it) for the

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ehrledger/ehrledger/fhir"
-	"gorm.io/gorm"
 )
 
 // Version is one stored version of a resource.
@@ -20,58 +20,127 @@ type Version struct {
 	Method  string
 	Deleted bool
 	// Body is the resource JSON as it is served (meta included); nil for a
-	// delete.
+	// delete and for an erased version. It is stored sealed under Owner's
+	// data key.
 	Body []byte
+	// Owner names the data key that seals the body (keys.OwnerOf); empty
+	// for a delete.
+	Owner string
+	// Erased says Owner's key was erased: the body is gone for good.
+	Erased bool
 }
 
-const versionColumns = "v.res_type, v.res_id, v.version_id, v.updated_us, v.method, v.deleted, v.body"
+const versionColumns = "v.res_type, v.res_id, v.version_id, v.updated_us, v.method, v.deleted, v.body, v.key_owner, k.kms, k.kms_version, k.wrapped, k.erased_us"
 
-// queryVersions runs a query selecting versionColumns and reads its rows.
-// It scans by hand: gorm's reflective Scan cost a fifth of a read
-// (BENCHMARKS.md).
-func queryVersions(ctx context.Context, db *gorm.DB, query string, args ...any) ([]Version, error) {
-	rows, err := db.WithContext(ctx).Raw(query, args...).Rows()
+// versionKeys joins each version row v to the stored data key k of its
+// owner, so that opening a page of bodies needs no further query.
+const versionKeys = " LEFT JOIN data_keys k ON k.owner = v.key_owner"
+
+// queryVersions runs a query selecting versionColumns (from v joined by
+// versionKeys) and reads its rows, opening each body with its owner's data
+// key: the keys of all rows are fetched at once, so a page spanning many
+// patients costs at most one KMS call. A version whose key was erased comes
+// back with Erased set and no body. It scans by hand: gorm's reflective
+// Scan cost a fifth of a read (BENCHMARKS.md).
+func (tx *Tx) queryVersions(ctx context.Context, query string, args ...any) ([]Version, error) {
+	rows, err := tx.db.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []Version
+	var wrapped []WrappedKey
+	seen := map[string]bool{}
 	for rows.Next() {
 		var v Version
 		var us int64
-		if err := rows.Scan(&v.Type, &v.ID, &v.VersionID, &us, &v.Method, &v.Deleted, &v.Body); err != nil {
+		var owner, kms *string
+		var kmsVersion, erasedUs *int64
+		var blob []byte
+		if err := rows.Scan(&v.Type, &v.ID, &v.VersionID, &us, &v.Method, &v.Deleted, &v.Body,
+			&owner, &kms, &kmsVersion, &blob, &erasedUs); err != nil {
 			return nil, err
 		}
 		v.Updated = time.UnixMicro(us).UTC()
+		if owner != nil {
+			v.Owner = *owner
+			if kms == nil {
+				return nil, fmt.Errorf("store: %s/%s/_history/%d is sealed under %s, which has no data key", v.Type, v.ID, v.VersionID, v.Owner)
+			}
+			if !seen[v.Owner] {
+				seen[v.Owner] = true
+				wrapped = append(wrapped, WrappedKey{Owner: v.Owner, KMS: *kms, Version: int(*kmsVersion), Blob: blob, Erased: erasedUs != nil})
+			}
+		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(wrapped) == 0 {
+		return out, nil
+	}
+	sealer, err := tx.sealer()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := sealer.Keys(ctx, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		v := &out[i]
+		if v.Owner == "" || v.Deleted {
+			continue
+		}
+		k := keys[v.Owner]
+		if k.Erased() {
+			v.Erased, v.Body = true, nil
+			continue
+		}
+		if v.Body, err = k.Open(bodyAAD(v.Type, v.ID, v.VersionID), v.Body); err != nil {
+			return nil, fmt.Errorf("store: %s/%s/_history/%d: %w", v.Type, v.ID, v.VersionID, err)
+		}
+	}
+	return out, nil
+}
+
+// sealer returns the store's sealer; UseKeys must have given one.
+func (tx *Tx) sealer() (Sealer, error) {
+	if tx.s.sealer == nil {
+		return nil, errors.New("store: resources read or written before UseKeys")
+	}
+	return tx.s.sealer, nil
 }
 
 const currentQuery = `SELECT ` + versionColumns + `
 FROM resources r JOIN resource_versions v
-  ON v.res_type = r.res_type AND v.res_id = r.res_id AND v.version_id = r.version_id
+  ON v.res_type = r.res_type AND v.res_id = r.res_id AND v.version_id = r.version_id` + versionKeys + `
 WHERE r.res_type = ? AND r.res_id = ?`
 
 // Read returns the current version of a resource. It returns ErrNotFound
-// when the resource was never written and a *DeletedError (matching
-// ErrDeleted) when its current version is a delete.
+// when the resource was never written, a *DeletedError (matching
+// ErrDeleted) when its current version is a delete and an *ErasedError
+// when its data key was erased.
 func (s *Store) Read(ctx context.Context, typ, id string) (*Version, error) {
-	v, err := current(ctx, &Tx{db: s.db, dialect: s.dialect}, typ, id)
+	v, err := current(ctx, s.outside(), typ, id)
 	if err != nil {
 		return nil, s.classify(err)
 	}
-	if v.Deleted {
+	switch {
+	case v.Erased:
+		return nil, &ErasedError{Type: typ, ID: id, Owner: v.Owner}
+	case v.Deleted:
 		return nil, &DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
 	}
 	return v, nil
 }
 
 // VRead returns one version of a resource, which may be a delete
-// (Version.Deleted). It returns ErrNotFound when that version does not
+// (Version.Deleted) or erased (Version.Erased). It returns ErrNotFound when that version does not
 // exist.
 func (s *Store) VRead(ctx context.Context, typ, id string, versionID int64) (*Version, error) {
-	rows, err := queryVersions(ctx, s.db, `SELECT `+versionColumns+` FROM resource_versions v
+	rows, err := s.outside().queryVersions(ctx, `SELECT `+versionColumns+` FROM resource_versions v`+versionKeys+`
 WHERE v.res_type = ? AND v.res_id = ? AND v.version_id = ?`, typ, id, versionID)
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: vread %s/%s/_history/%d: %w", typ, id, versionID, err))
@@ -89,7 +158,7 @@ func (tx *Tx) Current(ctx context.Context, typ, id string) (*Version, error) {
 }
 
 func current(ctx context.Context, tx *Tx, typ, id string) (*Version, error) {
-	rows, err := queryVersions(ctx, tx.db, currentQuery, typ, id)
+	rows, err := tx.queryVersions(ctx, currentQuery, typ, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: read %s/%s: %w", typ, id, err)
 	}
@@ -114,31 +183,36 @@ type Write struct {
 }
 
 // PutMany stores several versions of distinct resources as Put does, in a
-// handful of multi-row statements whatever their number.
+// handful of multi-row statements whatever their number. Each body is
+// sealed under its Owner's data key, read inside the transaction so that
+// an erasure cannot slip in between: an owner without a key yet makes it
+// return a *NeedKeysError, an erased one an *ErasedError.
 func (tx *Tx) PutMany(ctx context.Context, writes []Write) error {
+	sealed, err := tx.seal(ctx, writes)
+	if err != nil {
+		return err
+	}
 	seen := make(map[Key]bool, len(writes))
-	w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
+	w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect), blind: tx.s.blind}
 	var stale []Key // resources whose old index rows go
-	for _, wr := range writes {
+	for i, wr := range writes {
 		v := wr.Version
-		if v.Type == "" || v.ID == "" || v.VersionID < 1 {
-			return errors.New("store: put: version needs a type, an id and a version number")
-		}
 		k := Key{v.Type, v.ID}
 		if seen[k] {
 			return fmt.Errorf("store: put: %s/%s written twice in one call", v.Type, v.ID)
 		}
 		seen[k] = true
 		us := v.Updated.UnixMicro()
-		var body any // a nil []byte must reach the database as NULL
+		var body, owner any // nil reaches the database as NULL
 		if !v.Deleted {
-			body = v.Body
+			body, owner = sealed[i], v.Owner
 		}
-		w.add("resource_versions", "res_type, res_id, version_id, updated_us, method, deleted, body", "",
-			v.Type, v.ID, v.VersionID, us, v.Method, v.Deleted, body)
-		w.add("resources", "res_type, res_id, version_id, updated_us, deleted", `ON CONFLICT (res_type, res_id) DO UPDATE
-SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted = excluded.deleted`,
-			v.Type, v.ID, v.VersionID, us, v.Deleted)
+		w.add("resource_versions", "res_type, res_id, version_id, updated_us, method, deleted, body, key_owner", "",
+			v.Type, v.ID, v.VersionID, us, v.Method, v.Deleted, body, owner)
+		w.add("resources", "res_type, res_id, version_id, updated_us, deleted, key_owner, erased", `ON CONFLICT (res_type, res_id) DO UPDATE
+SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted = excluded.deleted,
+    key_owner = excluded.key_owner, erased = excluded.erased`,
+			v.Type, v.ID, v.VersionID, us, v.Deleted, owner, false)
 		if v.VersionID > 1 {
 			stale = append(stale, k)
 		}
@@ -156,4 +230,61 @@ SET version_id = excluded.version_id, updated_us = excluded.updated_us, deleted 
 		}
 	}
 	return w.flush()
+}
+
+// seal returns the sealed body of each write that has one.
+func (tx *Tx) seal(ctx context.Context, writes []Write) ([][]byte, error) {
+	var owners []string
+	for _, wr := range writes {
+		v := wr.Version
+		switch {
+		case v.Type == "" || v.ID == "" || v.VersionID < 1:
+			return nil, errors.New("store: put: version needs a type, an id and a version number")
+		case v.Deleted:
+		case v.Owner == "":
+			return nil, fmt.Errorf("store: put: %s/%s has no key owner", v.Type, v.ID)
+		case !slices.Contains(owners, v.Owner):
+			owners = append(owners, v.Owner)
+		}
+	}
+	if len(owners) == 0 {
+		return make([][]byte, len(writes)), nil
+	}
+	wrapped, err := wrappedKeys(ctx, tx, owners)
+	if err != nil {
+		return nil, err
+	}
+	if len(wrapped) < len(owners) {
+		var missing []string
+		for _, o := range owners {
+			if !slices.ContainsFunc(wrapped, func(k WrappedKey) bool { return k.Owner == o }) {
+				missing = append(missing, o)
+			}
+		}
+		return nil, &NeedKeysError{Owners: missing}
+	}
+	for _, k := range wrapped {
+		if k.Erased {
+			return nil, &ErasedError{Owner: k.Owner}
+		}
+	}
+	sealer, err := tx.sealer()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := sealer.Keys(ctx, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(writes))
+	for i, wr := range writes {
+		v := wr.Version
+		if v.Deleted {
+			continue
+		}
+		if out[i], err = keys[v.Owner].Seal(bodyAAD(v.Type, v.ID, v.VersionID), v.Body); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

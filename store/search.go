@@ -28,7 +28,7 @@ type SearchResult struct {
 // ids. Pages are cut by a cursor holding the sort keys of the last match,
 // so results written while a client pages do not shift later pages.
 func (s *Store) Search(ctx context.Context, q *fhir.SearchQuery) (*SearchResult, error) {
-	res, err := search(ctx, s.db, s.dialect, q)
+	res, err := search(ctx, s.outside(), q)
 	if err != nil {
 		return nil, s.classify(err)
 	}
@@ -41,15 +41,16 @@ func (s *Store) Search(ctx context.Context, q *fhir.SearchQuery) (*SearchResult,
 func (tx *Tx) Match(ctx context.Context, q *fhir.SearchQuery, limit int) ([]string, error) {
 	qq := *q
 	qq.Count, qq.Total, qq.Sort, qq.Page = limit, "none", nil, ""
-	res, err := search(ctx, tx.db, tx.dialect, &qq)
+	res, err := search(ctx, tx, &qq)
 	if err != nil {
 		return nil, err
 	}
 	return res.IDs, nil
 }
 
-func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQuery) (*SearchResult, error) {
-	where, err := whereClause(q, dialect)
+func search(ctx context.Context, tx *Tx, q *fhir.SearchQuery) (*SearchResult, error) {
+	db, dialect := tx.db, tx.dialect
+	where, err := whereClause(q, dialect, tx.s.blind)
 	if err != nil {
 		return nil, err
 	}
@@ -132,8 +133,8 @@ func search(ctx context.Context, db *gorm.DB, dialect Dialect, q *fhir.SearchQue
 // table, however many (all laboratory results, to keep a patient's few):
 // there the most selective criterion (by selectivity) lists the
 // candidates and the others are probed for each (BENCHMARKS.md).
-func whereClause(q *fhir.SearchQuery, dialect Dialect) (*builder, error) {
-	where := &builder{}
+func whereClause(q *fhir.SearchQuery, dialect Dialect, blind Blinder) (*builder, error) {
+	where := &builder{blind: blind}
 	where.w("r.res_type = ").arg(q.Type).w(" AND r.deleted = ").arg(false)
 	order := make([]int, len(q.Where))
 	for i := range order {
@@ -182,6 +183,11 @@ type builder struct {
 	sb    strings.Builder
 	args  []any
 	alias int
+	blind Blinder // of PHI values; nil for none
+}
+
+func (b *builder) blinds(typ, param string) bool {
+	return b.blind != nil && b.blind.Blinds(typ, param)
 }
 
 func (b *builder) w(s string) *builder { b.sb.WriteString(s); return b }
@@ -291,7 +297,7 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) erro
 			if i > 0 {
 				b.w(" OR ")
 			}
-			if err := b.value(x, vtyp, c, &c.Values[i]); err != nil {
+			if err := b.value(x, typ, param, vtyp, c, &c.Values[i]); err != nil {
 				return err
 			}
 		}
@@ -340,10 +346,14 @@ func selectivity(c *fhir.Criterion) int {
 	return 4 // dates, numbers, quantities, _lastUpdated
 }
 
-// value writes the condition that index row x matches one value.
-func (b *builder) value(x, typ string, c *fhir.Criterion, v *fhir.SearchValue) error {
+// value writes the condition that index row x, of parameter param (as
+// stored) of resource type resType, matches one value of type typ.
+func (b *builder) value(x, resType, param, typ string, c *fhir.Criterion, v *fhir.SearchValue) error {
 	b.w("(")
 	defer b.w(")")
+	if b.blinds(resType, param) {
+		return b.blindValue(x, resType, param, typ, c, v)
+	}
 	switch typ {
 	case "string":
 		switch c.Modifier {
@@ -418,6 +428,31 @@ func (b *builder) value(x, typ string, c *fhir.Criterion, v *fhir.SearchValue) e
 		}
 	default:
 		return &CriteriaError{Msg: fmt.Sprintf("search parameters of type %q are not supported", typ)}
+	}
+	return nil
+}
+
+// blindValue is value for a parameter stored blind: equality on the
+// hashed value, or on the hashed prefix of the value's length.
+func (b *builder) blindValue(x, resType, param, typ string, c *fhir.Criterion, v *fhir.SearchValue) error {
+	switch typ {
+	case "string":
+		switch c.Modifier {
+		case "exact":
+			b.w(x + ".exact = ").arg(b.blind.Blind(resType, param, v.Text))
+		case "contains":
+			return notBlind(":contains", resType, c.Code)
+		default:
+			b.blindPrefix(x, resType, param, v.Text)
+		}
+	case "token":
+		bv := *v
+		if bv.Code != "" {
+			bv.Code = blindCode(b.blind, resType, param, v.Code)
+		}
+		b.token(x+".system", x+".code", &bv)
+	default:
+		return &CriteriaError{Msg: fmt.Sprintf("%s.%s: blind %s values cannot be matched", resType, param, typ)}
 	}
 	return nil
 }

@@ -57,6 +57,8 @@ type Store struct {
 	dialect Dialect
 	cfg     Config
 	log     *slog.Logger
+	sealer  Sealer
+	blind   Blinder
 
 	// SQLite's statistics: writes counts resources written since the last
 	// PRAGMA optimize; the optimizer goroutine stops when stop closes.
@@ -117,6 +119,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// UseKeys gives the store the keys it seals bodies with and the blind
+// index of PHI search values. It must be called once, before the first
+// read or write of a resource: the keys' own records live in this store,
+// so they cannot exist when Open runs.
+func (s *Store) UseKeys(sealer Sealer, blind Blinder) {
+	s.sealer, s.blind = sealer, blind
+}
+
+// outside returns a Tx that runs statements outside any transaction.
+func (s *Store) outside() *Tx { return &Tx{db: s.db, dialect: s.dialect, s: s} }
 
 // Statistics upkeep for SQLite (PostgreSQL's autovacuum and CockroachDB's
 // automatic statistics need none): SQLite plans searches from the

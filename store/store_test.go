@@ -12,16 +12,13 @@ import (
 
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/store"
 )
 
 func open(t *testing.T, dsn string) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, _ := testkeys.Open(t, store.Config{DSN: dsn})
 	return s
 }
 
@@ -37,6 +34,9 @@ func put(t *testing.T, s *store.Store, v store.Version, idx ...*fhir.Index) {
 	var index *fhir.Index
 	if len(idx) > 0 {
 		index = idx[0]
+	}
+	if v.Owner == "" {
+		v.Owner = "provider"
 	}
 	err := s.InTx(context.Background(), func(tx *store.Tx) error { return tx.Put(context.Background(), &v, index) })
 	if err != nil {
@@ -134,7 +134,7 @@ func TestStore(t *testing.T) {
 		})
 		t.Run("writing an existing version number conflicts", func(t *testing.T) {
 			err := s.InTx(ctx, func(tx *store.Tx) error {
-				return tx.Put(ctx, &store.Version{Type: "Patient", ID: "p1", VersionID: 3, Updated: t0, Method: "PUT", Body: []byte(`{}`)}, nil)
+				return tx.Put(ctx, &store.Version{Type: "Patient", ID: "p1", VersionID: 3, Updated: t0, Method: "PUT", Body: []byte(`{}`), Owner: "provider"}, nil)
 			})
 			if err == nil {
 				t.Fatal("a second version 3 was stored")
@@ -189,7 +189,7 @@ func TestStore(t *testing.T) {
 							return err
 						}
 						return tx.Put(ctx, &store.Version{Type: "Basic", ID: "counter", VersionID: cur.VersionID + 1,
-							Updated: cur.Updated.Add(time.Microsecond), Method: "PUT", Body: []byte(`{}`)}, nil)
+							Updated: cur.Updated.Add(time.Microsecond), Method: "PUT", Body: []byte(`{}`), Owner: "provider"}, nil)
 					})
 				})
 			}

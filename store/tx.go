@@ -20,6 +20,7 @@ import (
 type Tx struct {
 	db      *gorm.DB
 	dialect Dialect
+	s       *Store
 	written int // resources written, for SQLite's statistics upkeep
 }
 
@@ -44,7 +45,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 			if attempts > 1 && s.cfg.OnRetry != nil {
 				s.cfg.OnRetry(s.dialect)
 			}
-			return fn(&Tx{db: db, dialect: s.dialect})
+			return fn(&Tx{db: db, dialect: s.dialect, s: s})
 		})
 		var maxed *crdb.MaxRetriesExceededError
 		if errors.As(err, &maxed) {
@@ -65,7 +66,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	var err error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
-		tx := &Tx{db: nil, dialect: s.dialect}
+		tx := &Tx{db: nil, dialect: s.dialect, s: s}
 		err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 			tx.db = db
 			return fn(tx)

@@ -30,6 +30,27 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogFormat       string        `yaml:"log_format"`
 	LogLevel        string        `yaml:"log_level"`
+	// KMS wraps the data keys: "local" (a key file under Data, the
+	// embedded default) or "vault" (Vault Transit).
+	KMS          string        `yaml:"kms"`
+	KeyFile      string        `yaml:"key_file"`
+	KeyCacheSize int           `yaml:"key_cache_size"`
+	KeyCacheTTL  time.Duration `yaml:"key_cache_ttl"`
+	Vault        vaultConfig   `yaml:"vault"`
+}
+
+type vaultConfig struct {
+	Addr          string `yaml:"addr"`
+	Token         string `yaml:"token"`
+	RoleID        string `yaml:"role_id"`
+	SecretID      string `yaml:"secret_id"`
+	Namespace     string `yaml:"namespace"`
+	CACert        string `yaml:"ca_cert"`
+	ClientCert    string `yaml:"client_cert"`
+	ClientKey     string `yaml:"client_key"`
+	TLSServerName string `yaml:"tls_server_name"`
+	Mount         string `yaml:"transit_mount"`
+	Key           string `yaml:"transit_key"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -42,6 +63,10 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout: 30 * time.Second,
 		LogFormat:       "text",
 		LogLevel:        "info",
+		KMS:             "local",
+		KeyCacheSize:    100_000,
+		KeyCacheTTL:     10 * time.Minute,
+		Vault:           vaultConfig{Mount: "transit", Key: "ehrledger"},
 	}
 }
 
@@ -74,12 +99,38 @@ var serveSettings = []setting{
 	}},
 	{"log-format", "EHR_LOG_FORMAT", "log format: text or json", func(c *serveConfig, v string) error { c.LogFormat = v; return nil }},
 	{"log-level", "EHR_LOG_LEVEL", "log level: debug, info, warn or error", func(c *serveConfig, v string) error { c.LogLevel = v; return nil }},
+	{"kms", "EHR_KMS", "what wraps the data keys: local (key file under --data) or vault", func(c *serveConfig, v string) error { c.KMS = v; return nil }},
+	{"key-file", "EHR_KEY_FILE", "local KMS key file (default: keys.json under --data)", func(c *serveConfig, v string) error { c.KeyFile = v; return nil }},
+	{"key-cache-size", "EHR_KEY_CACHE_SIZE", "most unwrapped data keys kept in memory", func(c *serveConfig, v string) (err error) {
+		c.KeyCacheSize, err = strconv.Atoi(v)
+		return err
+	}},
+	{"key-cache-ttl", "EHR_KEY_CACHE_TTL", "how long an unwrapped data key stays in memory", func(c *serveConfig, v string) (err error) {
+		c.KeyCacheTTL, err = time.ParseDuration(v)
+		return err
+	}},
+	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
+	{"vault-token", "EHR_VAULT_TOKEN", "Vault token (or use AppRole)", func(c *serveConfig, v string) error { c.Vault.Token = v; return nil }},
+	{"vault-role-id", "EHR_VAULT_ROLE_ID", "Vault AppRole role id", func(c *serveConfig, v string) error { c.Vault.RoleID = v; return nil }},
+	{"vault-secret-id", "EHR_VAULT_SECRET_ID", "Vault AppRole secret id", func(c *serveConfig, v string) error { c.Vault.SecretID = v; return nil }},
+	{"vault-namespace", "EHR_VAULT_NAMESPACE", "Vault Enterprise namespace", func(c *serveConfig, v string) error { c.Vault.Namespace = v; return nil }},
+	{"vault-ca-cert", "EHR_VAULT_CA_CERT", "PEM file of the CA that signed Vault's certificate", func(c *serveConfig, v string) error { c.Vault.CACert = v; return nil }},
+	{"vault-client-cert", "EHR_VAULT_CLIENT_CERT", "PEM certificate for TLS client authentication to Vault", func(c *serveConfig, v string) error { c.Vault.ClientCert = v; return nil }},
+	{"vault-client-key", "EHR_VAULT_CLIENT_KEY", "PEM key for TLS client authentication to Vault", func(c *serveConfig, v string) error { c.Vault.ClientKey = v; return nil }},
+	{"vault-tls-server-name", "EHR_VAULT_TLS_SERVER_NAME", "server name expected in Vault's certificate", func(c *serveConfig, v string) error { c.Vault.TLSServerName = v; return nil }},
+	{"vault-transit-mount", "EHR_VAULT_TRANSIT_MOUNT", "path of Vault's Transit engine", func(c *serveConfig, v string) error { c.Vault.Mount = v; return nil }},
+	{"vault-transit-key", "EHR_VAULT_TRANSIT_KEY", "name of the Transit key that wraps the data keys", func(c *serveConfig, v string) error { c.Vault.Key = v; return nil }},
 }
 
 // loadServeConfig reads defaults, file, environment and flags, in that
 // order, and validates the result.
 func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
-	fs := flag.NewFlagSet("ehrledger serve", flag.ContinueOnError)
+	return loadConfig(flag.NewFlagSet("ehrledger serve", flag.ContinueOnError), args, getenv, stderr)
+}
+
+// loadConfig is loadServeConfig for any command that opens the database
+// and keys; fs may carry the command's own flags.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("EHR_CONFIG"), "optional YAML configuration file (env EHR_CONFIG)")
 	given := map[string]string{}
@@ -91,7 +142,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		return serveConfig{}, errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ehrledger serve: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return serveConfig{}, errUsage
 	}
 	cfg := defaultServeConfig()
@@ -134,6 +185,14 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: max_json_depth must be positive")
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return errors.New("config: timeouts must be positive")
+	case c.KMS != "local" && c.KMS != "vault":
+		return fmt.Errorf("config: kms must be local or vault, not %q", c.KMS)
+	case c.KMS == "vault" && c.Vault.Addr == "":
+		return errors.New("config: kms vault needs vault.addr (--vault-addr)")
+	case c.KMS == "vault" && c.Vault.Token == "" && (c.Vault.RoleID == "" || c.Vault.SecretID == ""):
+		return errors.New("config: kms vault needs a token or an AppRole role id and secret id")
+	case c.KeyCacheSize <= 0 || c.KeyCacheTTL <= 0:
+		return errors.New("config: key_cache_size and key_cache_ttl must be positive")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("config: log_format must be text or json, not %q", c.LogFormat)
 	}
@@ -151,6 +210,14 @@ func (c *serveConfig) dsn() string {
 		return c.DB
 	}
 	return "sqlite:" + filepath.Join(c.Data, "ehrledger.db")
+}
+
+// keyFile is the local KMS's key file.
+func (c *serveConfig) keyFile() string {
+	if c.KeyFile != "" {
+		return c.KeyFile
+	}
+	return filepath.Join(c.Data, "keys.json")
 }
 
 func (c *serveConfig) logger(w io.Writer) *slog.Logger {

@@ -19,6 +19,7 @@ const usage = `ehrledger: a FHIR R4 server with a verifiable disclosure ledger
 
 Usage:
   ehrledger serve [--addr HOST:PORT] [--data DIR] [--db DSN] [--config FILE] [flags]
+  ehrledger keys rotate|erase [flags]
   ehrledger version
 
 Run "ehrledger serve -h" for the server's flags.
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = runServe(ctx, args[1:], stdout, stderr)
+	case "keys":
+		err = runKeys(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ehrledger", version)
 	case "help", "-h", "--help":

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/server"
-	"github.com/ehrledger/ehrledger/store"
 )
 
 // runServe is "ehrledger serve": open the database (migrating it), serve
@@ -24,17 +23,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := cfg.logger(stderr)
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
 	metrics := server.NewMetrics()
-	st, err := store.Open(ctx, store.Config{DSN: cfg.dsn(), OnRetry: metrics.DBRetry, Logger: log})
+	st, kr, err := openBackend(ctx, cfg, log, metrics.DBRetry)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	srv, err := server.New(server.Config{
 		Store:        st,
+		Keys:         kr,
 		BaseURL:      cfg.BaseURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxDepth:     cfg.MaxJSONDepth,

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ehrledger/ehrledger/keys"
 	"io"
 	"log/slog"
 	"math"
@@ -75,7 +76,19 @@ func Start(ctx context.Context, dsn string) (srv *server.Server, base string, st
 	if err != nil {
 		return nil, "", nil, err
 	}
-	srv, err = server.New(server.Config{Store: st, Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
+	keyDir, err := os.MkdirTemp("", "ehrledger-bench-keys")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	kms, err := keys.OpenLocal(filepath.Join(keyDir, "keys.json"))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	kr, err := server.OpenKeys(ctx, st, kms, keys.Options{})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv, err = server.New(server.Config{Store: st, Keys: kr, Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -83,7 +96,7 @@ func Start(ctx context.Context, dsn string) (srv *server.Server, base string, st
 	if err != nil {
 		return nil, "", nil, err
 	}
-	return srv, base, func() { stopHTTP(); st.Close() }, nil
+	return srv, base, func() { stopHTTP(); st.Close(); os.RemoveAll(keyDir) }, nil
 }
 
 // Listen serves h on a loopback port.

@@ -1,0 +1,57 @@
+// Package testkeys opens stores for tests the way the server runs them:
+// with a keyring over a real local KMS (a key file in the test's temp
+// directory) sealing every body and blinding PHI search values.
+package testkeys
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// keyFile is the key file of a database: one per DSN in a directory that
+// lives as long as the test process, so that a test (or a subtest) that
+// reopens a database finds its keys.
+func keyFile(t testing.TB, dsn string) string {
+	dirOnce.Do(func() { dir, dirErr = os.MkdirTemp("", "ehrledger-testkeys-") })
+	if dirErr != nil {
+		t.Fatal(dirErr)
+	}
+	sum := sha256.Sum256([]byte(dsn))
+	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".json")
+}
+
+var (
+	dirOnce sync.Once
+	dir     string
+	dirErr  error
+)
+
+// Open opens the store cfg names, closed when the test ends, with a
+// local-KMS keyring in front of it.
+func Open(t testing.TB, cfg store.Config) (*store.Store, *keys.Keyring) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kms, err := keys.OpenLocal(keyFile(t, cfg.DSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := server.OpenKeys(ctx, st, kms, keys.Options{})
+	if err != nil {
+		t.Fatalf("open keys: %v", err)
+	}
+	return st, kr
+}

@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// OpenKeys puts a keyring over kms in front of st: st keeps the wrapped
+// data keys, seals and opens every body through the keyring, and stores
+// the search values that identify patients blind. The blind index key and
+// the provider's key are created on first start; the KMS must be reachable.
+func OpenKeys(ctx context.Context, st *store.Store, kms keys.KMS, opts keys.Options) (*keys.Keyring, error) {
+	kr := keys.NewKeyring(kms, keyStore{st}, opts)
+	ks, err := kr.Ensure(ctx, []string{keys.BlindOwner, keys.ProviderOwner})
+	if err != nil {
+		return nil, err
+	}
+	st.UseKeys(sealer{kr}, keys.NewBlind(ks[keys.BlindOwner]))
+	return kr, nil
+}
+
+// keyStore is the store as the keyring's keys.Store.
+type keyStore struct{ st *store.Store }
+
+func toRecords(ws []store.WrappedKey) []keys.Record {
+	out := make([]keys.Record, len(ws))
+	for i, w := range ws {
+		out[i] = keys.Record{Owner: w.Owner, KMS: w.KMS, Version: w.Version, Blob: w.Blob, Erased: w.Erased}
+	}
+	return out
+}
+
+func fromRecords(rs []keys.Record) []store.WrappedKey {
+	out := make([]store.WrappedKey, len(rs))
+	for i, r := range rs {
+		out[i] = store.WrappedKey{Owner: r.Owner, KMS: r.KMS, Version: r.Version, Blob: r.Blob, Erased: r.Erased}
+	}
+	return out
+}
+
+func (k keyStore) WrappedKeys(ctx context.Context, owners []string) ([]keys.Record, error) {
+	ws, err := k.st.WrappedKeys(ctx, owners)
+	return toRecords(ws), err
+}
+
+func (k keyStore) AddWrappedKeys(ctx context.Context, recs []keys.Record) error {
+	return k.st.AddWrappedKeys(ctx, fromRecords(recs))
+}
+
+func (k keyStore) StaleWrappedKeys(ctx context.Context, kms string, latest int, after string, limit int) ([]keys.Record, error) {
+	ws, err := k.st.StaleWrappedKeys(ctx, kms, latest, after, limit)
+	return toRecords(ws), err
+}
+
+func (k keyStore) UpdateWrappedKeys(ctx context.Context, recs []keys.Record) error {
+	return k.st.UpdateWrappedKeys(ctx, fromRecords(recs))
+}
+
+func (k keyStore) EraseKey(ctx context.Context, owner string) (int, error) {
+	n, err := k.st.EraseKey(ctx, owner)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, keys.ErrNoKey
+	}
+	return n, err
+}
+
+// sealer is the keyring as the store's store.Sealer.
+type sealer struct{ kr *keys.Keyring }
+
+func (s sealer) Keys(ctx context.Context, wrapped []store.WrappedKey) (map[string]store.DataKey, error) {
+	ks, err := s.kr.Open(ctx, toRecords(wrapped))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]store.DataKey, len(ks))
+	for o, k := range ks {
+		out[o] = k
+	}
+	return out, nil
+}
+
+// erase is POST /Patient/{id}/$erase: crypto-shredding. The patient's data
+// key is destroyed, so every version of every resource sealed under it can
+// never be read again; those resources leave search and read as 410. An
+// administrator's operation; it answers an OperationOutcome saying how
+// many resources were withdrawn, and 410 when the patient was erased before.
+func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if typ != "Patient" {
+		return reqErr(errNotFound, "not-supported", "$erase is supported on Patient only")
+	}
+	if !idPattern.MatchString(id) {
+		return store.ErrNotFound
+	}
+	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
+		return err // unknown: 404; erased before: 410
+	}
+	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id))
+	if errors.Is(err, keys.ErrNoKey) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)
+	s.writeOutcome(w, r, http.StatusOK, info(fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read", id, n)))
+	return nil
+}
