@@ -60,6 +60,7 @@ func Run(t *testing.T, base string) {
 		{"transaction and batch Bundles", testTransaction},
 		{"a 5,000-entry transaction is atomic", testLargeTransaction},
 		{"operations endpoints", testOps},
+		{"$erase crypto-shreds a patient", testErase},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClient(t, c.base), run) })
 	}

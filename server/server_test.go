@@ -1,9 +1,9 @@
 package server_test
 
 import (
-	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/ehrledger/ehrledger/conformance"
@@ -17,7 +17,7 @@ import (
 func newServer(t *testing.T, dsn string) *httptest.Server {
 	t.Helper()
 	metrics := server.NewMetrics()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
 	srv, err := server.New(server.Config{Store: st, Keys: kr, Metrics: metrics, Logger: log})
 	if err != nil {

@@ -1,0 +1,79 @@
+package conformance
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// testErase checks crypto-shredding as a client sees it: after
+// POST Patient/ID/$erase every read of the patient's resources and their
+// history answers 410 saying the data was erased, searches no longer find
+// them, nothing can be stored for the patient any more, and another
+// patient is untouched.
+func testErase(t *testing.T, c *client, run string) {
+	family := "Erasable" + run
+	mk := func(id, body string) {
+		c.do(http.MethodPut, id, body).want(t, http.StatusCreated)
+	}
+	gone, kept := "erase-"+run, "keep-"+run
+	for _, p := range []string{gone, kept} {
+		mk("/Patient/"+p, fmt.Sprintf(`{"resourceType":"Patient","id":%q,"name":[{"family":%q}]}`, p, family))
+		for i := range 3 {
+			mk(fmt.Sprintf("/Observation/%s-o%d", p, i), fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o%d","status":"final","code":{"text":"weight"},"subject":{"reference":"Patient/%s"}}`, p, i, p))
+		}
+	}
+	c.do(http.MethodPut, "/Observation/"+gone+"-o0", fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o0","status":"amended","code":{"text":"weight"},"subject":{"reference":"Patient/%s"}}`, gone, gone)).want(t, http.StatusOK)
+
+	c.do(http.MethodPost, "/Patient/nobody-"+run+"/$erase", nil).want(t, http.StatusNotFound)
+	c.do(http.MethodPost, "/Observation/"+gone+"-o1/$erase", nil).want(t, http.StatusNotFound)
+	r := c.do(http.MethodPost, "/Patient/"+gone+"/$erase", nil).want(t, http.StatusOK)
+	if !strings.Contains(string(r.body), "4 resources") {
+		t.Errorf("$erase answer does not say 4 resources were erased: %s", r.body)
+	}
+
+	erased := func(path string) {
+		t.Helper()
+		r := c.do(http.MethodGet, path, nil).want(t, http.StatusGone)
+		if !strings.Contains(string(r.body), "erased") {
+			t.Errorf("GET %s: 410 does not say the data was erased: %s", path, r.body)
+		}
+	}
+	for _, path := range []string{
+		"/Patient/" + gone, "/Patient/" + gone + "/_history/1", "/Patient/" + gone + "/_history",
+		"/Observation/" + gone + "-o0", "/Observation/" + gone + "-o0/_history/1", "/Observation/" + gone + "-o0/_history/2",
+		"/Observation/" + gone + "-o0/_history", "/Observation/" + gone + "-o2",
+	} {
+		erased(path)
+	}
+	c.do(http.MethodPost, "/Patient/"+gone+"/$erase", nil).want(t, http.StatusGone)
+	c.do(http.MethodGet, "/Patient/"+gone+"/$everything", nil).want(t, http.StatusGone)
+
+	for _, q := range []string{
+		"/Patient?family=" + family, "/Observation?subject=Patient/" + gone + "," + "Patient/" + kept,
+		"/Patient/" + kept + "/Observation", "/Observation?_id=" + gone + "-o1," + kept + "-o1",
+	} {
+		b := c.do(http.MethodGet, q, nil).want(t, http.StatusOK)
+		if strings.Contains(string(b.body), `"id":"`+gone) {
+			t.Errorf("GET %s still finds the erased patient's data: %s", q, truncate(b.body))
+		}
+		if !strings.Contains(string(b.body), kept) {
+			t.Errorf("GET %s lost the other patient's data: %s", q, truncate(b.body))
+		}
+	}
+	h := c.do(http.MethodGet, "/Observation/_history?_count=1000", nil).want(t, http.StatusOK)
+	if strings.Contains(string(h.body), `"id":"`+gone) {
+		t.Error("type history still shows the erased patient's data")
+	}
+
+	r = c.do(http.MethodPost, "/Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, gone)).want(t, http.StatusConflict)
+	if !strings.Contains(string(r.body), "erased") {
+		t.Errorf("a write for the erased patient is refused without saying why: %s", r.body)
+	}
+	c.do(http.MethodPut, "/Patient/"+gone, fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, gone)).want(t, http.StatusConflict)
+
+	c.do(http.MethodGet, "/Patient/"+kept, nil).want(t, http.StatusOK)
+	c.do(http.MethodGet, "/Observation/"+kept+"-o2/_history/1", nil).want(t, http.StatusOK)
+	c.do(http.MethodPut, "/Observation/"+kept+"-o9", fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o9","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, kept, kept)).want(t, http.StatusCreated)
+}
