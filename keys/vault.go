@@ -123,14 +123,14 @@ func (v *Vault) appRoleLogin(ctx context.Context) error {
 func (v *Vault) keyPath() string { return v.cfg.Mount + "/keys/" + v.cfg.Key }
 
 func (v *Vault) ensureKey(ctx context.Context) error {
-	s, err := v.call(ctx, func() (*vault.Secret, error) {
+	s, err := v.call(ctx, "read key", func() (*vault.Secret, error) {
 		return v.client.Logical().ReadWithContext(ctx, v.keyPath())
 	})
 	if err != nil {
 		return err
 	}
 	if s == nil {
-		_, err := v.call(ctx, func() (*vault.Secret, error) {
+		_, err := v.call(ctx, "create key", func() (*vault.Secret, error) {
 			return v.client.Logical().WriteWithContext(ctx, v.keyPath(), map[string]any{"type": "aes256-gcm96", "derived": true})
 		})
 		return err
@@ -199,7 +199,7 @@ func (v *Vault) Rewrap(ctx context.Context, wrapped []Wrapped) ([]Wrapped, error
 
 // Rotate implements KMS.
 func (v *Vault) Rotate(ctx context.Context) (int, error) {
-	if _, err := v.call(ctx, func() (*vault.Secret, error) {
+	if _, err := v.call(ctx, "rotate", func() (*vault.Secret, error) {
 		return v.client.Logical().WriteWithContext(ctx, v.keyPath()+"/rotate", nil)
 	}); err != nil {
 		return 0, err
@@ -209,7 +209,7 @@ func (v *Vault) Rotate(ctx context.Context) (int, error) {
 
 // Latest implements KMS.
 func (v *Vault) Latest(ctx context.Context) (int, error) {
-	s, err := v.call(ctx, func() (*vault.Secret, error) {
+	s, err := v.call(ctx, "read key", func() (*vault.Secret, error) {
 		return v.client.Logical().ReadWithContext(ctx, v.keyPath())
 	})
 	if err != nil {
@@ -248,7 +248,7 @@ func wrappedOf(owner string, c any) (Wrapped, error) {
 // batch calls a Transit operation with batch_input and returns its
 // batch_results, failing on the first item that failed.
 func (v *Vault) batch(ctx context.Context, op string, items []any) ([]map[string]any, error) {
-	s, err := v.call(ctx, func() (*vault.Secret, error) {
+	s, err := v.call(ctx, op, func() (*vault.Secret, error) {
 		return v.client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/"+op+"/"+v.cfg.Key, map[string]any{"batch_input": items})
 	})
 	if err != nil {
@@ -265,6 +265,9 @@ func (v *Vault) batch(ctx context.Context, op string, items []any) ([]map[string
 	for i, r := range raw {
 		m, _ := r.(map[string]any)
 		if e, _ := m["error"].(string); e != "" {
+			if op == "encrypt" {
+				return nil, fmt.Errorf("keys: vault encrypt refused item %d: %s", i, e)
+			}
 			return nil, fmt.Errorf("%w: vault %s refused item %d: %s", ErrTampered, op, i, e)
 		}
 		out[i] = m
@@ -274,7 +277,7 @@ func (v *Vault) batch(ctx context.Context, op string, items []any) ([]map[string
 
 // call runs one request, logging in again through AppRole once when the
 // token was refused (expired), and classifies its failure.
-func (v *Vault) call(ctx context.Context, do func() (*vault.Secret, error)) (*vault.Secret, error) {
+func (v *Vault) call(ctx context.Context, what string, do func() (*vault.Secret, error)) (*vault.Secret, error) {
 	s, err := do()
 	var re *vault.ResponseError
 	if err != nil && errors.As(err, &re) && re.StatusCode == 403 && v.cfg.Token == "" {
@@ -284,14 +287,15 @@ func (v *Vault) call(ctx context.Context, do func() (*vault.Secret, error)) (*va
 		s, err = do()
 	}
 	if err != nil {
-		return nil, v.classify("transit", err)
+		return nil, v.classify(what, err)
 	}
 	return s, nil
 }
 
 // classify sorts a Vault failure: unreachable, sealed or overloaded is
-// ErrUnavailable (503, retried by clients); a refused ciphertext is
-// ErrTampered; anything else (a denied policy) is a configuration error.
+// ErrUnavailable (503, retried by clients); a ciphertext that decrypt or
+// rewrap refuses is ErrTampered; anything else (a denied policy, a bad
+// request) is a configuration error.
 func (v *Vault) classify(what string, err error) error {
 	var re *vault.ResponseError
 	var ne net.Error
@@ -299,7 +303,7 @@ func (v *Vault) classify(what string, err error) error {
 	switch {
 	case errors.As(err, &re) && re.StatusCode >= 500, errors.As(err, &re) && re.StatusCode == 429:
 		return fmt.Errorf("%w: vault %s: %s", ErrUnavailable, what, strings.Join(re.Errors, "; "))
-	case errors.As(err, &re) && re.StatusCode == 400:
+	case errors.As(err, &re) && re.StatusCode == 400 && (what == "decrypt" || what == "rewrap"):
 		return fmt.Errorf("%w: vault %s: %s", ErrTampered, what, strings.Join(re.Errors, "; "))
 	case errors.As(err, &re):
 		return fmt.Errorf("keys: vault %s: HTTP %d: %s", what, re.StatusCode, strings.Join(re.Errors, "; "))
@@ -312,3 +316,6 @@ func (v *Vault) classify(what string, err error) error {
 	}
 	return fmt.Errorf("keys: vault %s: %w", what, err)
 }
+
+// Token is the Vault token in use (for tests that revoke it).
+func (v *Vault) Token() string { return v.client.Token() }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ehrledger on a fresh Debian machine: installs PostgreSQL
 # from Debian's packages when it is missing, starts a throwaway cluster on a
-# free loopback port, runs vet and the whole suite (SQLite and PostgreSQL),
-# and stops the cluster whatever happens. Extra arguments go to `go test`.
+# free loopback port, builds and starts the Vault dev harness
+# (tools/vaultdev), runs vet and the whole suite (SQLite, PostgreSQL,
+# Vault), and stops both whatever happens. Extra arguments go to `go test`.
 #
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh -run Concurrent ./server/
@@ -11,8 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-true}" # the suite refuses to skip PostgreSQL under CI=true
 . scripts/lib/postgres.sh
+. scripts/lib/vault.sh
 
 start_postgres fast
+start_vault
+trap 'stop_vault; stop_postgres' EXIT
 
 say "go vet"
 go vet ./...

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +42,14 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.requests, m.latency, m.dbRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchKeys publishes the keyring's KMS calls.
+func (m *Metrics) watchKeys(kr *keys.Keyring) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ehrledger_kms_calls_total",
+		Help: "Calls to the key management service (wrap, unwrap, rewrap, rotate); unwrapped data keys are cached.",
+	}, func() float64 { return float64(kr.KMSCalls()) }))
 }
 
 // DBRetry counts one transaction retry; it fits store.Config.OnRetry.

@@ -98,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	fhir.ResourceTypes()                                             // load the R4 model now, not during the first request
 	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
+	s.metrics.watchKeys(cfg.Keys)
 	s.router = s.routes()
 	return s, nil
 }

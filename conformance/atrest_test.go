@@ -1,0 +1,176 @@
+package conformance
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrledger/ehrledger/internal/testdb"
+)
+
+// phi is what identifies one synthetic patient.
+type phi struct {
+	family, given, identifier, phone, line string
+}
+
+// randomWord is a made-up capitalised word that no schema, index or key
+// can contain by chance.
+func randomWord(r *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	b[0] -= 'a' - 'A'
+	return string(b)
+}
+
+// loadPatients creates n patients with random identifying values through
+// the API (transaction Bundles of 100), each with an Observation, and
+// checks that search still finds a patient by each of them.
+func loadPatients(t *testing.T, c *client, n int) []phi {
+	r := rand.New(rand.NewPCG(uint64(n), 42))
+	var out []phi
+	for start := 0; start < n; start += 100 {
+		var entries []map[string]any
+		for i := start; i < min(n, start+100); i++ {
+			p := phi{
+				family:     randomWord(r, 10),
+				given:      randomWord(r, 8),
+				identifier: fmt.Sprintf("MRN%09d", r.IntN(1e9)),
+				phone:      fmt.Sprintf("+1-555-%07d", r.IntN(1e7)),
+				line:       fmt.Sprintf("%d %s Street", 1+r.IntN(999), randomWord(r, 9)),
+			}
+			out = append(out, p)
+			full := fmt.Sprintf("urn:uuid:00000000-0000-4000-8000-%012d", i)
+			entries = append(entries, map[string]any{
+				"fullUrl": full,
+				"resource": map[string]any{
+					"resourceType": "Patient",
+					"identifier":   []any{map[string]any{"system": "http://hospital.example/mrn", "value": p.identifier}},
+					"name":         []any{map[string]any{"family": p.family, "given": []any{p.given}}},
+					"telecom":      []any{map[string]any{"system": "phone", "value": p.phone}},
+					"address":      []any{map[string]any{"line": []any{p.line}, "city": "Springfield"}},
+				},
+				"request": map[string]any{"method": "POST", "url": "Patient"},
+			}, map[string]any{
+				"resource": map[string]any{
+					"resourceType": "Observation", "status": "final",
+					"code":    map[string]any{"text": "body weight"},
+					"subject": map[string]any{"reference": full},
+				},
+				"request": map[string]any{"method": "POST", "url": "Observation"},
+			})
+		}
+		c.do(http.MethodPost, "/", map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries}).want(t, http.StatusOK)
+	}
+	p := out[len(out)/2]
+	for _, q := range []string{
+		"family=" + p.family, "family=" + strings.ToLower(p.family[:4]), "given:exact=" + p.given,
+		"identifier=" + url.QueryEscape("http://hospital.example/mrn|"+p.identifier),
+		"phone=" + url.QueryEscape(p.phone), "address=" + url.QueryEscape(p.line[:6]),
+	} {
+		var b struct {
+			Total int `json:"total"`
+		}
+		res := c.do(http.MethodGet, "/Patient?"+q+"&_total=accurate", nil).want(t, http.StatusOK)
+		json.Unmarshal(res.body, &b)
+		if b.Total < 1 {
+			t.Errorf("Patient?%s finds nothing: blind indexes lost the search", q)
+		}
+	}
+	return out
+}
+
+// scan fails the test for each identifying value found in dump, as
+// written or case-folded (the way search normalises it): one pass over the
+// case-folded dump, looking each position's first 8 bytes up among the
+// values' first 8 bytes, then comparing whole values.
+func scan(t *testing.T, what string, dump []byte, patients []phi) {
+	t.Helper()
+	lower := bytes.ToLower(dump)
+	byPrefix := map[string][]string{}
+	for _, p := range patients {
+		for _, v := range []string{p.family, p.given, p.identifier, p.phone, p.line} {
+			v = strings.ToLower(v)
+			byPrefix[v[:8]] = append(byPrefix[v[:8]], v)
+		}
+	}
+	hits := 0
+	for i := 0; i+8 <= len(lower); i++ {
+		for _, v := range byPrefix[string(lower[i:i+8])] {
+			if bytes.HasPrefix(lower[i:], []byte(v)) {
+				if hits++; hits <= 5 {
+					t.Errorf("%s contains %q at byte %d", what, v, i)
+				}
+			}
+		}
+	}
+	if hits > 0 {
+		t.Errorf("%s: %d identifying values in clear", what, hits)
+	}
+	t.Logf("%s: %d bytes scanned for %d values, %d hits", what, len(dump), 5*len(patients), hits)
+}
+
+// TestNoPHIAtRest loads 1,000 patients through the API and looks for every
+// one's family name, given name, identifier, phone number and address
+// line in the raw SQLite files and in a pg_dump of PostgreSQL.
+func TestNoPHIAtRest(t *testing.T) {
+	bin := binary(t)
+	t.Run("sqlite", func(t *testing.T) {
+		data := t.TempDir()
+		p := serve(t, bin, "--data", data)
+		start := time.Now()
+		patients := loadPatients(t, newClient(t, p.url), 1000)
+		t.Logf("loaded in %v", time.Since(start))
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+		files, _ := filepath.Glob(filepath.Join(data, "ehrledger.db*"))
+		var dump []byte
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dump = append(dump, b...)
+		}
+		if len(dump) < 1<<20 {
+			t.Fatalf("the SQLite files hold only %d bytes: nothing was stored?", len(dump))
+		}
+		scan(t, "SQLite files", dump, patients)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := testdb.Postgres(t)
+		p := serve(t, bin, "--data", t.TempDir(), "--db", dsn)
+		patients := loadPatients(t, newClient(t, p.url), 1000)
+		dump, err := exec.Command(pgDump(t), "--no-owner", dsn).Output()
+		if err != nil {
+			t.Fatalf("pg_dump: %v", err)
+		}
+		if !bytes.Contains(dump, []byte("COPY public.resource_versions")) {
+			t.Fatal("pg_dump holds no resource_versions")
+		}
+		scan(t, "pg_dump", dump, patients)
+	})
+}
+
+// pgDump finds pg_dump on PATH or in Debian's PostgreSQL directories.
+func pgDump(t *testing.T) string {
+	if p, err := exec.LookPath("pg_dump"); err == nil {
+		return p
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
+	if len(found) == 0 {
+		t.Fatal("pg_dump not found (scripts/test.sh installs PostgreSQL)")
+	}
+	return found[len(found)-1]
+}
