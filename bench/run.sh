@@ -10,6 +10,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
+. scripts/lib/vault.sh
 
 run="${1:-}"
 case "$run" in
@@ -17,4 +18,8 @@ case "$run" in
   *) echo "usage: $0 load|search [flags]" >&2; exit 2 ;;
 esac
 start_postgres durable
+if [[ " $* " == *vault* ]]; then # -keys ...,vault: measure through Vault Transit
+  start_vault
+  trap 'stop_vault; stop_postgres' EXIT
+fi
 go run "./bench/$run" "$@"

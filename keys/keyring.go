@@ -89,6 +89,10 @@ func NewKeyring(kms KMS, store Store, opts Options) *Keyring {
 // KMS returns the keyring's KMS.
 func (k *Keyring) KMS() KMS { return k.kms }
 
+// Purge drops every cached key, leaving the keyring as cold as a
+// restarted server's.
+func (k *Keyring) Purge() { k.cache.Purge() }
+
 // KMSCalls counts the calls made to the KMS so far.
 func (k *Keyring) KMSCalls() int64 { return k.kmsCalls.Load() }
 

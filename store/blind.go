@@ -26,7 +26,7 @@ func (tx *Tx) blinds(typ, param string) bool {
 	return tx.s.blind != nil && tx.s.blind.Blinds(typ, param)
 }
 
-// blindString queues a string parameter's row, or when the parameter is
+// stringRows queues a string parameter's row, or when the parameter is
 // blind, the rows of its hashed value and of each hashed prefix.
 func (w *rowWriter) stringRows(typ, id, param, norm, exact string) {
 	const cols = "res_type, res_id, param, plen, norm, exact"
@@ -42,8 +42,9 @@ func (w *rowWriter) stringRows(typ, id, param, norm, exact string) {
 	}
 }
 
-// tokenCode returns the code of a token row as stored: an identifier
-// type's code stays clear before "|" in :of-type rows.
+// blindCode returns the code of a token row as stored: hashed when the
+// parameter is blind, except that an identifier type's code stays clear
+// before "|" in :of-type rows.
 func blindCode(b Blinder, typ, param, code string) string {
 	if b == nil || !b.Blinds(typ, param) {
 		return code

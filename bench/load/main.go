@@ -4,7 +4,16 @@
 // reads of a fixed Patient from memory. It prints a Markdown table of
 // throughput and latency with each figure's ratio to the floor.
 //
+// -keys measures each database with several key set-ups: sealed (the
+// product: bodies sealed under per-patient keys from a local KMS, PHI
+// search values blind), vault (the same through Vault Transit) and plain
+// (the baseline: a pass-through cipher, values in clear); a second table
+// gives each figure's ratio to plain. read-cold empties the key cache
+// before it starts, as a restart would; the KMS column counts KMS calls per
+// 1,000 requests.
+//
 //	go run ./bench/load -db sqlite,postgres -duration 5s -concurrency 1,4,16
+//	go run ./bench/load -keys sealed,plain -ops create,read,read-cold,update
 //
 // PostgreSQL comes from -postgres or EHR_TEST_POSTGRES (bench/run.sh starts a
 // throwaway server); each run creates and drops its own database.
@@ -38,7 +47,8 @@ func main() {
 	levels := flag.String("concurrency", "1,4,16", "concurrent clients, comma-separated")
 	seed := flag.Int("seed", 1000, "patients created before reads and updates")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
-	ops := flag.String("ops", "create,read,update", "interactions to measure")
+	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, update")
+	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
 	stopProfile, err := benchenv.CPUProfile(*cpuprofile)
@@ -61,82 +71,113 @@ func main() {
 	var rows []row
 	floor := map[int]benchenv.Result{}
 	for _, db := range strings.Split(*dbs, ",") {
-		dsn, cleanup, err := benchenv.Database(ctx, strings.TrimSpace(db), *pg)
-		if err != nil {
-			fatal(err)
-		}
-		srv, base, stop, err := benchenv.Start(ctx, dsn)
-		if err != nil {
-			fatal(err)
-		}
-		if len(floor) == 0 {
-			// The floor runs in the same process and conditions as the
-			// first database's server, just before it.
-			body := []byte(fmt.Sprintf(patientTemplate, 0, `,"id":"floor","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000000Z"}`))
-			fbase, fstop, err := benchenv.Listen(srv.Floor(body))
+		for _, mode := range strings.Split(*keyModes, ",") {
+			dsn, cleanup, err := benchenv.Database(ctx, strings.TrimSpace(db), *pg)
 			if err != nil {
 				fatal(err)
 			}
-			for _, c := range conc {
-				floor[c] = measure(*duration, c, client, func(int) (*http.Request, error) {
-					return http.NewRequest("GET", fbase+"/Patient/floor", nil)
-				})
-				rows = append(rows, row{db: "floor (memory)", op: "read", c: c, r: floor[c]})
+			srv, base, kr, stop, err := benchenv.StartKeys(ctx, dsn, mode)
+			if err != nil {
+				fatal(err)
 			}
-			fstop()
-		}
-		ids, err := seedPatients(client, base, *seed)
-		if err != nil {
-			fatal(err)
-		}
-		var counter sync.Mutex
-		n := *seed
-		all := []struct {
-			name string
-			req  func(worker int) (*http.Request, error)
-		}{
-			{"create", func(int) (*http.Request, error) {
-				counter.Lock()
-				n++
-				i := n
-				counter.Unlock()
-				return post(base+"/Patient", fmt.Sprintf(patientTemplate, i, ""))
-			}},
-			{"read", func(int) (*http.Request, error) {
-				return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
-			}},
-			{"update", func(int) (*http.Request, error) {
-				id := ids[mrand.IntN(len(ids))]
-				req, err := post(base+"/Patient/"+id, fmt.Sprintf(patientTemplate, 1, `,"id":"`+id+`"`))
-				if req != nil {
-					req.Method = "PUT"
+			label := db + " (" + mode + ")"
+			if len(floor) == 0 {
+				// The floor runs in the same process and conditions as the
+				// first database's server, just before it.
+				body := []byte(fmt.Sprintf(patientTemplate, 0, `,"id":"floor","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000000Z"}`))
+				fbase, fstop, err := benchenv.Listen(srv.Floor(body))
+				if err != nil {
+					fatal(err)
 				}
-				return req, err
-			}},
-		}
-		for _, op := range all {
-			if !slices.Contains(strings.Split(*ops, ","), op.name) {
-				continue
+				for _, c := range conc {
+					floor[c] = measure(*duration, c, client, func(int) (*http.Request, error) {
+						return http.NewRequest("GET", fbase+"/Patient/floor", nil)
+					})
+					rows = append(rows, row{db: "floor (memory)", op: "read", c: c, r: floor[c]})
+				}
+				fstop()
 			}
-			for _, c := range conc {
-				rows = append(rows, row{db: db, op: op.name, c: c, r: measure(*duration, c, client, op.req)})
+			ids, err := seedPatients(client, base, *seed)
+			if err != nil {
+				fatal(err)
 			}
+			var counter sync.Mutex
+			n := *seed
+			all := []struct {
+				name string
+				req  func(worker int) (*http.Request, error)
+			}{
+				{"create", func(int) (*http.Request, error) {
+					counter.Lock()
+					n++
+					i := n
+					counter.Unlock()
+					return post(base+"/Patient", fmt.Sprintf(patientTemplate, i, ""))
+				}},
+				{"read", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
+				}},
+				{"read-cold", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
+				}},
+				{"update", func(int) (*http.Request, error) {
+					id := ids[mrand.IntN(len(ids))]
+					req, err := post(base+"/Patient/"+id, fmt.Sprintf(patientTemplate, 1, `,"id":"`+id+`"`))
+					if req != nil {
+						req.Method = "PUT"
+					}
+					return req, err
+				}},
+			}
+			for _, op := range all {
+				if !slices.Contains(strings.Split(*ops, ","), op.name) {
+					continue
+				}
+				for _, c := range conc {
+					if op.name == "read-cold" {
+						kr.Purge()
+					}
+					calls := kr.KMSCalls()
+					r := measure(*duration, c, client, op.req)
+					perK := float64(kr.KMSCalls()-calls) * 1000 / float64(max(1, r.N))
+					rows = append(rows, row{db: label, mode: mode, base: db, op: op.name, c: c, r: r, kms: perK})
+				}
+			}
+			stop()
+			cleanup()
 		}
-		stop()
-		cleanup()
 	}
-	fmt.Println("| server | interaction | clients | req/s | p50 | p99 | errors | req/s ÷ floor read |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| server | interaction | clients | req/s | p50 | p99 | errors | KMS calls per 1,000 req | req/s ÷ floor read |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		ratio := r.r.Rate() / floor[r.c].Rate()
-		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.3f |\n", r.db, r.op, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors, ratio)
+		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.1f | %.3f |\n", r.db, r.op, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors, r.kms, ratio)
+	}
+	plain := map[string]benchenv.Result{}
+	for _, r := range rows {
+		if r.mode == "plain" {
+			plain[fmt.Sprint(r.base, r.op, r.c)] = r.r
+		}
+	}
+	if len(plain) == 0 {
+		return
+	}
+	fmt.Println("\n| server | interaction | clients | req/s ÷ plain | p50 ÷ plain |")
+	fmt.Println("|---|---|---:|---:|---:|")
+	for _, r := range rows {
+		p, ok := plain[fmt.Sprint(r.base, r.op, r.c)]
+		if !ok || r.mode == "plain" {
+			continue
+		}
+		fmt.Printf("| %s | %s | %d | %.3f | %.3f |\n", r.db, r.op, r.c, r.r.Rate()/p.Rate(), float64(r.r.Quantile(0.5))/float64(p.Quantile(0.5)))
 	}
 }
 
 type row struct {
-	db, op string
-	c      int
-	r      benchenv.Result
+	db, mode, base, op string
+	c                  int
+	r                  benchenv.Result
+	kms                float64 // KMS calls per 1,000 requests
 }
 
 // measure runs c clients sending the requests next makes.

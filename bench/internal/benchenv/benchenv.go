@@ -69,35 +69,74 @@ func Database(ctx context.Context, kind, pgAdmin string) (string, func(), error)
 	return "", nil, fmt.Errorf("unknown database %q", kind)
 }
 
-// Start serves a store on a loopback port; stop shuts both down.
+// Start serves a store on a loopback port, sealed as in production under
+// a local KMS; stop shuts both down.
 func Start(ctx context.Context, dsn string) (srv *server.Server, base string, stop func(), err error) {
+	srv, base, _, stop, err = StartKeys(ctx, dsn, "sealed")
+	return srv, base, stop, err
+}
+
+// StartKeys is Start with the keys chosen by mode: "sealed" (a local KMS
+// key file), "vault" (the Vault that EHR_TEST_VAULT_ADDR and
+// EHR_TEST_VAULT_TOKEN name) or "plain", the baseline: the same key
+// bookkeeping with a pass-through cipher and search values in clear.
+func StartKeys(ctx context.Context, dsn, mode string) (srv *server.Server, base string, kr *keys.Keyring, stop func(), err error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
 	keyDir, err := os.MkdirTemp("", "ehrledger-bench-keys")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
-	kms, err := keys.OpenLocal(filepath.Join(keyDir, "keys.json"))
-	if err != nil {
-		return nil, "", nil, err
+	var kms keys.KMS
+	switch mode {
+	case "sealed", "plain":
+		kms, err = keys.OpenLocal(filepath.Join(keyDir, "keys.json"))
+	case "vault":
+		kms, err = keys.OpenVault(ctx, keys.VaultConfig{Address: os.Getenv("EHR_TEST_VAULT_ADDR"), Token: os.Getenv("EHR_TEST_VAULT_TOKEN"),
+			Key: fmt.Sprintf("bench-%d", time.Now().UnixNano())})
+	default:
+		err = fmt.Errorf("unknown key mode %q (sealed, vault, plain)", mode)
 	}
-	kr, err := server.OpenKeys(ctx, st, kms, keys.Options{})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
+	}
+	kr, err = server.OpenKeys(ctx, st, kms, keys.Options{})
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	if mode == "plain" {
+		st.UseKeys(passThrough{}, nil)
 	}
 	srv, err = server.New(server.Config{Store: st, Keys: kr, Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
 	base, stopHTTP, err := Listen(srv)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
-	return srv, base, func() { stopHTTP(); st.Close(); os.RemoveAll(keyDir) }, nil
+	return srv, base, kr, func() { stopHTTP(); st.Close(); os.RemoveAll(keyDir) }, nil
 }
+
+// passThrough is the baseline cipher: bodies stored as they are.
+type passThrough struct{}
+
+func (passThrough) Keys(_ context.Context, wrapped []store.WrappedKey) (map[string]store.DataKey, error) {
+	out := make(map[string]store.DataKey, len(wrapped))
+	for _, w := range wrapped {
+		out[w.Owner] = plainKey{}
+	}
+	return out, nil
+}
+
+type plainKey struct{}
+
+func (plainKey) Seal(_, plaintext []byte) ([]byte, error) { return plaintext, nil }
+func (plainKey) Open(_, sealed []byte) ([]byte, error)    { return sealed, nil }
+func (plainKey) Erased() bool                             { return false }
 
 // Listen serves h on a loopback port.
 func Listen(h http.Handler) (string, func(), error) {
