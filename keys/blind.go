@@ -18,11 +18,11 @@ import (
 //
 // Which values are blind (Blinds): on Patient, RelatedPerson, Person and
 // every resource type in the patient compartment, all string parameters
-// (names, addresses, free text), the text of token codings (:text) and the
-// token parameters identifier, telecom, phone and email (the system stays
-// clear, the value is hashed). Dates, numbers, quantities, codes,
-// references and URIs stay clear: search ranges and sorts on them, and
-// they do not name a person on their own.
+// (names, addresses, free text) and the token parameters identifier,
+// telecom, phone and email (the system stays clear, the value is hashed).
+// Dates, numbers, quantities, codes and the display text of codes (:text;
+// the code beside it is clear), references and URIs stay clear: search
+// ranges and sorts on them, and they do not name a person on their own.
 type Blind struct {
 	pool  sync.Pool // of hash.Hash keyed with the blind key
 	types map[string]bool
@@ -51,7 +51,10 @@ func (b *Blind) Blinds(typ, param string) bool {
 		return false
 	}
 	base, modifier, _ := strings.Cut(param, ":")
-	if modifier == "text" || modifier == "of-type" {
+	switch modifier {
+	case "text":
+		return false // a coding's display: its code is in clear anyway
+	case "of-type":
 		return true
 	}
 	sp, ok := fhir.LookupSearchParam(typ, base)

@@ -358,7 +358,7 @@ func (b *builder) value(x, resType, param, typ string, c *fhir.Criterion, v *fhi
 	case "string":
 		switch c.Modifier {
 		case "exact":
-			b.w(x + ".exact = ").arg(v.Text)
+			b.w(x + ".exact = ").arg(v.Text).w(" AND " + x + ".plen = 0") // a literal: it selects the partial index
 		case "contains":
 			b.w(x + ".plen = 0 AND " + x + ".norm LIKE ").arg("%" + escapeLike(v.Text) + "%").w(` ESCAPE '\'`)
 		default: // starts with, also for :text of tokens
@@ -439,7 +439,7 @@ func (b *builder) blindValue(x, resType, param, typ string, c *fhir.Criterion, v
 	case "string":
 		switch c.Modifier {
 		case "exact":
-			b.w(x + ".exact = ").arg(b.blind.Blind(resType, param, v.Text))
+			b.w(x + ".exact = ").arg(b.blind.Blind(resType, param, v.Text)).w(" AND " + x + ".plen = 0")
 		case "contains":
 			return notBlind(":contains", resType, c.Code)
 		default:

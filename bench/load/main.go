@@ -36,10 +36,25 @@ import (
 	"github.com/ehrledger/ehrledger/bench/internal/benchenv"
 )
 
+// patientTemplate is a ~700-byte Patient; patient(i) fills in an MRN and
+// names of its own, as a real population has.
 const patientTemplate = `{"resourceType":"Patient","identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-%d"}],` +
-	`"active":true,"name":[{"use":"official","family":"Lovelace","given":["Ada","Augusta"]}],"telecom":[{"system":"phone","value":"+44 20 7946 0000","use":"home"}],` +
+	`"active":true,"name":[{"use":"official","family":"%s","given":["%s","Augusta"]}],"telecom":[{"system":"phone","value":"+44 20 7946 0000","use":"home"}],` +
 	`"gender":"female","birthDate":"1815-12-10","address":[{"line":["12 St James's Square"],"city":"London","postalCode":"SW1Y 4JH","country":"GB"}],` +
 	`"extension":[{"url":"http://example.org/fhir/StructureDefinition/weight-at-birth","valueDecimal":3.250}]%s}`
+
+// patient is patientTemplate for the i-th patient, extra appended.
+func patient(i int, extra string) string {
+	word := func(seed uint64) string {
+		r := mrand.New(mrand.NewPCG(seed, uint64(i)))
+		b := []byte{byte('A' + r.IntN(26))}
+		for range 5 + r.IntN(4) {
+			b = append(b, byte('a'+r.IntN(26)))
+		}
+		return string(b)
+	}
+	return fmt.Sprintf(patientTemplate, i, word(1), word(2), extra)
+}
 
 func main() {
 	dbs := flag.String("db", "sqlite,postgres", "databases to measure: sqlite, postgres")
@@ -84,7 +99,7 @@ func main() {
 			if len(floor) == 0 {
 				// The floor runs in the same process and conditions as the
 				// first database's server, just before it.
-				body := []byte(fmt.Sprintf(patientTemplate, 0, `,"id":"floor","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000000Z"}`))
+				body := []byte(patient(0, `,"id":"floor","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00.000000Z"}`))
 				fbase, fstop, err := benchenv.Listen(srv.Floor(body))
 				if err != nil {
 					fatal(err)
@@ -112,7 +127,7 @@ func main() {
 					n++
 					i := n
 					counter.Unlock()
-					return post(base+"/Patient", fmt.Sprintf(patientTemplate, i, ""))
+					return post(base+"/Patient", patient(i, ""))
 				}},
 				{"read", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
@@ -122,7 +137,7 @@ func main() {
 				}},
 				{"update", func(int) (*http.Request, error) {
 					id := ids[mrand.IntN(len(ids))]
-					req, err := post(base+"/Patient/"+id, fmt.Sprintf(patientTemplate, 1, `,"id":"`+id+`"`))
+					req, err := post(base+"/Patient/"+id, patient(1, `,"id":"`+id+`"`))
 					if req != nil {
 						req.Method = "PUT"
 					}
@@ -209,7 +224,7 @@ func seedPatients(client *http.Client, base string, n int) ([]string, error) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				req, _ := post(base+"/Patient", fmt.Sprintf(patientTemplate, i, ""))
+				req, _ := post(base+"/Patient", patient(i, ""))
 				res, err := client.Do(req)
 				if err != nil {
 					errs <- err
