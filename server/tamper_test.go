@@ -1,32 +1,13 @@
 package server_test
 
 import (
-	"database/sql"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/ehrledger/ehrledger/internal/testdb"
-	_ "github.com/glebarez/go-sqlite"
-	_ "github.com/jackc/pgx/v5/stdlib"
 )
-
-// rawDB opens the database behind dsn directly, the way someone holding
-// the database (and not the keys) could change it.
-func rawDB(t *testing.T, dsn string) *sql.DB {
-	driver, name := "pgx", dsn
-	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
-		driver, name = "sqlite", path
-	}
-	db, err := sql.Open(driver, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // TestTamperedBodiesFailClosed alters sealed rows in the database and
 // checks that the server refuses to serve them (500 with a clear
@@ -35,7 +16,7 @@ func rawDB(t *testing.T, dsn string) *sql.DB {
 func TestTamperedBodiesFailClosed(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		hs := newServer(t, dsn)
-		db := rawDB(t, dsn)
+		db := testdb.Raw(t, dsn)
 		put := func(path, body string) {
 			req, _ := http.NewRequest("PUT", hs.URL+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/fhir+json")
@@ -64,22 +45,13 @@ func TestTamperedBodiesFailClosed(t *testing.T) {
 
 		exec := func(q string, args ...any) {
 			t.Helper()
-			for i := range args {
-				q = strings.Replace(q, "?", fmt.Sprintf("$%d", i+1), 1)
-			}
-			if strings.HasPrefix(dsn, "sqlite:") {
-				q = strings.NewReplacer("$1", "?", "$2", "?", "$3", "?").Replace(q)
-			}
-			if _, err := db.Exec(q, args...); err != nil {
+			if _, err := db.Exec(testdb.Rebind(dsn, q), args...); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
 		}
 		body := func(typ, id string, v int) []byte {
 			t.Helper()
-			q := "SELECT body FROM resource_versions WHERE res_type = $1 AND res_id = $2 AND version_id = $3"
-			if strings.HasPrefix(dsn, "sqlite:") {
-				q = "SELECT body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version_id = ?"
-			}
+			q := testdb.Rebind(dsn, "SELECT body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version_id = ?")
 			var b []byte
 			if err := db.QueryRow(q, typ, id, v).Scan(&b); err != nil {
 				t.Fatal(err)

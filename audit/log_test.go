@@ -1,0 +1,171 @@
+package audit_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+const origin = "test.example/ehrledger/main"
+
+func keys(t *testing.T) (note.Signer, note.Verifier) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := note.NewSigner(skey)
+	v, _ := note.NewVerifier(vkey)
+	return s, v
+}
+
+func run(t *testing.T, l *audit.Log) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestLog(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
+		signer, verifier := keys(t)
+		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour}
+		l, err := audit.Open(ctx, st, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, l)
+
+		// 50 appenders at once, 20 records each: 1,000 distinct indexes.
+		var mu sync.Mutex
+		seen := map[int64]string{}
+		var wg sync.WaitGroup
+		for w := range 50 {
+			wg.Go(func() {
+				for i := range 20 {
+					rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)
+					idx, err := l.Append(ctx, [][]byte{[]byte(rec)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if prev, dup := seen[idx[0]]; dup {
+						t.Errorf("index %d given to %s and %s", idx[0], prev, rec)
+					}
+					seen[idx[0]] = rec
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(seen) != 1000 {
+			t.Fatalf("%d indexes for 1,000 records", len(seen))
+		}
+		for i := range int64(1000) {
+			if _, ok := seen[i]; !ok {
+				t.Fatalf("index %d was never given", i)
+			}
+		}
+
+		// Records queued by a write transaction are integrated too.
+		if _, err := st.QueueLedger(ctx, [][]byte{[]byte(`{"v":1,"type":"write"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, _ := st.LedgerSize(ctx)
+			if n == 1001 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queued record not integrated: size %d", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+
+		signed, err := l.Sign(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, _, _, err := log.ParseCheckpoint(signed, origin, verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Size != 1001 {
+			t.Fatalf("checkpoint size %d", cp.Size)
+		}
+		// Every record's inclusion proof checks against the checkpoint.
+		for _, n := range []int64{0, 1, 255, 256, 777, 1000} {
+			p, err := l.ProveInclusion(ctx, n, int64(cp.Size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaves, _ := st.LedgerLeaves(ctx, n, n+1)
+			if err := tlog.CheckRecord(p, int64(cp.Size), tlog.Hash(cp.Hash), n, tlog.RecordHash(leaves[0].Data)); err != nil {
+				t.Fatalf("record %d: %v", n, err)
+			}
+		}
+
+		// A later tree is consistent with the checkpoint.
+		if _, err := l.Append(ctx, [][]byte{[]byte(`{"v":1,"type":"disclosure","n":"later"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		later, err := l.TreeHash(ctx, 1002)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cproof, err := l.ProveConsistency(ctx, int64(cp.Size), 1002)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckTree(cproof, 1002, later, int64(cp.Size), tlog.Hash(cp.Hash)); err != nil {
+			t.Fatalf("consistency: %v", err)
+		}
+
+		// Reopening verifies the stored tree; tampering is caught.
+		if _, err := audit.Open(ctx, st, cfg); err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		db := testdb.Raw(t, dsn)
+		orig, _ := st.LedgerLeaves(ctx, 500, 501)
+		original := orig[0].Data
+		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = ? WHERE idx = ?`), []byte(`{"v":1,"type":"disclosure","n":"forged"}`), 500); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("a changed record: %v, want ErrTampered", err)
+		}
+		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = (SELECT data FROM ledger_leaves WHERE idx = 501) WHERE idx = 500`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("a record copied over another: %v, want ErrTampered", err)
+		}
+		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = ? WHERE idx = ?`), original, 500); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); err != nil {
+			t.Fatalf("restored record: %v", err)
+		}
+		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_hashes SET hash = ? WHERE idx = ?`), make([]byte, 32), tlog.StoredHashIndex(1, 40)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("a changed stored hash: %v, want ErrTampered", err)
+		}
+	})
+}

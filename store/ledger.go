@@ -1,0 +1,295 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The ledger's tables (migration 0004): the store keeps them; package
+// audit decides what goes in and does the Merkle arithmetic.
+
+// QueueLedger adds records to the ledger's queue inside the transaction,
+// so that a record and what it records commit together. It returns their
+// queue ids, by which their indexes are found once integrated.
+func (tx *Tx) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error) {
+	now := time.Now().UnixMicro()
+	ids := make([]int64, 0, len(records))
+	for _, r := range records {
+		var id int64
+		// data comes second: gorm expands a []byte right after "(" as a list.
+		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (queued_us, data) VALUES (?, ?) RETURNING queue_id`, now, r).
+			Row().Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: queue ledger record: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// QueueLedger is Tx.QueueLedger in a transaction of its own.
+func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error) {
+	var ids []int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		ids, err = tx.QueueLedger(ctx, records)
+		return err
+	})
+	return ids, err
+}
+
+// LedgerPlacement is what integrating a batch adds: a leaf hash per record
+// and the stored hashes (tlog indexing) the records complete.
+type LedgerPlacement struct {
+	LeafHashes [][]byte
+	Hashes     map[int64][]byte
+}
+
+// ErrNotLeaseHolder says another sequencer holds the ledger's lease.
+var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger lease")
+
+// IntegrateLedger adds records to the log in one transaction, if holder
+// holds the sequencer lease (taking it when it has expired, and extending
+// it by ttl): first the records given (from memory), then queued ones, up
+// to limit in all. It reads the tree size n, calls place with n and the
+// records, which get indexes n, n+1, ..., writes the leaves and the hashes
+// place returns, removes the queued records from the queue and advances
+// the size, which it returns.
+func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, records [][]byte, limit int,
+	place func(size int64, records [][]byte) (*LedgerPlacement, error)) (int64, error) {
+	var size int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		db := tx.db.WithContext(ctx)
+		now := time.Now()
+		res := db.Exec(`UPDATE ledger_state SET lease_holder = ?, lease_until = ?
+WHERE id = 1 AND (lease_holder = ? OR lease_until < ?)`, holder, now.Add(ttl).UnixMicro(), holder, now.UnixMicro())
+		if res.Error != nil {
+			return fmt.Errorf("store: ledger lease: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotLeaseHolder
+		}
+		if err := db.Raw(`SELECT size FROM ledger_state WHERE id = 1`).Row().Scan(&size); err != nil {
+			return fmt.Errorf("store: ledger size: %w", err)
+		}
+		all := append([][]byte(nil), records...)
+		queueIDs := make([]any, len(records)) // NULL for records from memory
+		if room := limit - len(records); room > 0 {
+			rows, err := db.Raw(`SELECT queue_id, data FROM ledger_queue ORDER BY queue_id LIMIT ?`, room).Rows()
+			if err != nil {
+				return fmt.Errorf("store: ledger queue: %w", err)
+			}
+			for rows.Next() {
+				var id int64
+				var data []byte
+				if err := rows.Scan(&id, &data); err != nil {
+					rows.Close()
+					return err
+				}
+				all = append(all, data)
+				queueIDs = append(queueIDs, id)
+			}
+			rows.Close()
+		}
+		if len(all) == 0 {
+			return nil
+		}
+		p, err := place(size, all)
+		if err != nil {
+			return err
+		}
+		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
+		for i, data := range all {
+			w.add("ledger_leaves", "idx, queue_id, leaf_hash, data", "", size+int64(i), queueIDs[i], p.LeafHashes[i], data)
+		}
+		for idx, h := range p.Hashes {
+			w.add("ledger_hashes", "idx, hash", "", idx, h)
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if len(queueIDs) > len(records) {
+			var b builder
+			b.w("DELETE FROM ledger_queue WHERE queue_id IN (")
+			for i, id := range queueIDs[len(records):] {
+				if i > 0 {
+					b.w(", ")
+				}
+				b.arg(id)
+			}
+			b.w(")")
+			if err := db.Exec(b.sql(), b.args...).Error; err != nil {
+				return fmt.Errorf("store: ledger dequeue: %w", err)
+			}
+		}
+		size += int64(len(all))
+		return db.Exec(`UPDATE ledger_state SET size = ? WHERE id = 1`, size).Error
+	})
+	if err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// LedgerQueued reports whether records wait in the queue, without taking
+// a write lock.
+func (s *Store) LedgerQueued(ctx context.Context) (bool, error) {
+	var ids []int64
+	err := s.db.WithContext(ctx).Raw(`SELECT queue_id FROM ledger_queue LIMIT 1`).Scan(&ids).Error
+	return len(ids) > 0, s.classify(err)
+}
+
+// LedgerSize returns the number of records in the log.
+func (s *Store) LedgerSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw(`SELECT size FROM ledger_state WHERE id = 1`).Row().Scan(&n)
+	return n, s.classify(err)
+}
+
+// LedgerHashes returns the stored hashes at the given tlog indexes, in
+// order; a missing one is an error.
+func (s *Store) LedgerHashes(ctx context.Context, indexes []int64) ([][]byte, error) {
+	out := make([][]byte, len(indexes))
+	const per = 500
+	for start := 0; start < len(indexes); start += per {
+		batch := indexes[start:min(start+per, len(indexes))]
+		var b builder
+		b.w("SELECT idx, hash FROM ledger_hashes WHERE idx IN (")
+		for i, x := range batch {
+			if i > 0 {
+				b.w(", ")
+			}
+			b.arg(x)
+		}
+		b.w(")")
+		rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+		if err != nil {
+			return nil, s.classify(fmt.Errorf("store: ledger hashes: %w", err))
+		}
+		got := map[int64][]byte{}
+		for rows.Next() {
+			var idx int64
+			var h []byte
+			if err := rows.Scan(&idx, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			got[idx] = h
+		}
+		rows.Close()
+		for i, x := range batch {
+			h, ok := got[x]
+			if !ok {
+				return nil, fmt.Errorf("store: ledger hash %d is missing", x)
+			}
+			out[start+i] = h
+		}
+	}
+	return out, nil
+}
+
+// LedgerLeaf is one integrated record.
+type LedgerLeaf struct {
+	Index    int64
+	LeafHash []byte
+	Data     []byte
+}
+
+// LedgerLeaves returns the records with indexes in [from, to), in order.
+func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf, error) {
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT idx, leaf_hash, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger leaves: %w", err))
+	}
+	defer rows.Close()
+	var out []LedgerLeaf
+	for rows.Next() {
+		var l LedgerLeaf
+		if err := rows.Scan(&l.Index, &l.LeafHash, &l.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// LedgerIndexes returns the index of each of the queue ids already
+// integrated.
+func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]int64, error) {
+	if len(queueIDs) == 0 {
+		return map[int64]int64{}, nil
+	}
+	var b builder
+	b.w("SELECT queue_id, idx FROM ledger_leaves WHERE queue_id IN (")
+	for i, q := range queueIDs {
+		if i > 0 {
+			b.w(", ")
+		}
+		b.arg(q)
+	}
+	b.w(")")
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger indexes: %w", err))
+	}
+	defer rows.Close()
+	out := map[int64]int64{}
+	for rows.Next() {
+		var q, i int64
+		if err := rows.Scan(&q, &i); err != nil {
+			return nil, err
+		}
+		out[q] = i
+	}
+	return out, rows.Err()
+}
+
+// LedgerIndexByHash returns the index of the record with the given leaf
+// hash, or ErrNotFound.
+func (s *Store) LedgerIndexByHash(ctx context.Context, leafHash []byte) (int64, error) {
+	var idx []int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_leaves WHERE leaf_hash = ? ORDER BY idx LIMIT 1`, leafHash).Scan(&idx).Error; err != nil {
+		return 0, s.classify(err)
+	}
+	if len(idx) == 0 {
+		return 0, ErrNotFound
+	}
+	return idx[0], nil
+}
+
+// LedgerCheckpoint is a signed checkpoint as stored.
+type LedgerCheckpoint struct {
+	Size int64
+	Root []byte
+	Note []byte
+}
+
+// AddLedgerCheckpoint stores a signed checkpoint.
+func (s *Store) AddLedgerCheckpoint(ctx context.Context, c LedgerCheckpoint) error {
+	return s.classify(s.db.WithContext(ctx).Exec(`INSERT INTO ledger_checkpoints (size, root, note, signed_us) VALUES (?, ?, ?, ?)
+ON CONFLICT (size) DO NOTHING`, c.Size, c.Root, c.Note, time.Now().UnixMicro()).Error)
+}
+
+// LedgerCheckpoints returns every stored checkpoint, largest first
+// (limit 0: all).
+func (s *Store) LedgerCheckpoints(ctx context.Context, limit int) ([]LedgerCheckpoint, error) {
+	q := `SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.WithContext(ctx).Raw(q).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger checkpoints: %w", err))
+	}
+	defer rows.Close()
+	var out []LedgerCheckpoint
+	for rows.Next() {
+		var c LedgerCheckpoint
+		if err := rows.Scan(&c.Size, &c.Root, &c.Note); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
