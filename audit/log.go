@@ -141,7 +141,7 @@ func (l *Log) poke() {
 func (l *Log) Run(ctx context.Context) error {
 	sign := time.NewTicker(l.cfg.CheckpointEvery)
 	defer sign.Stop()
-	poll := time.NewTicker(50 * time.Millisecond) // records queued by writes and other replicas
+	poll := time.NewTicker(10 * time.Millisecond) // records queued by writes and other replicas (a cheap read)
 	defer poll.Stop()
 	for {
 		select {

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -71,17 +70,15 @@ func ResourceOf(typ, id string, version int64, body []byte) Resource {
 }
 
 // Pseudonyms turns patient ids into the pseudonyms records carry: an
-// HMAC-SHA-256 of "Patient/<id>" under the provider's pseudonym key,
-// truncated to 128 bits.
-type Pseudonyms struct{ key []byte }
+// HMAC-SHA-256 of "Patient/<id>" under the provider's pseudonym key
+// (keys.PseudonymOwner, kept wrapped by the KMS), truncated to 128 bits.
+type Pseudonyms struct{ mac func([]byte) []byte }
 
-// NewPseudonyms keys pseudonyms with key (32 bytes, kept wrapped by the
-// KMS).
-func NewPseudonyms(key []byte) *Pseudonyms { return &Pseudonyms{key: key} }
+// NewPseudonyms makes pseudonyms with mac, an HMAC-SHA-256 under the
+// pseudonym key.
+func NewPseudonyms(mac func([]byte) []byte) *Pseudonyms { return &Pseudonyms{mac: mac} }
 
 // Of returns the pseudonym of a patient id.
 func (p *Pseudonyms) Of(patientID string) string {
-	m := hmac.New(sha256.New, p.key)
-	m.Write([]byte("Patient/" + patientID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+	return base64.RawURLEncoding.EncodeToString(p.mac([]byte("Patient/" + patientID))[:16])
 }

@@ -3,7 +3,9 @@ package keys
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 )
@@ -14,6 +16,9 @@ const (
 	ProviderOwner = "provider"
 	// BlindOwner is the HMAC key of the blind search indexes.
 	BlindOwner = "blind-index"
+	// PseudonymOwner is the HMAC key of the patient pseudonyms in ledger
+	// records.
+	PseudonymOwner = "ledger-pseudonym"
 )
 
 // PatientOwner is the owner name of a patient's data key.
@@ -65,6 +70,14 @@ func newDataKey(owner string, raw []byte) (*DataKey, error) {
 		return nil, err
 	}
 	return &DataKey{Owner: owner, aead: aead, raw: raw}, nil
+}
+
+// MAC returns HMAC-SHA-256 of msg under the key (for keys used as MAC
+// keys: the blind index, pseudonyms).
+func (k *DataKey) MAC(msg []byte) []byte {
+	m := hmac.New(sha256.New, k.raw)
+	m.Write(msg)
+	return m.Sum(nil)
 }
 
 func erasedKey(owner string) *DataKey { return &DataKey{Owner: owner, erased: true} }

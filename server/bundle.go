@@ -289,7 +289,7 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 				toStore = append(toStore, *ch.write)
 			}
 		}
-		return tx.PutMany(r.Context(), toStore)
+		return s.putAndRecord(r.Context(), tx, toStore)
 	})
 	if err != nil {
 		return err

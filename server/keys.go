@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -18,12 +19,27 @@ import (
 // the provider's key are created on first start; the KMS must be reachable.
 func OpenKeys(ctx context.Context, st *store.Store, kms keys.KMS, opts keys.Options) (*keys.Keyring, error) {
 	kr := keys.NewKeyring(kms, keyStore{st}, opts)
-	ks, err := kr.Ensure(ctx, []string{keys.BlindOwner, keys.ProviderOwner})
+	ks, err := kr.Ensure(ctx, []string{keys.BlindOwner, keys.ProviderOwner, keys.PseudonymOwner})
 	if err != nil {
 		return nil, err
 	}
 	st.UseKeys(sealer{kr}, keys.NewBlind(ks[keys.BlindOwner]))
 	return kr, nil
+}
+
+// OpenLedger opens the ledger stored in st (verifying it against its last
+// checkpoint) and the pseudonyms its records give patients, keyed by the
+// keyring's pseudonym key. The caller runs the log (Log.Run).
+func OpenLedger(ctx context.Context, st *store.Store, kr *keys.Keyring, cfg audit.Config) (*audit.Log, *audit.Pseudonyms, error) {
+	ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := audit.Open(ctx, st, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, audit.NewPseudonyms(ks[keys.PseudonymOwner].MAC), nil
 }
 
 // keyStore is the store as the keyring's keys.Store.

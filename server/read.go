@@ -29,6 +29,9 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
+	if err := s.disclose(w, r, "read", []disclosure{disclosureOf(v, v.Body)}); err != nil {
+		return err
+	}
 	s.writeVersion(w, r, http.StatusOK, v, "")
 	return nil
 }
@@ -62,6 +65,9 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 		return &store.ErasedError{Type: typ, ID: id, Owner: v.Owner}
 	case v.Deleted:
 		return &store.DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
+	}
+	if err := s.disclose(w, r, "vread", []disclosure{disclosureOf(v, v.Body)}); err != nil {
+		return err
 	}
 	s.writeVersion(w, r, http.StatusOK, v, "")
 	return nil
@@ -144,10 +150,17 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 	}
 	b.Entry = make([]bundleEntry, 0, len(versions))
 	for i := range versions {
-		if versions[i].Erased {
+		v := &versions[i]
+		if v.Erased {
 			continue // its data is gone; the page's cursor still moves past it
 		}
-		b.Entry = append(b.Entry, historyEntry(base, &versions[i]))
+		b.Entry = append(b.Entry, historyEntry(base, v))
+		if !v.Deleted {
+			b.disclosed = append(b.disclosed, disclosureOf(v, v.Body))
+		}
+	}
+	if err := s.disclose(w, r, "history", b.disclosed); err != nil {
+		return err
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
@@ -186,6 +199,8 @@ type bundle struct {
 	Total        *int          `json:"total,omitempty"`
 	Link         []bundleLink  `json:"link,omitempty"`
 	Entry        []bundleEntry `json:"entry,omitempty"`
+	// disclosed lists the patient data the Bundle carries, for the ledger.
+	disclosed []disclosure
 }
 
 type bundleLink struct {

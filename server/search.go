@@ -103,6 +103,9 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 			return err
 		}
 	}
+	if err := s.disclose(w, r, "search", b.disclosed); err != nil {
+		return err
+	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
 }
@@ -153,7 +156,7 @@ func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, mat
 	}
 	base := s.baseURL(r)
 	for i := range included {
-		b.Entry = append(b.Entry, s.searchEntry(base, &included[i], "include", q))
+		b.add(s.searchEntry(base, &included[i], "include", q), &included[i])
 	}
 	return nil
 }
@@ -170,9 +173,15 @@ func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, ke
 	for i := range versions {
 		v := &versions[i]
 		seen[store.Key{Type: v.Type, ID: v.ID}] = true
-		b.Entry = append(b.Entry, s.searchEntry(base, v, mode, q))
+		b.add(s.searchEntry(base, v, mode, q), v)
 	}
 	return seen, nil
+}
+
+// add appends the entry of version v and records its disclosure.
+func (b *bundle) add(e bundleEntry, v *store.Version) {
+	b.Entry = append(b.Entry, e)
+	b.disclosed = append(b.disclosed, disclosureOf(v, e.Resource))
 }
 
 func (s *Server) searchEntry(base string, v *store.Version, mode string, q *fhir.SearchQuery) bundleEntry {
@@ -319,6 +328,9 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if _, err := s.addVersions(r, &b, q, extra, "include"); err != nil {
+		return err
+	}
+	if err := s.disclose(w, r, "everything", b.disclosed); err != nil {
 		return err
 	}
 	s.writeJSON(w, r, http.StatusOK, b)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -29,6 +30,12 @@ type Config struct {
 	// Keys seals what Store holds (OpenKeys); it creates patients' data
 	// keys and erases them.
 	Keys *keys.Keyring
+	// Ledger records every write and disclosure (OpenLedger), with
+	// patients as Pseudonyms; LedgerKey is its checkpoint verifier key,
+	// served at /ledger/key. The caller runs the ledger.
+	Ledger     *audit.Log
+	Pseudonyms *audit.Pseudonyms
+	LedgerKey  string
 	// BaseURL is the public base of the FHIR endpoint, used for Location
 	// and fullUrl; empty means derive it from each request's Host.
 	BaseURL string
@@ -49,15 +56,17 @@ type Config struct {
 
 // Server is the FHIR REST API over a Store. It is an http.Handler.
 type Server struct {
-	cfg     Config
-	store   *store.Store
-	keys    *keys.Keyring
-	log     *slog.Logger
-	metrics *Metrics
-	router  chi.Router
-	now     func() time.Time
-	limits  fhir.Limits
-	started time.Time
+	cfg        Config
+	store      *store.Store
+	keys       *keys.Keyring
+	ledger     *audit.Log
+	pseudonyms *audit.Pseudonyms
+	log        *slog.Logger
+	metrics    *Metrics
+	router     chi.Router
+	now        func() time.Time
+	limits     fhir.Limits
+	started    time.Time
 }
 
 // New checks cfg and builds the Server with its routes.
@@ -67,6 +76,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Keys == nil {
 		return nil, errors.New("server: Config.Keys is required (OpenKeys)")
+	}
+	if cfg.Ledger == nil || cfg.Pseudonyms == nil {
+		return nil, errors.New("server: Config.Ledger and Config.Pseudonyms are required (OpenLedger)")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -87,14 +99,16 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg:     cfg,
-		store:   cfg.Store,
-		keys:    cfg.Keys,
-		log:     cfg.Logger,
-		metrics: cfg.Metrics,
-		now:     cfg.Now,
-		limits:  fhir.Limits{MaxDepth: cfg.MaxDepth},
-		started: cfg.Now(),
+		cfg:        cfg,
+		store:      cfg.Store,
+		keys:       cfg.Keys,
+		ledger:     cfg.Ledger,
+		pseudonyms: cfg.Pseudonyms,
+		log:        cfg.Logger,
+		metrics:    cfg.Metrics,
+		now:        cfg.Now,
+		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
+		started:    cfg.Now(),
 	}
 	fhir.ResourceTypes()                                             // load the R4 model now, not during the first request
 	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
@@ -121,6 +135,12 @@ func (s *Server) routes() chi.Router {
 	r.Handle("/metrics", s.metrics.Handler())
 
 	r.Get("/metadata", s.handle("capabilities", s.capabilities))
+
+	r.Get("/ledger/checkpoint", s.handleAs("ledger", false, s.ledgerCheckpoint))
+	r.Get("/ledger/key", s.handleAs("ledger", false, s.ledgerKey))
+	r.Get("/ledger/tile/*", s.handleAs("ledger", false, s.ledgerTile))
+	r.Get("/ledger/proof/inclusion", s.handleAs("ledger", false, s.ledgerInclusion))
+	r.Get("/ledger/proof/consistency", s.handleAs("ledger", false, s.ledgerConsistency))
 	r.Get("/_history", s.handle("history-system", s.historySystem))
 	r.Post("/", s.handle("transaction", s.transactionOrBatch))
 
@@ -155,13 +175,19 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // handle adapts an interaction to http, with its deadline, error answer and
 // metrics.
 func (s *Server) handle(interaction string, h handlerFunc) http.HandlerFunc {
+	return s.handleAs(interaction, true, h)
+}
+
+// handleAs is handle, with FHIR content negotiation or without (the
+// ledger's endpoints serve notes, tiles and plain JSON).
+func (s *Server) handleAs(interaction string, fhirMedia bool, h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
-		if err := negotiate(r); err != nil {
+		if err := negotiate(r); fhirMedia && err != nil {
 			s.writeError(sw, r, err)
 		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)

@@ -19,7 +19,8 @@ func newServer(t *testing.T, dsn string) *httptest.Server {
 	metrics := server.NewMetrics()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
-	srv, err := server.New(server.Config{Store: st, Keys: kr, Metrics: metrics, Logger: log})
+	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
+	srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Metrics: metrics, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

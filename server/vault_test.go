@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/internal/testvault"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/server"
@@ -31,7 +32,7 @@ func TestVault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer st.Close()
+		t.Cleanup(func() { st.Close() }) // after the ledgers stop
 		proxy := testvault.NewProxy(t, env.Addr)
 		transitKey := fmt.Sprintf("server-test-%d", time.Now().UnixNano())
 		// start serves st with a keyring of its own, cold like a restarted
@@ -45,7 +46,8 @@ func TestVault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err := server.New(server.Config{Store: st, Keys: kr, Logger: log})
+			ledger, pseudonyms, _ := testkeys.Ledger(t, st, kr)
+			srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
 			if err != nil {
 				t.Fatal(err)
 			}

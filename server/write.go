@@ -181,7 +181,7 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 		if ch.write == nil {
 			return nil
 		}
-		return tx.PutMany(r.Context(), []store.Write{*ch.write})
+		return s.putAndRecord(r.Context(), tx, []store.Write{*ch.write})
 	})
 	if err != nil {
 		return err

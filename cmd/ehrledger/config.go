@@ -37,6 +37,11 @@ type serveConfig struct {
 	KeyCacheSize int           `yaml:"key_cache_size"`
 	KeyCacheTTL  time.Duration `yaml:"key_cache_ttl"`
 	Vault        vaultConfig   `yaml:"vault"`
+	// The ledger's origin (<provider-domain>/ehrledger/<log-name>), its
+	// checkpoint key file and how often it signs a checkpoint.
+	LedgerOrigin          string        `yaml:"ledger_origin"`
+	LedgerKeyFile         string        `yaml:"ledger_key_file"`
+	LedgerCheckpointEvery time.Duration `yaml:"ledger_checkpoint_interval"`
 }
 
 type vaultConfig struct {
@@ -55,18 +60,20 @@ type vaultConfig struct {
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		Addr:            "127.0.0.1:8080",
-		Data:            "./data",
-		MaxBodyBytes:    server.DefaultMaxBodyBytes,
-		MaxJSONDepth:    server.DefaultMaxDepth,
-		RequestTimeout:  server.DefaultTimeout,
-		ShutdownTimeout: 30 * time.Second,
-		LogFormat:       "text",
-		LogLevel:        "info",
-		KMS:             "local",
-		KeyCacheSize:    100_000,
-		KeyCacheTTL:     10 * time.Minute,
-		Vault:           vaultConfig{Mount: "transit", Key: "ehrledger"},
+		Addr:                  "127.0.0.1:8080",
+		Data:                  "./data",
+		MaxBodyBytes:          server.DefaultMaxBodyBytes,
+		MaxJSONDepth:          server.DefaultMaxDepth,
+		RequestTimeout:        server.DefaultTimeout,
+		ShutdownTimeout:       30 * time.Second,
+		LogFormat:             "text",
+		LogLevel:              "info",
+		KMS:                   "local",
+		KeyCacheSize:          100_000,
+		KeyCacheTTL:           10 * time.Minute,
+		Vault:                 vaultConfig{Mount: "transit", Key: "ehrledger"},
+		LedgerOrigin:          "localhost/ehrledger/main",
+		LedgerCheckpointEvery: time.Second,
 	}
 }
 
@@ -107,6 +114,12 @@ var serveSettings = []setting{
 	}},
 	{"key-cache-ttl", "EHR_KEY_CACHE_TTL", "how long an unwrapped data key stays in memory", func(c *serveConfig, v string) (err error) {
 		c.KeyCacheTTL, err = time.ParseDuration(v)
+		return err
+	}},
+	{"ledger-origin", "EHR_LEDGER_ORIGIN", "origin of the ledger's checkpoints: <provider-domain>/ehrledger/<log-name>", func(c *serveConfig, v string) error { c.LedgerOrigin = v; return nil }},
+	{"ledger-key-file", "EHR_LEDGER_KEY_FILE", "checkpoint signing key (default: ledger-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.LedgerKeyFile = v; return nil }},
+	{"ledger-checkpoint-interval", "EHR_LEDGER_CHECKPOINT_INTERVAL", "how often the ledger signs a checkpoint when it grew", func(c *serveConfig, v string) (err error) {
+		c.LedgerCheckpointEvery, err = time.ParseDuration(v)
 		return err
 	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
@@ -191,6 +204,10 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: kms vault needs vault.addr (--vault-addr)")
 	case c.KMS == "vault" && c.Vault.Token == "" && (c.Vault.RoleID == "" || c.Vault.SecretID == ""):
 		return errors.New("config: kms vault needs a token or an AppRole role id and secret id")
+	case c.LedgerOrigin == "" || strings.ContainsAny(c.LedgerOrigin, "+ \t\n"):
+		return fmt.Errorf("config: ledger_origin %q must be non-empty, without spaces or '+'", c.LedgerOrigin)
+	case c.LedgerCheckpointEvery <= 0:
+		return errors.New("config: ledger_checkpoint_interval must be positive")
 	case c.KeyCacheSize <= 0 || c.KeyCacheTTL <= 0:
 		return errors.New("config: key_cache_size and key_cache_ttl must be positive")
 	case c.LogFormat != "text" && c.LogFormat != "json":
@@ -210,6 +227,14 @@ func (c *serveConfig) dsn() string {
 		return c.DB
 	}
 	return "sqlite:" + filepath.Join(c.Data, "ehrledger.db")
+}
+
+// ledgerKeyFile is the ledger's checkpoint key file.
+func (c *serveConfig) ledgerKeyFile() string {
+	if c.LedgerKeyFile != "" {
+		return c.LedgerKeyFile
+	}
+	return filepath.Join(c.Data, "ledger-key.json")
 }
 
 // keyFile is the local KMS's key file.

@@ -29,9 +29,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
+	ledger, pseudonyms, vkey, err := openLedger(ctx, cfg, st, kr, log)
+	if err != nil {
+		return err
+	}
+	// The ledger runs until the HTTP server has finished every request:
+	// responses in flight still wait for their records.
+	lctx, stopLedger := context.WithCancel(context.Background())
+	ledgerDone := make(chan struct{})
+	go func() { ledger.Run(lctx); close(ledgerDone) }()
+	defer func() { stopLedger(); <-ledgerDone }()
 	srv, err := server.New(server.Config{
 		Store:        st,
 		Keys:         kr,
+		Ledger:       ledger,
+		Pseudonyms:   pseudonyms,
+		LedgerKey:    vkey,
 		BaseURL:      cfg.BaseURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxDepth:     cfg.MaxJSONDepth,

@@ -1,12 +1,16 @@
 // Package testkeys opens stores for tests the way the server runs them:
 // with a keyring over a real local KMS (a key file in the test's temp
-// directory) sealing every body and blinding PHI search values.
+// directory) sealing every body and blinding PHI search values, and a
+// running ledger.
 package testkeys
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/ehrledger/ehrledger/audit"
+	"golang.org/x/mod/sumdb/note"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,4 +58,34 @@ func Open(t testing.TB, cfg store.Config) (*store.Store, *keys.Keyring) {
 		t.Fatalf("open keys: %v", err)
 	}
 	return st, kr
+}
+
+var ledgerKeys sync.Map // *store.Store → [signer, verifier] note keys
+
+// Ledger opens the ledger in st with a fresh checkpoint key and runs it
+// until the test ends. It returns what server.Config wants.
+func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, *audit.Pseudonyms, string) {
+	t.Helper()
+	const origin = "test.example/ehrledger/main"
+	// One checkpoint key per database, so that a test that serves a
+	// database again opens its ledger with the key that signed it.
+	pair, _ := ledgerKeys.LoadOrStore(st, func() [2]string {
+		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [2]string{skey, vkey}
+	}())
+	skey, vkey := pair.([2]string)[0], pair.([2]string)[1]
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	l, ps, err := server.OpenLedger(context.Background(), st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier})
+	if err != nil {
+		t.Fatalf("open ledger: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l, ps, vkey
 }

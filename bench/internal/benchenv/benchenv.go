@@ -9,7 +9,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/keys"
+	"golang.org/x/mod/sumdb/note"
 	"io"
 	"log/slog"
 	"math"
@@ -110,15 +112,38 @@ func StartKeys(ctx context.Context, dsn, mode string) (srv *server.Server, base 
 	if mode == "plain" {
 		st.UseKeys(passThrough{}, nil)
 	}
-	srv, err = server.New(server.Config{Store: st, Keys: kr, Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
+	const origin = "bench.example/ehrledger/main"
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	ledger, pseudonyms, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	lctx, stopLedger := context.WithCancel(context.Background())
+	ledgerDone := make(chan struct{})
+	go func() { ledger.Run(lctx); close(ledgerDone) }()
+	srv, err = server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
+		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
+	if err != nil {
+		stopLedger()
 		return nil, "", nil, nil, err
 	}
 	base, stopHTTP, err := Listen(srv)
 	if err != nil {
+		stopLedger()
 		return nil, "", nil, nil, err
 	}
-	return srv, base, kr, func() { stopHTTP(); st.Close(); os.RemoveAll(keyDir) }, nil
+	return srv, base, kr, func() {
+		stopHTTP()
+		stopLedger()
+		<-ledgerDone
+		st.Close()
+		os.RemoveAll(keyDir)
+	}, nil
 }
 
 // passThrough is the baseline cipher: bodies stored as they are.

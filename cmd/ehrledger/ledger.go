@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// ledgerKeyFile holds the checkpoint signing key as golang.org/x/mod/sumdb/note
+// encodes it, and its verifier key.
+type ledgerKeyFile struct {
+	Signer   string `json:"signer"`
+	Verifier string `json:"verifier"`
+}
+
+// loadLedgerKey reads the checkpoint key at path, creating it (mode 0600)
+// for origin on first start. A key made for another origin is refused.
+func loadLedgerKey(path, origin string) (note.Signer, note.Verifier, string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
+		}
+		b, _ = json.Marshal(ledgerKeyFile{Signer: skey, Verifier: vkey})
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, nil, "", err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
+		}
+		_, werr := f.Write(b)
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
+		}
+	} else if err != nil {
+		return nil, nil, "", fmt.Errorf("ledger key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, nil, "", fmt.Errorf("ledger key %s has mode %v; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
+	}
+	var k ledgerKeyFile
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, nil, "", fmt.Errorf("ledger key %s: not a key file", path)
+	}
+	signer, err := note.NewSigner(k.Signer)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("ledger key %s: %w", path, err)
+	}
+	verifier, err := note.NewVerifier(k.Verifier)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("ledger key %s: %w", path, err)
+	}
+	if signer.Name() != origin {
+		return nil, nil, "", fmt.Errorf("ledger key %s signs for origin %q, but the configured origin is %q", path, signer.Name(), origin)
+	}
+	return signer, verifier, k.Verifier, nil
+}
+
+// openLedger opens the ledger of st; the caller runs it.
+func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.Keyring, log *slog.Logger) (*audit.Log, *audit.Pseudonyms, string, error) {
+	signer, verifier, vkey, err := loadLedgerKey(cfg.ledgerKeyFile(), cfg.LedgerOrigin)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	l, ps, err := server.OpenLedger(ctx, st, kr, audit.Config{
+		Origin: cfg.LedgerOrigin, Signer: signer, Verifier: verifier,
+		CheckpointEvery: cfg.LedgerCheckpointEvery, Logger: log,
+	})
+	if errors.Is(err, audit.ErrTampered) {
+		log.Error("ALARM: the ledger's stored records do not match what it signed; refusing to run", "err", err)
+	}
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return l, ps, vkey, nil
+}

@@ -1,0 +1,246 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// disclosure is one resource version a response carries, with the owner of
+// its key (which names its patient).
+type disclosure struct {
+	owner string
+	res   audit.Resource
+}
+
+// disclosureOf is the disclosure of v as served (body: the bytes sent,
+// which _summary and _elements may have cut).
+func disclosureOf(v *store.Version, body []byte) disclosure {
+	return disclosure{owner: v.Owner, res: audit.ResourceOf(v.Type, v.ID, v.VersionID, body)}
+}
+
+// maxResourcesPerRecord keeps a record well inside a C2SP entry's 64 KiB.
+const maxResourcesPerRecord = 200
+
+// disclose appends one disclosure record per patient whose data the
+// response carries, waits until they are durable, and names them in the
+// Ledger-Index header. Resources of no patient (the provider's own) are
+// not disclosures. When the ledger cannot record them the request fails
+// with 503 and the data is not sent.
+func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction string, items []disclosure) error {
+	byPatient := map[string][]audit.Resource{}
+	var order []string
+	for _, d := range items {
+		id, ok := strings.CutPrefix(d.owner, "Patient/")
+		if !ok {
+			continue
+		}
+		if _, seen := byPatient[id]; !seen {
+			order = append(order, id)
+		}
+		byPatient[id] = append(byPatient[id], d.res)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	now := audit.FormatTime(s.now())
+	var recs [][]byte
+	for _, id := range order {
+		res := byPatient[id]
+		for start := 0; start < len(res); start += maxResourcesPerRecord {
+			rec := audit.Record{Type: audit.TypeDisclosure, Time: now, Patient: s.pseudonyms.Of(id),
+				Interaction: interaction, Resources: res[start:min(start+maxResourcesPerRecord, len(res))]}
+			recs = append(recs, rec.Bytes())
+		}
+	}
+	idx, err := s.ledger.Append(r.Context(), recs)
+	if err != nil {
+		s.log.Error("ledger: a disclosure could not be recorded; nothing was sent", "request_id", requestID(r), "err", err)
+		return reqErr(errUnavailable, "transient", "the disclosure could not be recorded in the ledger, so no data is sent; retry later")
+	}
+	parts := make([]string, len(idx))
+	for i, n := range idx {
+		parts[i] = strconv.FormatInt(n, 10)
+	}
+	w.Header().Set("Ledger-Index", strings.Join(parts, ","))
+	return nil
+}
+
+// writeRecords queues, inside tx, a write record for each version written,
+// so that a version and its record commit together.
+func (s *Server) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Write) error {
+	now := audit.FormatTime(s.now())
+	recs := make([][]byte, 0, len(writes))
+	for _, wr := range writes {
+		v := wr.Version
+		rec := audit.Record{Type: audit.TypeWrite, Time: now, Interaction: writeInteraction(v.Method)}
+		if id, ok := strings.CutPrefix(v.Owner, "Patient/"); ok {
+			rec.Patient = s.pseudonyms.Of(id)
+		}
+		res := audit.ResourceOf(v.Type, v.ID, v.VersionID, v.Body)
+		if v.Deleted {
+			res.SHA256 = ""
+		}
+		rec.Resources = []audit.Resource{res}
+		recs = append(recs, rec.Bytes())
+	}
+	_, err := tx.QueueLedger(ctx, recs)
+	return err
+}
+
+func writeInteraction(method string) string {
+	switch method {
+	case http.MethodPost:
+		return "create"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return "update"
+}
+
+// putAndRecord stores writes and queues their records in tx.
+func (s *Server) putAndRecord(ctx context.Context, tx *store.Tx, writes []store.Write) error {
+	if err := tx.PutMany(ctx, writes); err != nil {
+		return err
+	}
+	return s.writeRecords(ctx, tx, writes)
+}
+
+// The ledger's read-only HTTP face (docs/ledger.md).
+
+func (s *Server) ledgerCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	cp := s.ledger.Checkpoint()
+	if cp.Note == nil {
+		signed, err := s.ledger.Sign(r.Context())
+		if err != nil {
+			return reqErr(errUnavailable, "transient", "no checkpoint has been signed yet")
+		}
+		cp.Note = signed
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(cp.Note)
+	return nil
+}
+
+func (s *Server) ledgerKey(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(s.cfg.LedgerKey + "\n"))
+	return nil
+}
+
+func (s *Server) ledgerTile(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, "/ledger/tile/")
+	var path string
+	if e, ok := strings.CutPrefix(rest, "entries/"); ok {
+		path = "tile/8/data/" + e
+	} else {
+		path = "tile/8/" + rest
+	}
+	t, err := tlog.ParseTilePath(path)
+	if err != nil {
+		return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
+	}
+	data, err := s.ledger.Tile(r.Context(), t)
+	if errors.Is(err, audit.ErrBadRequest) {
+		return reqErr(errNotFound, "not-found", "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if t.W == 1<<audit.TileHeight {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	w.Write(data)
+	return nil
+}
+
+func hashes(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+func (s *Server) ledgerInclusion(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	size, err := strconv.ParseInt(q.Get("size"), 10, 64)
+	if err != nil {
+		return reqErr(errInvalid, "invalid", "size must be a tree size")
+	}
+	var index int64
+	if h := q.Get("hash"); h != "" {
+		b, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(b) != tlog.HashSize {
+			return reqErr(errInvalid, "invalid", "hash must be a base64 SHA-256 leaf hash")
+		}
+		if index, err = s.ledger.IndexOf(r.Context(), tlog.Hash(b)); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return reqErr(errNotFound, "not-found", "no record has that leaf hash")
+			}
+			return err
+		}
+	} else if index, err = strconv.ParseInt(q.Get("index"), 10, 64); err != nil {
+		return reqErr(errInvalid, "invalid", "give index or hash")
+	}
+	proof, err := s.ledger.ProveInclusion(r.Context(), index, size)
+	if errors.Is(err, audit.ErrBadRequest) {
+		return reqErr(errNotFound, "not-found", "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	leaves, err := s.ledgerLeafHash(r.Context(), index)
+	if err != nil {
+		return err
+	}
+	writePlainJSON(w, map[string]any{"index": index, "size": size, "leaf_hash": leaves, "proof": hashes(proof)})
+	return nil
+}
+
+func (s *Server) ledgerLeafHash(ctx context.Context, index int64) (string, error) {
+	leaves, err := s.store.LedgerLeaves(ctx, index, index+1)
+	if err != nil || len(leaves) == 0 {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(leaves[0].LeafHash), nil
+}
+
+func (s *Server) ledgerConsistency(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+	to, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
+	if err1 != nil || err2 != nil {
+		return reqErr(errInvalid, "invalid", "from and to must be tree sizes")
+	}
+	proof, err := s.ledger.ProveConsistency(r.Context(), from, to)
+	if errors.Is(err, audit.ErrBadRequest) {
+		return reqErr(errNotFound, "not-found", "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	writePlainJSON(w, map[string]any{"from": from, "to": to, "proof": hashes(proof)})
+	return nil
+}
+
+func writePlainJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v) // maps of numbers and strings always marshal
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(b)
+}
