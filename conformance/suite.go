@@ -61,6 +61,7 @@ func Run(t *testing.T, base string) {
 		{"a 5,000-entry transaction is atomic", testLargeTransaction},
 		{"operations endpoints", testOps},
 		{"$erase crypto-shreds a patient", testErase},
+		{"every disclosure is in the signed ledger before the data arrives", testLedger},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClient(t, c.base), run) })
 	}

@@ -1,0 +1,184 @@
+package conformance
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	bin "encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// ledgerRecord is the part of a ledger record the suite checks.
+type ledgerRecord struct {
+	Type        string `json:"type"`
+	Patient     string `json:"patient"`
+	Interaction string `json:"interaction"`
+	Resources   []struct {
+		Ref    string `json:"ref"`
+		SHA256 string `json:"sha256"`
+	} `json:"resources"`
+}
+
+// ledgerIndexes reads a response's Ledger-Index header.
+func ledgerIndexes(t *testing.T, r *response) []int64 {
+	t.Helper()
+	h := r.Header.Get("Ledger-Index")
+	if h == "" {
+		return nil
+	}
+	var out []int64
+	for _, p := range strings.Split(h, ",") {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			t.Fatalf("Ledger-Index %q: %v", h, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// checkpoint waits for a signed checkpoint covering index n, verifies it
+// with the log's key and returns it.
+func (c *client) checkpoint(t *testing.T, n int64) *log.Checkpoint {
+	t.Helper()
+	key := strings.TrimSpace(string(c.do(http.MethodGet, "/ledger/key", nil).want(t, http.StatusOK).body))
+	v, err := note.NewVerifier(key)
+	if err != nil {
+		t.Fatalf("/ledger/key: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		raw := c.do(http.MethodGet, "/ledger/checkpoint", nil).want(t, http.StatusOK).body
+		cp, _, _, err := log.ParseCheckpoint(raw, v.Name(), v)
+		if err != nil {
+			t.Fatalf("/ledger/checkpoint does not verify with /ledger/key: %v\n%s", err, raw)
+		}
+		if int64(cp.Size) > n {
+			return cp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint covers record %d after 10 s (size %d)", n, cp.Size)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// record fetches record n from its entry bundle and checks its inclusion
+// proof against cp.
+func (c *client) record(t *testing.T, cp *log.Checkpoint, n int64) (ledgerRecord, []byte) {
+	t.Helper()
+	tile := tlog.Tile{H: 8, L: -1, N: n / 256, W: int(min(256, int64(cp.Size)-n/256*256))}
+	path := "/ledger/" + strings.Replace(tile.Path(), "tile/8/data/", "tile/entries/", 1)
+	bundle := c.do(http.MethodGet, path, nil).want(t, http.StatusOK).body
+	var data []byte
+	for i := int64(0); len(bundle) >= 2; i++ {
+		l := int(bin.BigEndian.Uint16(bundle))
+		if i == n%256 {
+			data = bundle[2 : 2+l]
+			break
+		}
+		bundle = bundle[2+l:]
+	}
+	if data == nil {
+		t.Fatalf("record %d is not in bundle %s", n, path)
+	}
+	var p struct {
+		Proof []string `json:"proof"`
+	}
+	raw := c.do(http.MethodGet, fmt.Sprintf("/ledger/proof/inclusion?index=%d&size=%d", n, cp.Size), nil).want(t, http.StatusOK).body
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	proof := make(tlog.RecordProof, len(p.Proof))
+	for i, h := range p.Proof {
+		b, _ := base64.StdEncoding.DecodeString(h)
+		copy(proof[i][:], b)
+	}
+	if err := tlog.CheckRecord(proof, int64(cp.Size), tlog.Hash(cp.Hash), n, tlog.RecordHash(data)); err != nil {
+		t.Fatalf("record %d's inclusion proof does not lead to the checkpoint: %v", n, err)
+	}
+	var rec ledgerRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatalf("record %d is not JSON: %s", n, data)
+	}
+	return rec, data
+}
+
+// testLedger checks, as a client can, that disclosures are recorded
+// before the data arrives: each read names its record, which is in the
+// signed log and carries the SHA-256 of the very bytes received.
+func testLedger(t *testing.T, c *client, run string) {
+	p1, p2 := "ledger-a-"+run, "ledger-b-"+run
+	for _, p := range []string{p1, p2} {
+		c.do(http.MethodPut, "/Patient/"+p, fmt.Sprintf(`{"resourceType":"Patient","id":%q,"name":[{"family":"Ledgered"}]}`, p)).want(t, http.StatusCreated)
+		c.do(http.MethodPut, "/Observation/"+p+"-o", fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, p, p)).want(t, http.StatusCreated)
+	}
+	c.do(http.MethodPut, "/Organization/ledger-org-"+run, `{"resourceType":"Organization","id":"ledger-org-`+run+`","name":"Clinic"}`).want(t, http.StatusCreated)
+
+	read := c.do(http.MethodGet, "/Observation/"+p1+"-o", nil).want(t, http.StatusOK)
+	idx := ledgerIndexes(t, read)
+	if len(idx) != 1 {
+		t.Fatalf("a read names %v in Ledger-Index, want one record", idx)
+	}
+	cp := c.checkpoint(t, idx[0])
+	rec, data := c.record(t, cp, idx[0])
+	sum := sha256.Sum256(read.body)
+	if rec.Type != "disclosure" || rec.Interaction != "read" || len(rec.Resources) != 1 ||
+		rec.Resources[0].Ref != "Observation/"+p1+"-o/_history/1" || rec.Resources[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("record %d does not describe the read (the SHA-256 of the body received is %x): %s", idx[0], sum, data)
+	}
+	if rec.Patient == "" || strings.Contains(string(data), p1) && !strings.Contains(string(data), "Observation/"+p1) {
+		t.Fatalf("record %d names the patient other than by pseudonym: %s", idx[0], data)
+	}
+	if strings.Contains(string(data), "Ledgered") {
+		t.Fatalf("record %d holds the patient's name: %s", idx[0], data)
+	}
+
+	// One record per patient a response discloses; none for the
+	// provider's own resources or for a count.
+	search := c.do(http.MethodGet, "/Observation?subject=Patient/"+p1+",Patient/"+p2, nil).want(t, http.StatusOK)
+	both := ledgerIndexes(t, search)
+	if len(both) != 2 || both[0] == both[1] {
+		t.Fatalf("a search over two patients names %v", both)
+	}
+	cp = c.checkpoint(t, slices.Max(both))
+	seen := map[string]bool{}
+	for _, n := range both {
+		r, _ := c.record(t, cp, n)
+		seen[r.Patient] = true
+		if r.Interaction != "search" || len(r.Resources) != 1 {
+			t.Fatalf("search record %d: %+v", n, r)
+		}
+	}
+	if len(seen) != 2 || !seen[rec.Patient] {
+		t.Fatalf("the two search records do not name the two patients: %v", seen)
+	}
+	if got := ledgerIndexes(t, c.do(http.MethodGet, "/Organization/ledger-org-"+run, nil).want(t, http.StatusOK)); got != nil {
+		t.Fatalf("reading the provider's own Organization was recorded as a disclosure: %v", got)
+	}
+	if got := ledgerIndexes(t, c.do(http.MethodGet, "/Observation?subject=Patient/"+p1+"&_summary=count", nil).want(t, http.StatusOK)); got != nil {
+		t.Fatalf("_summary=count disclosed %v", got)
+	}
+	for _, path := range []string{"/Patient/" + p1 + "/_history", "/Patient/" + p1 + "/_history/1", "/Patient/" + p1 + "/$everything", "/Patient/" + p1 + "/Observation"} {
+		if got := ledgerIndexes(t, c.do(http.MethodGet, path, nil).want(t, http.StatusOK)); len(got) != 1 {
+			t.Fatalf("GET %s names %v", path, got)
+		}
+	}
+
+	// The ledger's tiles are immutable once full; proofs for records the
+	// log does not have are 404.
+	c.do(http.MethodGet, fmt.Sprintf("/ledger/proof/inclusion?index=%d&size=%d", cp.Size, cp.Size), nil).want(t, http.StatusNotFound)
+	c.do(http.MethodGet, "/ledger/tile/0/x999/999", nil).want(t, http.StatusNotFound)
+	c.do(http.MethodGet, "/ledger/proof/inclusion?index=x", nil).want(t, http.StatusBadRequest)
+}
