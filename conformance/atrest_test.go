@@ -72,6 +72,36 @@ func loadPatients(t *testing.T, c *client, n int) []phi {
 		}
 		c.do(http.MethodPost, "/", map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries}).want(t, http.StatusOK)
 	}
+	// Read every patient, so that the ledger holds a disclosure record for
+	// each (scanned with the rest of the database).
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				ID string `json:"id"`
+			} `json:"resource"`
+		} `json:"entry"`
+		Link []struct {
+			Relation, URL string
+		} `json:"link"`
+	}
+	read := 0
+	for next := "/Patient?_count=200"; next != ""; {
+		res := c.do(http.MethodGet, next, nil).want(t, http.StatusOK)
+		json.Unmarshal(res.body, &b)
+		for _, e := range b.Entry {
+			c.do(http.MethodGet, "/Patient/"+e.Resource.ID, nil).want(t, http.StatusOK)
+			read++
+		}
+		next = ""
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				next = strings.TrimPrefix(l.URL, c.base)
+			}
+		}
+	}
+	if read != n {
+		t.Fatalf("read %d patients back, want %d", read, n)
+	}
 	p := out[len(out)/2]
 	for _, q := range []string{
 		"family=" + p.family, "family=" + strings.ToLower(p.family[:4]), "given:exact=" + p.given,

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testErase checks crypto-shredding as a client sees it: after
@@ -26,11 +27,26 @@ func testErase(t *testing.T, c *client, run string) {
 	}
 	c.do(http.MethodPut, "/Observation/"+gone+"-o0", fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o0","status":"amended","code":{"text":"weight"},"subject":{"reference":"Patient/%s"}}`, gone, gone)).want(t, http.StatusOK)
 
+	// The read's record is the newest; the erasure's comes after it.
+	before := ledgerIndexes(t, c.do(http.MethodGet, "/Patient/"+gone, nil).want(t, http.StatusOK))[0] + 1
 	c.do(http.MethodPost, "/Patient/nobody-"+run+"/$erase", nil).want(t, http.StatusNotFound)
 	c.do(http.MethodPost, "/Observation/"+gone+"-o1/$erase", nil).want(t, http.StatusNotFound)
 	r := c.do(http.MethodPost, "/Patient/"+gone+"/$erase", nil).want(t, http.StatusOK)
 	if !strings.Contains(string(r.body), "4 resources") {
 		t.Errorf("$erase answer does not say 4 resources were erased: %s", r.body)
+	}
+
+	// The erasure is in the ledger.
+	found := false
+	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		cp := c.checkpoint(t, before)
+		for n := before; n < int64(cp.Size) && !found; n++ {
+			rec, _ := c.record(t, cp, n)
+			found = rec.Type == "erasure"
+		}
+	}
+	if !found {
+		t.Error("no erasure record in the ledger after $erase")
 	}
 
 	erased := func(path string) {

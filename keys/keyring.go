@@ -35,9 +35,10 @@ type Store interface {
 	// UpdateWrappedKeys replaces the blob and version of live records.
 	UpdateWrappedKeys(ctx context.Context, recs []Record) error
 	// EraseKey destroys owner's wrapped key and withdraws the resources
-	// sealed under it from search; it returns how many resources that was,
-	// or ErrNoKey.
-	EraseKey(ctx context.Context, owner string) (int, error)
+	// sealed under it from search, and, in the same transaction, records
+	// the erasure (record: the ledger record, nil for none); it returns how
+	// many resources were withdrawn, or ErrNoKey.
+	EraseKey(ctx context.Context, owner string, record []byte) (int, error)
 }
 
 // ErrNoKey says an owner has no data key.
@@ -281,13 +282,14 @@ func (k *Keyring) Ensure(ctx context.Context, owners []string) (map[string]*Data
 
 // Erase destroys a patient's data key: the wrapped key is deleted from the
 // store (a tombstone stays), the resources sealed under it leave search,
-// and the cached key is dropped. It returns how many resources were
+// and the cached key is dropped; record, the erasure's ledger record, is
+// stored in the same transaction. It returns how many resources were
 // withdrawn. Keys that are not a patient's cannot be erased.
-func (k *Keyring) Erase(ctx context.Context, owner string) (int, error) {
+func (k *Keyring) Erase(ctx context.Context, owner string, record []byte) (int, error) {
 	if !strings.HasPrefix(owner, "Patient/") {
 		return 0, fmt.Errorf("keys: only a patient's key can be erased, not %q", owner)
 	}
-	n, err := k.store.EraseKey(ctx, owner)
+	n, err := k.store.EraseKey(ctx, owner, record)
 	if err != nil {
 		return 0, err
 	}

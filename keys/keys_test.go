@@ -226,7 +226,7 @@ func (m *memStore) UpdateWrappedKeys(_ context.Context, recs []Record) error {
 	return nil
 }
 
-func (m *memStore) EraseKey(_ context.Context, owner string) (int, error) {
+func (m *memStore) EraseKey(_ context.Context, owner string, _ []byte) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.recs[owner]
@@ -363,13 +363,13 @@ func TestEraseAndRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := kr.Erase(ctx, ProviderOwner); err == nil {
+	if _, err := kr.Erase(ctx, ProviderOwner, nil); err == nil {
 		t.Fatal("the provider's key was erased")
 	}
-	if _, err := kr.Erase(ctx, "Patient/nobody"); !errors.Is(err, ErrNoKey) {
+	if _, err := kr.Erase(ctx, "Patient/nobody", nil); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("erasing an unknown patient: %v", err)
 	}
-	if _, err := kr.Erase(ctx, "Patient/p03"); err != nil {
+	if _, err := kr.Erase(ctx, "Patient/p03", nil); err != nil {
 		t.Fatal(err)
 	}
 	ks, _ := kr.Ensure(ctx, []string{"Patient/p03"})

@@ -79,8 +79,8 @@ func (k keyStore) UpdateWrappedKeys(ctx context.Context, recs []keys.Record) err
 	return k.st.UpdateWrappedKeys(ctx, fromRecords(recs))
 }
 
-func (k keyStore) EraseKey(ctx context.Context, owner string) (int, error) {
-	n, err := k.st.EraseKey(ctx, owner)
+func (k keyStore) EraseKey(ctx context.Context, owner string, record []byte) (int, error) {
+	n, err := k.st.EraseKey(ctx, owner, record)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, keys.ErrNoKey
 	}
@@ -118,7 +118,8 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
 		return err // unknown: 404; erased before: 410
 	}
-	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id))
+	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: s.pseudonyms.Of(id), Interaction: "erase"}
+	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id), rec.Bytes())
 	if errors.Is(err, keys.ErrNoKey) {
 		return store.ErrNotFound
 	}

@@ -152,8 +152,9 @@ WHERE owner = ? AND wrapped IS NOT NULL`, k.Blob, k.Version, k.Owner).Error; err
 // same transaction withdraws every resource whose current version is
 // sealed under it: its search index goes and it reads as erased. It
 // returns how many resources were withdrawn, or ErrNotFound when the owner
-// has no key.
-func (s *Store) EraseKey(ctx context.Context, owner string) (int, error) {
+// has no key. record, when not nil, is queued for the ledger in the same
+// transaction.
+func (s *Store) EraseKey(ctx context.Context, owner string, record []byte) (int, error) {
 	var n int
 	err := s.InTx(ctx, func(tx *Tx) error {
 		db := tx.db.WithContext(ctx)
@@ -193,7 +194,10 @@ func (s *Store) EraseKey(ctx context.Context, owner string) (int, error) {
 			return fmt.Errorf("store: erase %s: %w", owner, err)
 		}
 		n = len(keys)
-		return nil
+		if record != nil {
+			_, err = tx.QueueLedger(ctx, [][]byte{record})
+		}
+		return err
 	})
 	return n, err
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/keys"
 )
 
@@ -61,7 +63,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stderr, "ehrledger keys erase: --patient is required")
 			return errUsage
 		}
-		n, err := kr.Erase(ctx, keys.PatientOwner(*patient))
+		ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
+		if err != nil {
+			return err
+		}
+		rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(time.Now()),
+			Patient: audit.NewPseudonyms(ks[keys.PseudonymOwner].MAC).Of(*patient), Interaction: "erase"}
+		n, err := kr.Erase(ctx, keys.PatientOwner(*patient), rec.Bytes())
 		if errors.Is(err, keys.ErrNoKey) {
 			return fmt.Errorf("Patient/%s has no data key (no data was ever stored for it)", *patient)
 		}
