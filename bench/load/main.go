@@ -4,6 +4,10 @@
 // reads of a fixed Patient from memory. It prints a Markdown table of
 // throughput and latency with each figure's ratio to the floor.
 //
+// read-org reads Organizations of the same size as the Patients: the
+// same path without a disclosure, hence without a ledger record: the
+// ledger's cost is read against read-org.
+//
 // -keys measures each database with several key set-ups: sealed (the
 // product: bodies sealed under per-patient keys from a local KMS, PHI
 // search values blind), vault (the same through Vault Transit) and plain
@@ -43,6 +47,14 @@ const patientTemplate = `{"resourceType":"Patient","identifier":[{"system":"http
 	`"gender":"female","birthDate":"1815-12-10","address":[{"line":["12 St James's Square"],"city":"London","postalCode":"SW1Y 4JH","country":"GB"}],` +
 	`"extension":[{"url":"http://example.org/fhir/StructureDefinition/weight-at-birth","valueDecimal":3.250}]%s}`
 
+// orgTemplate is an Organization of about the same size: the provider's
+// own data, whose reads are not disclosures and append no ledger record.
+const orgTemplate = `{"resourceType":"Organization","id":"%s","identifier":[{"system":"http://hospital.example.org/org","value":"ORG-%d"}],` +
+	`"active":true,"name":"St James's Square Clinic %d","telecom":[{"system":"phone","value":"+44 20 7946 0000","use":"work"}],` +
+	`"address":[{"line":["12 St James's Square"],"city":"London","postalCode":"SW1Y 4JH","country":"GB"}],` +
+	`"alias":["Ada Lovelace Memorial Practice","The Square Practice"],"type":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/organization-type","code":"prov"}]}],` +
+	`"extension":[{"url":"http://example.org/fhir/StructureDefinition/founded","valueDecimal":1815.125}]}`
+
 // patient is patientTemplate for the i-th patient, extra appended.
 func patient(i int, extra string) string {
 	word := func(seed uint64) string {
@@ -62,7 +74,7 @@ func main() {
 	levels := flag.String("concurrency", "1,4,16", "concurrent clients, comma-separated")
 	seed := flag.Int("seed", 1000, "patients created before reads and updates")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
-	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, update")
+	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, update")
 	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
@@ -116,6 +128,18 @@ func main() {
 			if err != nil {
 				fatal(err)
 			}
+			var orgs []string
+			if strings.Contains(*ops, "read-org") {
+				for i := range *seed {
+					id := fmt.Sprintf("org-%d", i)
+					req, _ := post(base+"/Organization/"+id, fmt.Sprintf(orgTemplate, id, i, i))
+					req.Method = "PUT"
+					if err := benchenv.Do(client, req); err != nil {
+						fatal(err)
+					}
+					orgs = append(orgs, id)
+				}
+			}
 			var counter sync.Mutex
 			n := *seed
 			all := []struct {
@@ -131,6 +155,9 @@ func main() {
 				}},
 				{"read", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
+				}},
+				{"read-org", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/Organization/"+orgs[mrand.IntN(len(orgs))], nil)
 				}},
 				{"read-cold", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)

@@ -1,0 +1,166 @@
+// Command ledger measures the disclosure ledger (package audit) on SQLite
+// and PostgreSQL: appends per second and the wait for a durable index at
+// several numbers of concurrent appenders, each append a ~300-byte record
+// (a disclosure's size) waiting until it is sequenced and committed; and
+// inclusion proofs generated per second in a log of many records. The
+// same append workload on transparency-dev/tessera with its POSIX driver,
+// the reference, runs from its own module (bench/tessera; bench/run.sh
+// ledger runs both in one go).
+//
+//	go run ./bench/ledger -db sqlite,postgres -duration 5s -concurrency 1,16,256 -proof-leaves 1000000
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/bench/internal/benchenv"
+	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func main() {
+	dbs := flag.String("db", "sqlite,postgres", "databases: sqlite, postgres")
+	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
+	levels := flag.String("concurrency", "1,16,256", "concurrent appenders, comma-separated")
+	size := flag.Int("size", 300, "bytes per record")
+	proofLeaves := flag.Int64("proof-leaves", 1_000_000, "records in the log whose inclusion proofs are measured (0: skip)")
+	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
+	flag.Parse()
+	var conc []int
+	for _, s := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("bad concurrency %q", s))
+		}
+		conc = append(conc, n)
+	}
+	ctx := context.Background()
+	fmt.Printf("ledger run: %s, %d CPUs, %s each, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, time.Now().UTC().Format(time.DateOnly))
+	type row struct {
+		db string
+		c  int
+		r  benchenv.Result
+	}
+	type proofRow struct {
+		db     string
+		leaves int64
+		r      benchenv.Result
+		fill   time.Duration
+	}
+	var rows []row
+	var proofs []proofRow
+	for _, db := range strings.Split(*dbs, ",") {
+		db = strings.TrimSpace(db)
+		for _, c := range conc {
+			l, stop := open(ctx, db, *pg)
+			var seq atomic.Int64
+			r := benchenv.Measure(*duration, c, func(int) error {
+				_, err := l.Append(ctx, [][]byte{record(seq.Add(1), *size)})
+				return err
+			})
+			stop()
+			rows = append(rows, row{db, c, r})
+		}
+		if *proofLeaves > 0 {
+			l, stop := open(ctx, db, *pg)
+			start := time.Now()
+			fill(ctx, l, *proofLeaves, *size)
+			filled := time.Since(start)
+			r := benchenv.Measure(*duration, 1, func(int) error {
+				_, err := l.ProveInclusion(ctx, mrand.Int64N(*proofLeaves), *proofLeaves)
+				return err
+			})
+			stop()
+			proofs = append(proofs, proofRow{db, *proofLeaves, r, filled})
+		}
+	}
+	fmt.Println("| log | appenders | appends/s | p50 | p99 | errors |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Printf("| ehrledger %s | %d | %.0f | %s | %s | %d |\n", r.db, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors)
+	}
+	if len(proofs) > 0 {
+		fmt.Println("\n| database | records | inclusion proofs/s | p50 | p99 | filled at |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|")
+		for _, p := range proofs {
+			fmt.Printf("| %s | %d | %.0f | %s | %s | %.0f records/s |\n", p.db, p.leaves, p.r.Rate(), benchenv.Millis(p.r.Quantile(0.5)), benchenv.Millis(p.r.Quantile(0.99)), float64(p.leaves)/p.fill.Seconds())
+		}
+	}
+}
+
+// open makes a fresh database with a running ledger.
+func open(ctx context.Context, db, pg string) (*audit.Log, func()) {
+	dsn, cleanup, err := benchenv.Database(ctx, db, pg)
+	if err != nil {
+		fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
+	if err != nil {
+		fatal(err)
+	}
+	const origin = "bench.example/ehrledger/main"
+	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	l, err := audit.Open(ctx, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
+	if err != nil {
+		fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.Run(rctx); close(done) }()
+	return l, func() { cancel(); <-done; st.Close(); cleanup() }
+}
+
+// fill appends n records, 1,000 per call from 8 appenders.
+func fill(ctx context.Context, l *audit.Log, n int64, size int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				from := next.Add(1000) - 1000
+				if from >= n {
+					return
+				}
+				batch := make([][]byte, 0, 1000)
+				for i := from; i < min(from+1000, n); i++ {
+					batch = append(batch, record(i, size))
+				}
+				if _, err := l.Append(ctx, batch); err != nil {
+					fatal(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// record is a disclosure-like record of about size bytes.
+func record(n int64, size int) []byte {
+	b := fmt.Appendf(nil, `{"v":1,"type":"disclosure","time":"2026-11-25T00:00:00.000000Z","patient":"p%d","resources":[{"ref":"Observation/%d/_history/1","sha256":"`, n%5000, n)
+	for len(b) < size-3 {
+		b = append(b, "0123456789abcdef"[mrand.IntN(16)])
+	}
+	return append(b, `"}]}`...)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "ledger:", err)
+	os.Exit(1)
+}
