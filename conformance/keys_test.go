@@ -50,9 +50,10 @@ func TestKeysCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// 5 patients, the provider's key and the blind index key.
+			// 5 patients, the provider's key, the blind index key and the
+			// ledger's pseudonym key.
 			out := runCmd(t, bin, append([]string{"keys", "rotate", "--new-kek", "--batch", "3"}, flags...)...)
-			if !strings.Contains(out, "now wraps with key version 2") || !strings.Contains(out, "rewrapped 7 data keys") {
+			if !strings.Contains(out, "now wraps with key version 2") || !strings.Contains(out, "rewrapped 8 data keys") {
 				t.Fatalf("keys rotate --new-kek: %q", out)
 			}
 			if out := runCmd(t, bin, append([]string{"keys", "rotate"}, flags...)...); !strings.Contains(out, "rewrapped 0 data keys") {
