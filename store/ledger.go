@@ -62,17 +62,16 @@ func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Dur
 	err := s.InTx(ctx, func(tx *Tx) error {
 		db := tx.db.WithContext(ctx)
 		now := time.Now()
-		res := db.Exec(`UPDATE ledger_state SET lease_holder = ?, lease_until = ?
-WHERE id = 1 AND (lease_holder = ? OR lease_until < ?)`, holder, now.Add(ttl).UnixMicro(), holder, now.UnixMicro())
-		if res.Error != nil {
-			return fmt.Errorf("store: ledger lease: %w", res.Error)
+		var sizes []int64
+		if err := db.Raw(`UPDATE ledger_state SET lease_holder = ?, lease_until = ?
+WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, now.Add(ttl).UnixMicro(), holder, now.UnixMicro()).
+			Scan(&sizes).Error; err != nil {
+			return fmt.Errorf("store: ledger lease: %w", err)
 		}
-		if res.RowsAffected == 0 {
+		if len(sizes) == 0 {
 			return ErrNotLeaseHolder
 		}
-		if err := db.Raw(`SELECT size FROM ledger_state WHERE id = 1`).Row().Scan(&size); err != nil {
-			return fmt.Errorf("store: ledger size: %w", err)
-		}
+		size = sizes[0]
 		all := append([][]byte(nil), records...)
 		queueIDs := make([]any, len(records)) // NULL for records from memory
 		if room := limit - len(records); room > 0 {
