@@ -57,6 +57,12 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("rewrapped %d data keys, then: %w (run again to resume)", n, err)
 		}
+		if *newKEK || n > 0 {
+			rec := audit.Record{Type: audit.TypeKeyRotation, Time: audit.FormatTime(time.Now()), Interaction: "rotate"}
+			if _, err := st.QueueLedger(ctx, [][]byte{rec.Bytes()}); err != nil {
+				return fmt.Errorf("rewrapped %d data keys but could not record it in the ledger: %w", n, err)
+			}
+		}
 		fmt.Fprintf(stdout, "rewrapped %d data keys\n", n)
 	case "erase":
 		if *patient == "" {
