@@ -176,6 +176,14 @@ func testLedger(t *testing.T, c *client, run string) {
 		}
 	}
 
+	// A batch's reads are recorded too; the Bundle names their records.
+	batch := c.do(http.MethodPost, "/", fmt.Sprintf(`{"resourceType":"Bundle","type":"batch","entry":[
+		{"request":{"method":"GET","url":"Patient/%s"}},{"request":{"method":"GET","url":"Organization/ledger-org-%s"}},
+		{"request":{"method":"GET","url":"Observation?subject=Patient/%s"}}]}`, p2, run, p2)).want(t, http.StatusOK)
+	if got := ledgerIndexes(t, batch); len(got) != 2 {
+		t.Fatalf("a batch with two reads of patient data names %v", got)
+	}
+
 	// The ledger's tiles are immutable once full; proofs for records the
 	// log does not have are 404.
 	c.do(http.MethodGet, fmt.Sprintf("/ledger/proof/inclusion?index=%d&size=%d", cp.Size, cp.Size), nil).want(t, http.StatusNotFound)

@@ -41,6 +41,22 @@ type entryOut struct {
 	FullURL  string          `json:"fullUrl,omitempty"`
 	Resource json.RawMessage `json:"resource,omitempty"`
 	Response *entryResponse  `json:"response"`
+	// ledger is the Ledger-Index of an entry that disclosed data.
+	ledger string
+}
+
+// ledgerIndexes names, in the Bundle's response, the ledger records of
+// every entry that disclosed data.
+func ledgerIndexes(w http.ResponseWriter, entries []entryOut) {
+	var all []string
+	for _, e := range entries {
+		if e.ledger != "" {
+			all = append(all, e.ledger)
+		}
+	}
+	if len(all) > 0 {
+		w.Header().Set("Ledger-Index", strings.Join(all, ","))
+	}
 }
 
 type entryResponse struct {
@@ -302,6 +318,7 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 		}
 		out.Entry[i] = s.changeEntry(r, changes[i])
 	}
+	ledgerIndexes(w, out.Entry)
 	s.writeJSON(w, r, http.StatusOK, out)
 	return nil
 }
@@ -421,6 +438,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, b *bundleIn) erro
 	for i := range b.Entry {
 		out.Entry[i] = s.subRequest(r, b, i)
 	}
+	ledgerIndexes(w, out.Entry)
 	s.writeJSON(w, r, http.StatusOK, out)
 	return nil
 }
@@ -479,7 +497,7 @@ func (s *Server) subRequest(r *http.Request, b *bundleIn, i int) entryOut {
 		Status:   strconv.Itoa(rec.Code) + " " + http.StatusText(rec.Code),
 		Location: strings.TrimPrefix(rec.Header().Get("Location"), s.baseURL(r)+"/"),
 		Etag:     rec.Header().Get("ETag"),
-	}}
+	}, ledger: rec.Header().Get("Ledger-Index")}
 	if lm := rec.Header().Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			out.Response.LastModified = fhir.FormatInstant(t)
