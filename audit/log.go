@@ -224,6 +224,7 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 			for _, r := range recs {
 				h := tlog.RecordHash(r)
 				p.LeafHashes = append(p.LeafHashes, h[:])
+				p.Meta = append(p.Meta, metaOf(r))
 			}
 			for idx, h := range added {
 				p.Hashes[idx] = h[:]

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/ehrledger/ehrledger/store"
 )
 
 // RecordVersion is the version of the record format written today.
@@ -81,4 +83,25 @@ func NewPseudonyms(mac func([]byte) []byte) *Pseudonyms { return &Pseudonyms{mac
 // Of returns the pseudonym of a patient id.
 func (p *Pseudonyms) Of(patientID string) string {
 	return base64.RawURLEncoding.EncodeToString(p.mac([]byte("Patient/" + patientID))[:16])
+}
+
+// metaOf reads the fields records are listed by; a record that does not
+// parse (none should) is listed under no patient.
+func metaOf(data []byte) store.LedgerMeta {
+	var r Record
+	json.Unmarshal(data, &r)
+	m := store.LedgerMeta{Type: r.Type, Patient: r.Patient}
+	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
+		m.TimeUs = t.UnixMicro()
+	}
+	return m
+}
+
+// ParseRecord reads a leaf.
+func ParseRecord(data []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

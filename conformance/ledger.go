@@ -190,3 +190,73 @@ func testLedger(t *testing.T, c *client, run string) {
 	c.do(http.MethodGet, "/ledger/tile/0/x999/999", nil).want(t, http.StatusNotFound)
 	c.do(http.MethodGet, "/ledger/proof/inclusion?index=x", nil).want(t, http.StatusBadRequest)
 }
+
+// testAuditEvents checks the ledger's AuditEvent view: a patient's reads
+// come back as BALP PrivacyDisclosure AuditEvents citing the records the
+// reads named, filtered by date and paged.
+func testAuditEvents(t *testing.T, c *client, run string) {
+	p := "audit-" + run
+	c.do(http.MethodPut, "/Patient/"+p, fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, p)).want(t, http.StatusCreated)
+	var named []string
+	for range 3 {
+		named = append(named, c.do(http.MethodGet, "/Patient/"+p, nil).want(t, http.StatusOK).Header.Get("Ledger-Index"))
+	}
+	type page struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+				Meta         struct {
+					Profile []string `json:"profile"`
+				} `json:"meta"`
+				Extension []struct {
+					ValueInteger int64 `json:"valueInteger"`
+				} `json:"extension"`
+				Action string `json:"action"`
+				Entity []struct {
+					What struct {
+						Reference string `json:"reference"`
+					} `json:"what"`
+				} `json:"entity"`
+			} `json:"resource"`
+		} `json:"entry"`
+		Link []struct{ Relation, URL string } `json:"link"`
+	}
+	var got page
+	// The write record reaches the log through the queue: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got = page{}
+		json.Unmarshal(c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+p, nil).want(t, http.StatusOK).body, &got)
+		if len(got.Entry) == 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(got.Entry) != 4 {
+		t.Fatalf("AuditEvent?patient= lists %d events, want the create and 3 reads", len(got.Entry))
+	}
+	var disclosures []string
+	for _, e := range got.Entry {
+		ae := e.Resource
+		if ae.ResourceType != "AuditEvent" || len(ae.Extension) != 1 || len(ae.Entity) < 2 || ae.Entity[0].What.Reference != "Patient/"+p {
+			t.Fatalf("not a BALP AuditEvent about the patient: %+v", ae)
+		}
+		if strings.HasSuffix(ae.Meta.Profile[0], "PrivacyDisclosure.Source") {
+			disclosures = append(disclosures, strconv.FormatInt(ae.Extension[0].ValueInteger, 10))
+		}
+	}
+	if !slices.Equal(disclosures, named) {
+		t.Fatalf("the PrivacyDisclosure AuditEvents cite records %v, the reads named %v", disclosures, named)
+	}
+	var two page
+	json.Unmarshal(c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+p+"&_count=2", nil).want(t, http.StatusOK).body, &two)
+	if len(two.Entry) != 2 || len(two.Link) < 2 || two.Link[1].Relation != "next" {
+		t.Fatalf("_count=2 gives %d events and links %+v", len(two.Entry), two.Link)
+	}
+	var none page
+	json.Unmarshal(c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+p+"&date=lt2000-01-01", nil).want(t, http.StatusOK).body, &none)
+	if len(none.Entry) != 0 {
+		t.Fatalf("date=lt2000 finds %d events", len(none.Entry))
+	}
+	c.do(http.MethodGet, "/AuditEvent", nil).want(t, http.StatusBadRequest)
+}

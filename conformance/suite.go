@@ -62,6 +62,7 @@ func Run(t *testing.T, base string) {
 		{"operations endpoints", testOps},
 		{"$erase crypto-shreds a patient", testErase},
 		{"every disclosure is in the signed ledger before the data arrives", testLedger},
+		{"AuditEvents are the ledger's records about a patient", testAuditEvents},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClient(t, c.base), run) })
 	}

@@ -136,6 +136,9 @@ func (s *Server) routes() chi.Router {
 
 	r.Get("/metadata", s.handle("capabilities", s.capabilities))
 
+	// AuditEvent search is the ledger's view (docs/ledger.md), not a
+	// search of stored resources.
+	r.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
 	r.Get("/ledger/checkpoint", s.handleAs("ledger", false, s.ledgerCheckpoint))
 	r.Get("/ledger/key", s.handleAs("ledger", false, s.ledgerKey))
 	r.Get("/ledger/tile/*", s.handleAs("ledger", false, s.ledgerTile))

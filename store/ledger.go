@@ -39,11 +39,20 @@ func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, err
 	return ids, err
 }
 
-// LedgerPlacement is what integrating a batch adds: a leaf hash per record
-// and the stored hashes (tlog indexing) the records complete.
+// LedgerPlacement is what integrating a batch adds: a leaf hash and the
+// listing fields of each record, and the stored hashes (tlog indexing)
+// the records complete.
 type LedgerPlacement struct {
 	LeafHashes [][]byte
+	Meta       []LedgerMeta
 	Hashes     map[int64][]byte
+}
+
+// LedgerMeta are the fields of a record by which records are listed.
+type LedgerMeta struct {
+	Type    string
+	Patient string // pseudonym; "" for none
+	TimeUs  int64
 }
 
 // ErrNotLeaseHolder says another sequencer holds the ledger's lease.
@@ -100,7 +109,9 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
 		for i, data := range all {
-			w.add("ledger_leaves", "idx, queue_id, leaf_hash, data", "", size+int64(i), queueIDs[i], p.LeafHashes[i], data)
+			m := p.Meta[i]
+			w.add("ledger_leaves", "idx, queue_id, leaf_hash, data, rec_type, patient, time_us", "",
+				size+int64(i), queueIDs[i], p.LeafHashes[i], data, m.Type, m.Patient, m.TimeUs)
 		}
 		for idx, h := range p.Hashes {
 			w.add("ledger_hashes", "idx, hash", "", idx, h)
@@ -200,6 +211,40 @@ func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf,
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT idx, leaf_hash, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger leaves: %w", err))
+	}
+	defer rows.Close()
+	var out []LedgerLeaf
+	for rows.Next() {
+		var l LedgerLeaf
+		if err := rows.Scan(&l.Index, &l.LeafHash, &l.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// LedgerRecordsOf lists the records about a patient (by pseudonym) of the
+// given types (none: all) with times in [fromUs, toUs), after index after
+// (-1: from the start), in index order, at most limit.
+func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerLeaf, error) {
+	var b builder
+	b.w("SELECT idx, leaf_hash, data FROM ledger_leaves WHERE patient = ").arg(patient).
+		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
+	if len(types) > 0 {
+		b.w(" AND rec_type IN (")
+		for i, t := range types {
+			if i > 0 {
+				b.w(", ")
+			}
+			b.arg(t)
+		}
+		b.w(")")
+	}
+	b.w(" ORDER BY idx LIMIT ").arg(limit)
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
 	}
 	defer rows.Close()
 	var out []LedgerLeaf

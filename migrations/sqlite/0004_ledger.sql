@@ -11,14 +11,20 @@ CREATE TABLE ledger_queue (
     queued_us  BIGINT NOT NULL
 );
 
+-- rec_type, patient (the pseudonym) and time_us repeat fields of the
+-- record so that a patient's records can be listed (AuditEvent search).
 CREATE TABLE ledger_leaves (
     idx       BIGINT NOT NULL PRIMARY KEY,
     queue_id  BIGINT, -- NULL for records integrated straight from memory
     leaf_hash BLOB  NOT NULL,
-    data      BLOB  NOT NULL
+    data      BLOB  NOT NULL,
+    rec_type  TEXT   NOT NULL,
+    patient   TEXT   NOT NULL, -- '' when the record is about no patient
+    time_us   BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX ledger_leaves_queue ON ledger_leaves (queue_id);
 CREATE INDEX ledger_leaves_hash ON ledger_leaves (leaf_hash);
+CREATE INDEX ledger_leaves_patient ON ledger_leaves (patient, time_us, idx);
 
 CREATE TABLE ledger_hashes (
     idx  BIGINT NOT NULL PRIMARY KEY, -- tlog.StoredHashIndex(level, n)

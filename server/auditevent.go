@@ -1,0 +1,184 @@
+package server
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/fhir"
+)
+
+// BALP profiles and codes of the AuditEvents built from ledger records.
+const (
+	balpDisclosure = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PrivacyDisclosure.Source"
+	balpPrefix     = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+	dicom          = "http://dicom.nema.org/resources/ontology/DCM"
+	lifecycle      = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
+	restful        = "http://hl7.org/fhir/restful-interaction"
+	// ledgerIndexExt carries the index of the record an AuditEvent shows.
+	ledgerIndexExt = "urn:ehrledger:fhir:ledger-index"
+)
+
+// auditEvents is GET /AuditEvent?patient=...: the ledger's records about
+// one patient as IHE BALP AuditEvents, in ledger order, each citing its
+// ledger index. AuditEvents are not stored resources: they are built from
+// the records, so that a disclosure costs one durable write. Parameters:
+// patient (required), date (with prefixes, repeatable), _count and the
+// _page cursor.
+func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
+	params := r.URL.Query()
+	patient := strings.TrimPrefix(params.Get("patient"), "Patient/")
+	if patient == "" || !idPattern.MatchString(patient) {
+		return reqErr(errInvalid, "required", "AuditEvent search needs patient=Patient/<id>: the ledger lists records by patient")
+	}
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	for _, v := range params["date"] {
+		prefix, rest := "eq", v
+		if len(v) > 2 && strings.Contains(" ge gt le lt eq ", " "+v[:2]+" ") {
+			prefix, rest = v[:2], v[2:]
+		}
+		low, high, err := fhir.ParseSearchDate(rest)
+		if err != nil {
+			return reqErr(errInvalid, "invalid", "date %q: %v", v, err)
+		}
+		switch prefix {
+		case "ge":
+			from = max(from, low.UnixMicro())
+		case "gt":
+			from = max(from, high.UnixMicro())
+		case "le":
+			to = min(to, high.UnixMicro())
+		case "lt":
+			to = min(to, low.UnixMicro())
+		case "eq":
+			from, to = max(from, low.UnixMicro()), min(to, high.UnixMicro())
+		}
+	}
+	count := DefaultPageSize
+	if c := params.Get("_count"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			return reqErr(errInvalid, "invalid", "_count must be a positive integer, not %q", c)
+		}
+		count = min(n, MaxPageSize)
+	}
+	after := int64(-1)
+	if p := params.Get("_page"); p != "" {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 0 {
+			return reqErr(errInvalid, "invalid", "malformed paging cursor")
+		}
+		after = n
+	}
+	leaves, err := s.store.LedgerRecordsOf(r.Context(), s.pseudonyms.Of(patient), nil, from, to, after, count+1)
+	if err != nil {
+		return err
+	}
+	base := s.baseURL(r)
+	b := bundle{ResourceType: "Bundle", Type: "searchset"}
+	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
+	if len(leaves) > count {
+		leaves = leaves[:count]
+		next := url.Values{}
+		for k, vs := range params {
+			next[k] = vs
+		}
+		next.Set("_page", strconv.FormatInt(leaves[len(leaves)-1].Index, 10))
+		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + "/AuditEvent?" + next.Encode()})
+	}
+	for _, lf := range leaves {
+		rec, err := audit.ParseRecord(lf.Data)
+		if err != nil {
+			return err
+		}
+		ae, _ := json.Marshal(s.auditEvent(lf.Index, rec, patient)) // plain maps always marshal
+		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(lf.Index, 10),
+			Resource: ae, Search: &bundleSearch{Mode: "match"}})
+	}
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
+}
+
+// auditEvent is the BALP AuditEvent of record n about patient.
+func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[string]any {
+	coding := func(system, code, display string) map[string]any {
+		c := map[string]any{"system": system, "code": code}
+		if display != "" {
+			c["display"] = display
+		}
+		return c
+	}
+	ae := map[string]any{
+		"resourceType": "AuditEvent",
+		"id":           "ledger-" + strconv.FormatInt(n, 10),
+		"extension":    []any{map[string]any{"url": ledgerIndexExt, "valueInteger": n}},
+		"outcome":      "0",
+		"source": map[string]any{"observer": map[string]any{"display": s.ledger.Origin()},
+			"type": []any{coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")}},
+	}
+	if t, err := time.Parse(time.RFC3339Nano, rec.Time); err == nil {
+		ae["recorded"] = fhir.FormatInstant(t)
+	}
+	subtype := []any{coding(restful, rec.Interaction, "")}
+	switch rec.Type {
+	case audit.TypeDisclosure:
+		ae["meta"] = map[string]any{"profile": []any{balpDisclosure}}
+		ae["type"] = coding(dicom, "110106", "Export")
+		ae["action"] = "R"
+		subtype = append(subtype, coding(lifecycle, "disclose", "Disclose Record Lifecycle Event"))
+	case audit.TypeWrite:
+		profile, action := "PatientUpdate", "U"
+		switch rec.Interaction {
+		case "create":
+			profile, action = "PatientCreate", "C"
+		case "delete":
+			profile, action = "PatientDelete", "D"
+		}
+		ae["meta"] = map[string]any{"profile": []any{balpPrefix + profile}}
+		ae["type"] = coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation")
+		ae["action"] = action
+	case audit.TypeErasure:
+		ae["type"] = coding(dicom, "110105", "DICOM Study Deleted")
+		ae["action"] = "D"
+		subtype = []any{coding(lifecycle, "destroy", "Destroy/Delete Record Lifecycle Event")}
+	default:
+		ae["type"] = coding("urn:ehrledger:record-type", rec.Type, "")
+		ae["action"] = "E"
+	}
+	ae["subtype"] = subtype
+	who := map[string]any{"display": "unidentified client"}
+	if rec.Recipient != nil && rec.Recipient.Client != "" {
+		who = map[string]any{"identifier": map[string]any{"value": rec.Recipient.Client}}
+	}
+	ae["agent"] = []any{
+		map[string]any{"type": map[string]any{"coding": []any{coding(dicom, "110152", "Destination Role ID")}}, "who": who, "requestor": true},
+		map[string]any{"type": map[string]any{"coding": []any{coding(dicom, "110153", "Source Role ID")}},
+			"who": map[string]any{"display": s.ledger.Origin()}, "requestor": false},
+	}
+	if rec.Purpose != "" {
+		ae["purposeOfEvent"] = []any{map[string]any{"coding": []any{coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", rec.Purpose, "")}}}
+	}
+	entities := []any{map[string]any{
+		"what": map[string]any{"reference": "Patient/" + patient},
+		"type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person"),
+		"role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient"),
+	}}
+	for _, res := range rec.Resources {
+		e := map[string]any{
+			"what": map[string]any{"reference": res.Ref},
+			"type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object"),
+			"role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource"),
+		}
+		if res.SHA256 != "" {
+			e["detail"] = []any{map[string]any{"type": "sha256", "valueString": res.SHA256}}
+		}
+		entities = append(entities, e)
+	}
+	ae["entity"] = entities
+	return ae
+}
