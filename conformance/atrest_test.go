@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // phi is what identifies one synthetic patient.
@@ -159,8 +160,19 @@ func TestNoPHIAtRest(t *testing.T) {
 		data := t.TempDir()
 		p := serve(t, bin, "--data", data)
 		start := time.Now()
-		patients := loadPatients(t, newClient(t, p.url), 1000)
+		c := newClient(t, p.url)
+		patients := loadPatients(t, c, 1000)
 		t.Logf("loaded in %v", time.Since(start))
+		// Every ledger record, as anyone may download it, is free of them
+		// too: the leaves are publishable.
+		cp := c.checkpoint(t, 3999) // 2,000 writes, 1,000 reads, searches
+		var leaves []byte
+		for n := int64(0); n < int64(cp.Size); n += 256 {
+			w := min(256, int64(cp.Size)-n)
+			path := strings.Replace(tlog.Tile{H: 8, L: -1, N: n / 256, W: int(w)}.Path(), "tile/8/data/", "/ledger/tile/entries/", 1)
+			leaves = append(leaves, c.do(http.MethodGet, path, nil).want(t, http.StatusOK).body...)
+		}
+		scan(t, fmt.Sprintf("the ledger's %d records", cp.Size), leaves, patients)
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
