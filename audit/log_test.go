@@ -169,3 +169,53 @@ func TestLog(t *testing.T) {
 		}
 	})
 }
+
+// TestTwoReplicasShareOneLog runs two logs (two server replicas) on one
+// database: one holds the sequencer lease, the other hands its records
+// over through the queue; every record gets one index, and the tree is
+// whole.
+func TestTwoReplicasShareOneLog(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
+		signer, verifier := keys(t)
+		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: 50 * time.Millisecond}
+		var logs [2]*audit.Log
+		for i := range logs {
+			l, err := audit.Open(ctx, st, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, l)
+			logs[i] = l
+		}
+		var mu sync.Mutex
+		seen := map[int64]bool{}
+		var wg sync.WaitGroup
+		for w := range 20 {
+			wg.Go(func() {
+				for i := range 10 {
+					idx, err := logs[w%2].Append(ctx, [][]byte{fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if seen[idx[0]] {
+						t.Errorf("index %d given twice", idx[0])
+					}
+					seen[idx[0]] = true
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if n, _ := st.LedgerSize(ctx); n != 200 || len(seen) != 200 {
+			t.Fatalf("size %d, %d distinct indexes, want 200", n, len(seen))
+		}
+		time.Sleep(200 * time.Millisecond) // both sign checkpoints meanwhile
+		if _, err := audit.Open(ctx, st, cfg); err != nil {
+			t.Fatalf("the shared log does not verify: %v", err)
+		}
+	})
+}
