@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // RecordVersion is the version of the record format written today.
@@ -85,12 +86,13 @@ func (p *Pseudonyms) Of(patientID string) string {
 	return base64.RawURLEncoding.EncodeToString(p.mac([]byte("Patient/" + patientID))[:16])
 }
 
-// metaOf reads the fields records are listed by; a record that does not
-// parse (none should) is listed under no patient.
-func metaOf(data []byte) store.LedgerMeta {
+// lookupOf is the lookup row of a record; one that does not parse (none
+// should) is listed under no patient.
+func lookupOf(lf store.LedgerLeaf) store.LedgerLookup {
 	var r Record
-	json.Unmarshal(data, &r)
-	m := store.LedgerMeta{Type: r.Type, Patient: r.Patient}
+	json.Unmarshal(lf.Data, &r)
+	h := tlog.RecordHash(lf.Data)
+	m := store.LedgerLookup{Index: lf.Index, LeafHash: h[:], Type: r.Type, Patient: r.Patient}
 	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
 		m.TimeUs = t.UnixMicro()
 	}

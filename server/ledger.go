@@ -217,7 +217,8 @@ func (s *Server) ledgerLeafHash(ctx context.Context, index int64) (string, error
 	if err != nil || len(leaves) == 0 {
 		return "", err
 	}
-	return base64.StdEncoding.EncodeToString(leaves[0].LeafHash), nil
+	h := tlog.RecordHash(leaves[0].Data)
+	return base64.StdEncoding.EncodeToString(h[:]), nil
 }
 
 func (s *Server) ledgerConsistency(w http.ResponseWriter, r *http.Request) error {

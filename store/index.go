@@ -132,8 +132,8 @@ type rowWriter struct {
 	db      *gorm.DB
 	blind   Blinder // of index rows; nil for none
 	maxArgs int     // bind values per statement
-	pending map[string]*pendingRows
-	order   []string
+	pending map[rowsKey]*pendingRows
+	order   []rowsKey
 	err     error
 }
 
@@ -154,12 +154,15 @@ func argsPerStatement(d Dialect) int {
 	return 30000
 }
 
+// rowsKey names one kind of statement a rowWriter batches rows into.
+type rowsKey struct{ table, columns, suffix string }
+
 // add queues one row; suffix follows the VALUES list (ON CONFLICT ...).
 func (w *rowWriter) add(table, columns, suffix string, values ...any) {
 	if w.pending == nil {
-		w.pending = map[string]*pendingRows{}
+		w.pending = map[rowsKey]*pendingRows{}
 	}
-	key := table + "(" + columns + ")" + suffix
+	key := rowsKey{table, columns, suffix} // a struct, not a concatenation: no allocation per row
 	p := w.pending[key]
 	if p == nil {
 		p = &pendingRows{table: table, columns: columns, suffix: suffix}

@@ -39,20 +39,20 @@ func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, err
 	return ids, err
 }
 
-// LedgerPlacement is what integrating a batch adds: a leaf hash and the
-// listing fields of each record, and the stored hashes (tlog indexing)
-// the records complete.
+// LedgerPlacement is what integrating a batch adds: the stored hashes
+// (tlog indexing) the records complete.
 type LedgerPlacement struct {
-	LeafHashes [][]byte
-	Meta       []LedgerMeta
-	Hashes     map[int64][]byte
+	Hashes map[int64][]byte
 }
 
-// LedgerMeta are the fields of a record by which records are listed.
-type LedgerMeta struct {
-	Type    string
-	Patient string // pseudonym; "" for none
-	TimeUs  int64
+// LedgerLookup are a record's leaf hash and the fields by which records
+// are listed.
+type LedgerLookup struct {
+	Index    int64
+	LeafHash []byte
+	Type     string
+	Patient  string // pseudonym; "" for none
+	TimeUs   int64
 }
 
 // ErrNotLeaseHolder says another sequencer holds the ledger's lease.
@@ -109,9 +109,10 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
 		for i, data := range all {
-			m := p.Meta[i]
-			w.add("ledger_leaves", "idx, queue_id, leaf_hash, data, rec_type, patient, time_us", "",
-				size+int64(i), queueIDs[i], p.LeafHashes[i], data, m.Type, m.Patient, m.TimeUs)
+			w.add("ledger_leaves", "idx, data", "", size+int64(i), data)
+			if queueIDs[i] != nil {
+				w.add("ledger_placed", "queue_id, idx", "", queueIDs[i], size+int64(i))
+			}
 		}
 		for idx, h := range p.Hashes {
 			w.add("ledger_hashes", "idx, hash", "", idx, h)
@@ -201,14 +202,13 @@ func (s *Store) LedgerHashes(ctx context.Context, indexes []int64) ([][]byte, er
 
 // LedgerLeaf is one integrated record.
 type LedgerLeaf struct {
-	Index    int64
-	LeafHash []byte
-	Data     []byte
+	Index int64
+	Data  []byte
 }
 
 // LedgerLeaves returns the records with indexes in [from, to), in order.
 func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf, error) {
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT idx, leaf_hash, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to).Rows()
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT idx, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger leaves: %w", err))
 	}
@@ -216,7 +216,7 @@ func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf,
 	var out []LedgerLeaf
 	for rows.Next() {
 		var l LedgerLeaf
-		if err := rows.Scan(&l.Index, &l.LeafHash, &l.Data); err != nil {
+		if err := rows.Scan(&l.Index, &l.Data); err != nil {
 			return nil, err
 		}
 		out = append(out, l)
@@ -224,15 +224,39 @@ func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf,
 	return out, rows.Err()
 }
 
+// LedgerLookedUp returns the index after which records have no lookup row
+// yet (-1 for none).
+func (s *Store) LedgerLookedUp(ctx context.Context) (int64, error) {
+	var n []int64
+	err := s.db.WithContext(ctx).Raw(`SELECT COALESCE(MAX(idx), -1) FROM ledger_lookup`).Scan(&n).Error
+	if err != nil || len(n) == 0 {
+		return -1, s.classify(err)
+	}
+	return n[0], nil
+}
+
+// AddLedgerLookups stores lookup rows (one writer or several: a row
+// already there stays).
+func (s *Store) AddLedgerLookups(ctx context.Context, rows []LedgerLookup) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
+		for _, r := range rows {
+			w.add("ledger_lookup", "idx, leaf_hash, rec_type, patient, time_us", "ON CONFLICT (idx) DO NOTHING",
+				r.Index, r.LeafHash, r.Type, r.Patient, r.TimeUs)
+		}
+		return w.flush()
+	})
+}
+
 // LedgerRecordsOf lists the records about a patient (by pseudonym) of the
 // given types (none: all) with times in [fromUs, toUs), after index after
 // (-1: from the start), in index order, at most limit.
 func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerLeaf, error) {
 	var b builder
-	b.w("SELECT idx, leaf_hash, data FROM ledger_leaves WHERE patient = ").arg(patient).
-		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
+	b.w("SELECT l.idx, l.data FROM ledger_lookup k JOIN ledger_leaves l ON l.idx = k.idx WHERE k.patient = ").arg(patient).
+		w(" AND k.time_us >= ").arg(fromUs).w(" AND k.time_us < ").arg(toUs).w(" AND k.idx > ").arg(after)
 	if len(types) > 0 {
-		b.w(" AND rec_type IN (")
+		b.w(" AND k.rec_type IN (")
 		for i, t := range types {
 			if i > 0 {
 				b.w(", ")
@@ -241,7 +265,7 @@ func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []str
 		}
 		b.w(")")
 	}
-	b.w(" ORDER BY idx LIMIT ").arg(limit)
+	b.w(" ORDER BY k.idx LIMIT ").arg(limit)
 	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
@@ -250,7 +274,7 @@ func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []str
 	var out []LedgerLeaf
 	for rows.Next() {
 		var l LedgerLeaf
-		if err := rows.Scan(&l.Index, &l.LeafHash, &l.Data); err != nil {
+		if err := rows.Scan(&l.Index, &l.Data); err != nil {
 			return nil, err
 		}
 		out = append(out, l)
@@ -265,7 +289,7 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 		return map[int64]int64{}, nil
 	}
 	var b builder
-	b.w("SELECT queue_id, idx FROM ledger_leaves WHERE queue_id IN (")
+	b.w("SELECT queue_id, idx FROM ledger_placed WHERE queue_id IN (")
 	for i, q := range queueIDs {
 		if i > 0 {
 			b.w(", ")
@@ -293,7 +317,7 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 // hash, or ErrNotFound.
 func (s *Store) LedgerIndexByHash(ctx context.Context, leafHash []byte) (int64, error) {
 	var idx []int64
-	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_leaves WHERE leaf_hash = ? ORDER BY idx LIMIT 1`, leafHash).Scan(&idx).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE leaf_hash = ? ORDER BY idx LIMIT 1`, leafHash).Scan(&idx).Error; err != nil {
 		return 0, s.classify(err)
 	}
 	if len(idx) == 0 {

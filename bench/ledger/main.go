@@ -4,8 +4,8 @@
 // (a disclosure's size) waiting until it is sequenced and committed; and
 // inclusion proofs generated per second in a log of many records. The
 // same append workload on transparency-dev/tessera with its POSIX driver,
-// the reference, runs from its own module (bench/tessera; bench/run.sh
-// ledger runs both in one go).
+// the reference, runs from its own module (go -C bench/tessera run .;
+// bench/run.sh ledger runs both in one go).
 //
 //	go run ./bench/ledger -db sqlite,postgres -duration 5s -concurrency 1,16,256 -proof-leaves 1000000
 package main
@@ -34,12 +34,18 @@ import (
 
 func main() {
 	dbs := flag.String("db", "sqlite,postgres", "databases: sqlite, postgres")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	levels := flag.String("concurrency", "1,16,256", "concurrent appenders, comma-separated")
 	size := flag.Int("size", 300, "bytes per record")
 	proofLeaves := flag.Int64("proof-leaves", 1_000_000, "records in the log whose inclusion proofs are measured (0: skip)")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
 	flag.Parse()
+	stopProfile, err := benchenv.CPUProfile(*cpuprofile)
+	if err != nil {
+		fatal(err)
+	}
+	defer stopProfile()
 	var conc []int
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

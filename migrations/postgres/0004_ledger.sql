@@ -11,20 +11,32 @@ CREATE TABLE ledger_queue (
     queued_us  BIGINT NOT NULL
 );
 
--- rec_type, patient (the pseudonym) and time_us repeat fields of the
--- record so that a patient's records can be listed (AuditEvent search).
+-- The records by index: all an append writes besides the hashes, so that
+-- its pages fill in order.
 CREATE TABLE ledger_leaves (
+    idx  BIGINT NOT NULL PRIMARY KEY,
+    data BYTEA  NOT NULL
+);
+
+-- Where each queued record landed.
+CREATE TABLE ledger_placed (
+    queue_id BIGINT NOT NULL PRIMARY KEY,
+    idx      BIGINT NOT NULL
+);
+
+-- Lookups by leaf hash (proofs by hash) and by patient pseudonym and time
+-- (AuditEvent search), filled shortly after each append, off its path:
+-- their keys are random, and indexing them in the append's own
+-- transaction made every append write pages all over both indexes.
+CREATE TABLE ledger_lookup (
     idx       BIGINT NOT NULL PRIMARY KEY,
-    queue_id  BIGINT, -- NULL for records integrated straight from memory
     leaf_hash BYTEA  NOT NULL,
-    data      BYTEA  NOT NULL,
     rec_type  TEXT   NOT NULL,
     patient   TEXT   NOT NULL, -- '' when the record is about no patient
     time_us   BIGINT NOT NULL
 );
-CREATE UNIQUE INDEX ledger_leaves_queue ON ledger_leaves (queue_id);
-CREATE INDEX ledger_leaves_hash ON ledger_leaves (leaf_hash);
-CREATE INDEX ledger_leaves_patient ON ledger_leaves (patient, time_us, idx);
+CREATE INDEX ledger_lookup_hash ON ledger_lookup (leaf_hash);
+CREATE INDEX ledger_lookup_patient ON ledger_lookup (patient, time_us, idx);
 
 CREATE TABLE ledger_hashes (
     idx  BIGINT NOT NULL PRIMARY KEY, -- tlog.StoredHashIndex(level, n)
