@@ -176,6 +176,19 @@ func testLedger(t *testing.T, c *client, run string) {
 		}
 	}
 
+	// A write's answer that shows data the client did not send is a
+	// disclosure: a patched resource, the match of a conditional create.
+	patched := c.do(http.MethodPatch, "/Observation/"+p1+"-o", `[{"op":"replace","path":"/status","value":"amended"}]`,
+		"Content-Type", "application/json-patch+json").want(t, http.StatusOK)
+	if got := ledgerIndexes(t, patched); len(got) != 1 {
+		t.Fatalf("a PATCH answered with the resource names %v", got)
+	}
+	matched := c.do(http.MethodPost, "/Patient", fmt.Sprintf(`{"resourceType":"Patient","name":[{"family":"Other"}]}`),
+		"If-None-Exist", "_id="+p1).want(t, http.StatusOK)
+	if got := ledgerIndexes(t, matched); len(got) != 1 {
+		t.Fatalf("a conditional create answered with the match names %v", got)
+	}
+
 	// A batch's reads are recorded too; the Bundle names their records.
 	batch := c.do(http.MethodPost, "/", fmt.Sprintf(`{"resourceType":"Bundle","type":"batch","entry":[
 		{"request":{"method":"GET","url":"Patient/%s"}},{"request":{"method":"GET","url":"Organization/ledger-org-%s"}},

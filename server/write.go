@@ -186,6 +186,13 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 	if err != nil {
 		return err
 	}
+	// A body the client did not send is a disclosure: the resource a
+	// conditional create matched, or the rest of a patched resource.
+	if ch.v != nil && !ch.v.Deleted && (ch.write == nil || op.method == http.MethodPatch) && preferReturn(r) == "representation" {
+		if err := s.disclose(w, r, writeInteraction(op.method), []disclosure{disclosureOf(ch.v, ch.v.Body)}); err != nil {
+			return err
+		}
+	}
 	if ch.status == http.StatusNoContent {
 		if ch.v != nil {
 			setVersionHeaders(w, ch.v.VersionID, ch.v.Updated)
