@@ -34,7 +34,11 @@ type Config struct {
 	// LeaseTTL is how long the sequencer lease lasts without renewal
 	// (default 10 s); a replica whose sequencer died is replaced after it.
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// Holder names this sequencer in the lease. A server restarted with the
+	// same name takes its lease back at once instead of waiting for it to
+	// run out; default: a random name.
+	Holder string
+	Logger *slog.Logger
 }
 
 // Log is one provider's ledger. Append adds records and returns once they
@@ -93,10 +97,13 @@ func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	var id [8]byte
-	rand.Read(id[:])
+	if cfg.Holder == "" {
+		var id [8]byte
+		rand.Read(id[:])
+		cfg.Holder = hex.EncodeToString(id[:])
+	}
 	l := &Log{
-		st: st, cfg: cfg, holder: hex.EncodeToString(id[:]), log: cfg.Logger,
+		st: st, cfg: cfg, holder: cfg.Holder, log: cfg.Logger,
 		kick:   make(chan struct{}, 1),
 		hashes: newHashCache(st),
 	}

@@ -76,9 +76,13 @@ func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.
 	if err != nil {
 		return nil, nil, "", err
 	}
+	// The sequencer's name is this host and data directory: a server
+	// restarted after a crash takes its lease back at once.
+	host, _ := os.Hostname()
+	data, _ := filepath.Abs(cfg.Data)
 	l, ps, err := server.OpenLedger(ctx, st, kr, audit.Config{
 		Origin: cfg.LedgerOrigin, Signer: signer, Verifier: verifier,
-		CheckpointEvery: cfg.LedgerCheckpointEvery, Logger: log,
+		CheckpointEvery: cfg.LedgerCheckpointEvery, Holder: host + ":" + data, Logger: log,
 	})
 	if errors.Is(err, audit.ErrTampered) {
 		log.Error("ALARM: the ledger's stored records do not match what it signed; refusing to run", "err", err)
