@@ -61,14 +61,8 @@ func (b *builder) keys(typeCol, idCol string, keys []Key) {
 		if i > 0 {
 			b.w(" OR ")
 		}
-		b.w("(" + typeCol + " = ").arg(t).w(" AND " + idCol + " IN (")
-		for j, id := range byType[t] {
-			if j > 0 {
-				b.w(", ")
-			}
-			b.arg(id)
-		}
-		b.w("))")
+		b.w("(" + typeCol + " = ").arg(t).w(" AND " + idCol + " IN ")
+		list(b, byType[t]).w(")")
 	}
 }
 

@@ -82,14 +82,7 @@ func wrappedKeys(ctx context.Context, tx *Tx, owners []string) ([]WrappedKey, er
 		return nil, nil
 	}
 	var b builder
-	b.w("SELECT " + keyColumns + " FROM data_keys WHERE owner IN (")
-	for i, o := range owners {
-		if i > 0 {
-			b.w(", ")
-		}
-		b.arg(o)
-	}
-	b.w(")")
+	list(b.w("SELECT "+keyColumns+" FROM data_keys WHERE owner IN "), owners)
 	return scanKeys(ctx, tx, b.sql(), b.args...)
 }
 

@@ -122,14 +122,7 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		if len(queueIDs) > len(records) {
 			var b builder
-			b.w("DELETE FROM ledger_queue WHERE queue_id IN (")
-			for i, id := range queueIDs[len(records):] {
-				if i > 0 {
-					b.w(", ")
-				}
-				b.arg(id)
-			}
-			b.w(")")
+			list(b.w("DELETE FROM ledger_queue WHERE queue_id IN "), queueIDs[len(records):])
 			if err := db.Exec(b.sql(), b.args...).Error; err != nil {
 				return fmt.Errorf("store: ledger dequeue: %w", err)
 			}
@@ -166,14 +159,7 @@ func (s *Store) LedgerHashes(ctx context.Context, indexes []int64) ([][]byte, er
 	for start := 0; start < len(indexes); start += per {
 		batch := indexes[start:min(start+per, len(indexes))]
 		var b builder
-		b.w("SELECT idx, hash FROM ledger_hashes WHERE idx IN (")
-		for i, x := range batch {
-			if i > 0 {
-				b.w(", ")
-			}
-			b.arg(x)
-		}
-		b.w(")")
+		list(b.w("SELECT idx, hash FROM ledger_hashes WHERE idx IN "), batch)
 		rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 		if err != nil {
 			return nil, s.classify(fmt.Errorf("store: ledger hashes: %w", err))
@@ -208,9 +194,14 @@ type LedgerLeaf struct {
 
 // LedgerLeaves returns the records with indexes in [from, to), in order.
 func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf, error) {
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT idx, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to).Rows()
+	return s.queryLeaves(ctx, "leaves", `SELECT idx, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to)
+}
+
+// queryLeaves runs a query selecting a record's index and data.
+func (s *Store) queryLeaves(ctx context.Context, what, query string, args ...any) ([]LedgerLeaf, error) {
+	rows, err := s.db.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger leaves: %w", err))
+		return nil, s.classify(fmt.Errorf("store: ledger %s: %w", what, err))
 	}
 	defer rows.Close()
 	var out []LedgerLeaf
@@ -256,30 +247,10 @@ func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []str
 	b.w("SELECT l.idx, l.data FROM ledger_lookup k JOIN ledger_leaves l ON l.idx = k.idx WHERE k.patient = ").arg(patient).
 		w(" AND k.time_us >= ").arg(fromUs).w(" AND k.time_us < ").arg(toUs).w(" AND k.idx > ").arg(after)
 	if len(types) > 0 {
-		b.w(" AND k.rec_type IN (")
-		for i, t := range types {
-			if i > 0 {
-				b.w(", ")
-			}
-			b.arg(t)
-		}
-		b.w(")")
+		list(b.w(" AND k.rec_type IN "), types)
 	}
 	b.w(" ORDER BY k.idx LIMIT ").arg(limit)
-	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
-	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
-	}
-	defer rows.Close()
-	var out []LedgerLeaf
-	for rows.Next() {
-		var l LedgerLeaf
-		if err := rows.Scan(&l.Index, &l.Data); err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return s.queryLeaves(ctx, "records", b.sql(), b.args...)
 }
 
 // LedgerIndexes returns the index of each of the queue ids already
@@ -289,14 +260,7 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 		return map[int64]int64{}, nil
 	}
 	var b builder
-	b.w("SELECT queue_id, idx FROM ledger_placed WHERE queue_id IN (")
-	for i, q := range queueIDs {
-		if i > 0 {
-			b.w(", ")
-		}
-		b.arg(q)
-	}
-	b.w(")")
+	list(b.w("SELECT queue_id, idx FROM ledger_placed WHERE queue_id IN "), queueIDs)
 	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger indexes: %w", err))

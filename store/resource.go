@@ -80,11 +80,7 @@ func (tx *Tx) queryVersions(ctx context.Context, query string, args ...any) ([]V
 	if len(wrapped) == 0 {
 		return out, nil
 	}
-	sealer, err := tx.sealer()
-	if err != nil {
-		return nil, err
-	}
-	keys, err := sealer.Keys(ctx, wrapped)
+	keys, err := tx.dataKeys(ctx, wrapped)
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +101,13 @@ func (tx *Tx) queryVersions(ctx context.Context, query string, args ...any) ([]V
 	return out, nil
 }
 
-// sealer returns the store's sealer; UseKeys must have given one.
-func (tx *Tx) sealer() (Sealer, error) {
+// dataKeys opens wrapped keys through the store's sealer, which UseKeys
+// must have given.
+func (tx *Tx) dataKeys(ctx context.Context, wrapped []WrappedKey) (map[string]DataKey, error) {
 	if tx.s.sealer == nil {
 		return nil, errors.New("store: resources read or written before UseKeys")
 	}
-	return tx.s.sealer, nil
+	return tx.s.sealer.Keys(ctx, wrapped)
 }
 
 const currentQuery = `SELECT ` + versionColumns + `
@@ -268,11 +265,7 @@ func (tx *Tx) seal(ctx context.Context, writes []Write) ([][]byte, error) {
 			return nil, &ErasedError{Owner: k.Owner}
 		}
 	}
-	sealer, err := tx.sealer()
-	if err != nil {
-		return nil, err
-	}
-	keys, err := sealer.Keys(ctx, wrapped)
+	keys, err := tx.dataKeys(ctx, wrapped)
 	if err != nil {
 		return nil, err
 	}

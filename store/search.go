@@ -206,6 +206,18 @@ func (b *builder) merge(o *builder) *builder {
 
 func (b *builder) sql() string { return b.sb.String() }
 
+// list writes "(?, ?, ...)" binding values, the right side of an IN.
+func list[T any](b *builder, values []T) *builder {
+	b.w("(")
+	for i, v := range values {
+		if i > 0 {
+			b.w(", ")
+		}
+		b.arg(v)
+	}
+	return b.w(")")
+}
+
 // next returns a fresh table alias.
 func (b *builder) next(prefix string) string {
 	b.alias++
@@ -387,15 +399,7 @@ func (b *builder) value(x, resType, param, typ string, c *fhir.Criterion, v *fhi
 		case "below":
 			b.prefix(x+".value", v.Text)
 		case "above":
-			prefixes := uriPrefixes(v.Text)
-			b.w(x + ".value IN (")
-			for i, p := range prefixes {
-				if i > 0 {
-					b.w(", ")
-				}
-				b.arg(p)
-			}
-			b.w(")")
+			list(b.w(x+".value IN "), uriPrefixes(v.Text))
 		default:
 			b.w(x + ".value = ").arg(v.Text)
 		}
@@ -561,14 +565,11 @@ func (b *builder) idCriterion(col string, c *fhir.Criterion) error {
 	if c.Modifier == "not" {
 		b.w("NOT ")
 	}
-	b.w(col + " IN (")
+	codes := make([]string, len(c.Values))
 	for i, v := range c.Values {
-		if i > 0 {
-			b.w(", ")
-		}
-		b.arg(v.Code)
+		codes[i] = v.Code
 	}
-	b.w(")")
+	list(b.w(col+" IN "), codes)
 	return nil
 }
 
@@ -616,14 +617,8 @@ func (b *builder) compartment(col, typ string, c *fhir.Compartment, probe bool) 
 	}
 	x := b.next("x")
 	b.semi(col, x+".res_id", "search_reference "+x, probe, func() error {
-		b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN (")
-		for i, p := range c.Params {
-			if i > 0 {
-				b.w(", ")
-			}
-			b.arg(p)
-		}
-		b.w(")")
+		b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".target_type = ").arg(c.Type).w(" AND " + x + ".target_id = ").arg(c.ID).w(" AND " + x + ".param IN ")
+		list(b, c.Params)
 		return nil
 	})
 }
