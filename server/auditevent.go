@@ -59,13 +59,9 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 			from, to = max(from, low.UnixMicro()), min(to, high.UnixMicro())
 		}
 	}
-	count := DefaultPageSize
-	if c := params.Get("_count"); c != "" {
-		n, err := strconv.Atoi(c)
-		if err != nil || n < 1 {
-			return reqErr(errInvalid, "invalid", "_count must be a positive integer, not %q", c)
-		}
-		count = min(n, MaxPageSize)
+	count, err := pageSize(params)
+	if err != nil {
+		return err
 	}
 	after := int64(-1)
 	if p := params.Get("_page"); p != "" {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -133,6 +134,8 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		return http.StatusInternalServerError, one("exception", "stored data failed its integrity check and is withheld (request id "+requestID(r)+")")
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, one("not-found", "resource not found")
+	case errors.Is(err, audit.ErrBadRequest):
+		return http.StatusNotFound, one("not-found", err.Error())
 	case errors.Is(err, store.ErrContention):
 		return http.StatusServiceUnavailable, one("transient", "too many concurrent changes to the same data; retry the request")
 	case errors.Is(err, store.ErrUnavailable):

@@ -152,9 +152,6 @@ func (s *Server) ledgerTile(w http.ResponseWriter, r *http.Request) error {
 		return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
 	}
 	data, err := s.ledger.Tile(r.Context(), t)
-	if errors.Is(err, audit.ErrBadRequest) {
-		return reqErr(errNotFound, "not-found", "%v", err)
-	}
 	if err != nil {
 		return err
 	}
@@ -198,9 +195,6 @@ func (s *Server) ledgerInclusion(w http.ResponseWriter, r *http.Request) error {
 		return reqErr(errInvalid, "invalid", "give index or hash")
 	}
 	proof, err := s.ledger.ProveInclusion(r.Context(), index, size)
-	if errors.Is(err, audit.ErrBadRequest) {
-		return reqErr(errNotFound, "not-found", "%v", err)
-	}
 	if err != nil {
 		return err
 	}
@@ -229,9 +223,6 @@ func (s *Server) ledgerConsistency(w http.ResponseWriter, r *http.Request) error
 		return reqErr(errInvalid, "invalid", "from and to must be tree sizes")
 	}
 	proof, err := s.ledger.ProveConsistency(r.Context(), from, to)
-	if errors.Is(err, audit.ErrBadRequest) {
-		return reqErr(errNotFound, "not-found", "%v", err)
-	}
 	if err != nil {
 		return err
 	}

@@ -268,13 +268,9 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 		want := strings.Split(t, ",")
 		types = slices.DeleteFunc(types, func(x string) bool { return !slices.Contains(want, x) })
 	}
-	count := DefaultPageSize
-	if c := params.Get("_count"); c != "" {
-		n, err := strconv.Atoi(c)
-		if err != nil || n < 1 {
-			return reqErr(errInvalid, "invalid", "_count must be a positive integer, not %q", c)
-		}
-		count = min(n, MaxPageSize)
+	count, err := pageSize(params)
+	if err != nil {
+		return err
 	}
 	var since []fhir.Criterion
 	if v := params.Get("_since"); v != "" {
@@ -367,4 +363,18 @@ func compartmentTypes() []string {
 		}
 	}
 	return out
+}
+
+// pageSize reads a positive _count (default DefaultPageSize, at most
+// MaxPageSize) for the operations that page by their own cursor.
+func pageSize(params url.Values) (int, error) {
+	c := params.Get("_count")
+	if c == "" {
+		return DefaultPageSize, nil
+	}
+	n, err := strconv.Atoi(c)
+	if err != nil || n < 1 {
+		return 0, reqErr(errInvalid, "invalid", "_count must be a positive integer, not %q", c)
+	}
+	return min(n, MaxPageSize), nil
 }
