@@ -206,14 +206,19 @@ func (k *Keyring) Keys(ctx context.Context, owners []string) (map[string]*DataKe
 	if err != nil {
 		return nil, err
 	}
-	opened, err := k.Open(ctx, recs)
-	if err != nil {
+	if err := k.openInto(ctx, recs, out); err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// openInto opens recs (Open) and adds their keys to out.
+func (k *Keyring) openInto(ctx context.Context, recs []Record, out map[string]*DataKey) error {
+	opened, err := k.Open(ctx, recs)
 	for o, dk := range opened {
 		out[o] = dk
 	}
-	return out, nil
+	return err
 }
 
 // Ensure returns the data keys of owners, creating the missing ones: fresh
@@ -270,12 +275,8 @@ func (k *Keyring) Ensure(ctx context.Context, owners []string) (map[string]*Data
 			others = append(others, r)
 		}
 	}
-	opened, err := k.Open(ctx, others)
-	if err != nil {
+	if err := k.openInto(ctx, others, out); err != nil {
 		return nil, err
-	}
-	for o, dk := range opened {
-		out[o] = dk
 	}
 	return out, nil
 }

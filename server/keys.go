@@ -19,7 +19,7 @@ import (
 // the provider's key are created on first start; the KMS must be reachable.
 func OpenKeys(ctx context.Context, st *store.Store, kms keys.KMS, opts keys.Options) (*keys.Keyring, error) {
 	kr := keys.NewKeyring(kms, keyStore{st}, opts)
-	ks, err := kr.Ensure(ctx, []string{keys.BlindOwner, keys.ProviderOwner, keys.PseudonymOwner})
+	ks, err := kr.Ensure(ctx, []string{keys.BlindOwner, keys.ProviderOwner})
 	if err != nil {
 		return nil, err
 	}
