@@ -20,7 +20,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,13 +45,9 @@ func main() {
 		fatal(err)
 	}
 	defer stopProfile()
-	var conc []int
-	for _, s := range strings.Split(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fatal(fmt.Errorf("bad concurrency %q", s))
-		}
-		conc = append(conc, n)
+	conc, err := benchenv.Concurrency(*levels)
+	if err != nil {
+		fatal(err)
 	}
 	ctx := context.Background()
 	fmt.Printf("ledger run: %s, %d CPUs, %s each, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, time.Now().UTC().Format(time.DateOnly))

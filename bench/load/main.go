@@ -32,7 +32,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,13 +82,9 @@ func main() {
 		fatal(err)
 	}
 	defer stopProfile()
-	var conc []int
-	for _, s := range strings.Split(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fatal(fmt.Errorf("bad concurrency %q", s))
-		}
-		conc = append(conc, n)
+	conc, err := benchenv.Concurrency(*levels)
+	if err != nil {
+		fatal(err)
 	}
 	ctx := context.Background()
 	fmt.Printf("load run: %s, %d CPUs, %s each, concurrency %v, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, conc, time.Now().UTC().Format(time.DateOnly))
