@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 
@@ -154,11 +155,30 @@ func argsPerStatement(d Dialect) int {
 	return 30000
 }
 
+// blob binds bytes as one value: gorm expands a bare []byte that follows
+// "(" in a statement (the first value of a VALUES tuple or an IN list)
+// into a list of its bytes.
+type blob []byte
+
+// Value implements driver.Valuer.
+func (b blob) Value() (driver.Value, error) { return []byte(b), nil }
+
+// bindable is v as a statement argument: bytes as a blob.
+func bindable(v any) any {
+	if b, ok := v.([]byte); ok && b != nil {
+		return blob(b)
+	}
+	return v
+}
+
 // rowsKey names one kind of statement a rowWriter batches rows into.
 type rowsKey struct{ table, columns, suffix string }
 
 // add queues one row; suffix follows the VALUES list (ON CONFLICT ...).
 func (w *rowWriter) add(table, columns, suffix string, values ...any) {
+	for i, v := range values {
+		values[i] = bindable(v)
+	}
 	if w.pending == nil {
 		w.pending = map[rowsKey]*pendingRows{}
 	}

@@ -18,8 +18,7 @@ func (tx *Tx) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error
 	ids := make([]int64, 0, len(records))
 	for _, r := range records {
 		var id int64
-		// data comes second: gorm expands a []byte right after "(" as a list.
-		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (queued_us, data) VALUES (?, ?) RETURNING queue_id`, now, r).
+		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (data, queued_us) VALUES (?, ?) RETURNING queue_id`, bindable(r), now).
 			Row().Scan(&id); err != nil {
 			return nil, fmt.Errorf("store: queue ledger record: %w", err)
 		}

@@ -194,7 +194,7 @@ func (b *builder) w(s string) *builder { b.sb.WriteString(s); return b }
 
 func (b *builder) arg(v any) *builder {
 	b.sb.WriteByte('?')
-	b.args = append(b.args, v)
+	b.args = append(b.args, bindable(v))
 	return b
 }
 
