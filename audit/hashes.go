@@ -2,77 +2,59 @@ package audit
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ehrledger/ehrledger/store"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// hashCache reads the log's stored hashes (a tlog.HashReader) through an
-// LRU cache of recent ones: placing record n reads the roots of the
-// complete subtrees to its left, which the previous records just wrote.
+// hashCache reads the log's stored hashes through an LRU cache of recent
+// ones: placing record n reads the roots of the complete subtrees to its
+// left, which the previous records just made. Hashes not cached come from
+// the stored tiles, which tlog authenticates against the tree's root
+// before they are used.
 type hashCache struct {
-	st    *store.Store
+	tiles *tileStore
 	cache *lru.Cache[int64, tlog.Hash]
 }
 
 func newHashCache(st *store.Store) *hashCache {
 	c, _ := lru.New[int64, tlog.Hash](1 << 16)
-	return &hashCache{st: st, cache: c}
+	return &hashCache{tiles: newTileStore(st), cache: c}
 }
 
-// ReadHashes implements tlog.HashReader.
-func (h *hashCache) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	return h.read(indexes, nil)
-}
-
-func (h *hashCache) read(indexes []int64, staged map[int64]tlog.Hash) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	var miss []int64
-	var at []int
-	for i, x := range indexes {
-		if v, ok := staged[x]; ok {
-			out[i] = v
-		} else if v, ok := h.cache.Get(x); ok {
-			out[i] = v
-		} else {
-			miss = append(miss, x)
-			at = append(at, i)
+// reader returns a tlog.HashReader of the tree, which must be the stored
+// one (or one the stored tiles extend), seeing staged hashes first.
+func (h *hashCache) reader(tree tlog.Tree, staged map[int64]tlog.Hash) tlog.HashReader {
+	tiles := tlog.TileHashReader(tree, h.tiles)
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		var miss []int64
+		var at []int
+		for i, x := range indexes {
+			if v, ok := staged[x]; ok {
+				out[i] = v
+			} else if v, ok := h.cache.Get(x); ok {
+				out[i] = v
+			} else {
+				miss = append(miss, x)
+				at = append(at, i)
+			}
 		}
-	}
-	if len(miss) == 0 {
-		return out, nil
-	}
-	got, err := h.st.LedgerHashes(context.Background(), miss)
-	if err != nil {
-		return nil, err
-	}
-	for j, b := range got {
-		var v tlog.Hash
-		copy(v[:], b)
-		out[at[j]] = v
-		h.cache.Add(miss[j], v)
-	}
-	return out, nil
-}
-
-// place computes the stored hashes that records numbered size, size+1, ...
-// add, without caching them until commit.
-func (h *hashCache) place(size int64, recs [][]byte) (map[int64]tlog.Hash, error) {
-	staged := map[int64]tlog.Hash{}
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return h.read(idx, staged) })
-	for i, data := range recs {
-		n := size + int64(i)
-		hs, err := tlog.StoredHashes(n, data, r)
+		if len(miss) == 0 {
+			return out, nil
+		}
+		got, err := tiles.ReadHashes(miss)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: the stored tiles do not give the tree of size %d: %v", ErrTampered, tree.N, err)
 		}
-		base := tlog.StoredHashIndex(0, n)
-		for j, v := range hs {
-			staged[base+int64(j)] = v
+		for j, v := range got {
+			out[at[j]] = v
+			h.cache.Add(miss[j], v)
 		}
-	}
-	return staged, nil
+		return out, nil
+	})
 }
 
 // commit caches the hashes of an integrated batch.
@@ -80,4 +62,138 @@ func (h *hashCache) commit(added map[int64]tlog.Hash) {
 	for idx, v := range added {
 		h.cache.Add(idx, v)
 	}
+}
+
+// stored returns a reader of the tree as stored now, and its size.
+func (l *Log) stored(ctx context.Context) (tlog.HashReader, int64, error) {
+	size, root, err := l.st.LedgerState(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return l.hashes.reader(tlog.Tree{N: size, Hash: tlog.Hash(pad(root))}, nil), size, nil
+}
+
+// pad returns a stored root as a hash (the empty tree's stored root is
+// empty).
+func pad(root []byte) (h tlog.Hash) {
+	copy(h[:], root)
+	return h
+}
+
+// edge is the right edge of the stored tree: the partial tile of each
+// level (-1: the partial entry bundle), which integrating a batch extends.
+type edge struct {
+	size  int64
+	root  tlog.Hash
+	tiles map[int][]byte
+}
+
+// edgeAt returns the edge of the stored tree of the given size: the
+// sequencer's own from its last batch, or read from the store when
+// another sequencer integrated since.
+func (l *Log) edgeAt(ctx context.Context, size int64) (*edge, error) {
+	if l.edge != nil && l.edge.size == size {
+		return l.edge, nil
+	}
+	got, root, err := l.st.LedgerState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if got != size {
+		return nil, fmt.Errorf("audit: the log has %d records, not the %d its lease row gave", got, size)
+	}
+	e := &edge{size: size, root: tlog.Hash(pad(root)), tiles: map[int][]byte{}}
+	var keys []store.LedgerTileKey
+	var widths []int
+	for level := -1; level == -1 || size>>(TileHeight*level) > 0; level++ {
+		count := size >> (TileHeight * max(level, 0))
+		if w := int(count % tileWidth); w > 0 {
+			keys = append(keys, store.LedgerTileKey{Level: level, N: count / tileWidth})
+			widths = append(widths, w)
+		}
+	}
+	data, err := l.st.LedgerTiles(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, k := range keys {
+		d := data[i]
+		if k.Level == -1 {
+			recs, err := entries(d)
+			if err != nil || len(recs) < widths[i] {
+				return nil, fmt.Errorf("%w: the newest entry bundle holds fewer records than the log", ErrTampered)
+			}
+			d = nil
+			for _, r := range recs[:widths[i]] {
+				d = appendEntry(d, r)
+			}
+		} else {
+			if len(d) < widths[i]*tlog.HashSize {
+				return nil, fmt.Errorf("%w: the newest tile of level %d holds fewer hashes than the log", ErrTampered, k.Level)
+			}
+			d = d[:widths[i]*tlog.HashSize]
+		}
+		e.tiles[k.Level] = d
+	}
+	return e, nil
+}
+
+// place computes what records numbered size, size+1, ... add to the tree:
+// the tiles and bundles they change (each once) and the new edge, and the
+// stored hashes they make, which are cached only once committed.
+func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.LedgerPlacement, *edge, map[int64]tlog.Hash, error) {
+	e, err := l.edgeAt(ctx, size)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	staged := map[int64]tlog.Hash{}
+	r := l.hashes.reader(tlog.Tree{N: size, Hash: e.root}, staged)
+	for i, data := range recs {
+		if len(data) > store.MaxLedgerRecord {
+			return nil, nil, nil, fmt.Errorf("audit: a record of %d bytes is larger than the %d an entry bundle holds", len(data), store.MaxLedgerRecord)
+		}
+		n := size + int64(i)
+		hs, err := tlog.StoredHashes(n, data, r)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		base := tlog.StoredHashIndex(0, n)
+		for j, v := range hs {
+			staged[base+int64(j)] = v
+		}
+	}
+	end := size + int64(len(recs))
+	root, err := tlog.TreeHash(end, r)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	next := &edge{size: end, root: root, tiles: map[int][]byte{}}
+	p := &store.LedgerPlacement{Root: root[:]}
+	for level := -1; level == -1 || end>>(TileHeight*level) > 0; level++ {
+		shift := TileHeight * max(level, 0)
+		from, to := size>>shift, end>>shift
+		cur := append([]byte(nil), e.tiles[level]...)
+		for i := from; i < to; i++ {
+			if level == -1 {
+				cur = appendEntry(cur, recs[i-size])
+			} else {
+				h, ok := staged[tlog.StoredHashIndex(level*TileHeight, i)]
+				if !ok {
+					return nil, nil, nil, fmt.Errorf("audit: record %d made no hash %d at level %d", end-1, i, level*TileHeight)
+				}
+				cur = append(cur, h[:]...)
+			}
+			if (i+1)%tileWidth == 0 {
+				p.Tiles = append(p.Tiles, store.LedgerTile{Level: level, N: i / tileWidth, Data: cur})
+				cur = nil
+			}
+		}
+		if len(cur) > 0 {
+			if from < to {
+				p.Tiles = append(p.Tiles, store.LedgerTile{Level: level, N: to / tileWidth, Data: cur})
+			}
+			next.tiles[level] = cur
+		}
+	}
+	return p, next, staged, nil
 }

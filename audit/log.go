@@ -56,6 +56,7 @@ type Log struct {
 	kick    chan struct{}
 
 	hashes *hashCache
+	edge   *edge // the sequencer's: the tree as its last batch left it
 
 	cpMu       sync.RWMutex
 	checkpoint store.LedgerCheckpoint // the newest signed one
@@ -117,6 +118,11 @@ func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
 // durable. Records appended at the same time share one transaction (group
 // commit).
 func (l *Log) Append(ctx context.Context, records [][]byte) ([]int64, error) {
+	for _, r := range records {
+		if len(r) > store.MaxLedgerRecord {
+			return nil, store.ErrLedgerRecordTooLarge
+		}
+	}
 	ps := make([]*pendingRecord, len(records))
 	l.mu.Lock()
 	if l.stopped {
@@ -230,20 +236,15 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		mem[i] = p.data
 	}
 	var first int64
+	var next *edge
 	var added map[int64]tlog.Hash
 	size, err := l.st.IntegrateLedger(ctx, l.holder, l.cfg.LeaseTTL, mem, l.cfg.MaxBatch,
 		func(size int64, recs [][]byte) (*store.LedgerPlacement, error) {
 			first = size
+			var p *store.LedgerPlacement
 			var err error
-			added, err = l.hashes.place(size, recs)
-			if err != nil {
-				return nil, err
-			}
-			p := &store.LedgerPlacement{Hashes: make(map[int64][]byte, len(added))}
-			for idx, h := range added {
-				p.Hashes[idx] = h[:]
-			}
-			return p, nil
+			p, next, added, err = l.place(ctx, size, recs)
+			return p, err
 		})
 	if errors.Is(err, store.ErrNotLeaseHolder) {
 		// Another replica sequences: hand the records over through the
@@ -257,6 +258,7 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		return 0, err // nothing of the batch was cached
 	}
 	l.hashes.commit(added)
+	l.edge = next
 	for i, p := range batch {
 		p.index = first + int64(i)
 		close(p.done)
@@ -305,7 +307,7 @@ func (l *Log) handOver(ctx context.Context, batch []*pendingRecord) error {
 // one (or none was signed yet), after checking that it is consistent with
 // the last one. Only the sequencer (lease holder) signs.
 func (l *Log) Sign(ctx context.Context) ([]byte, error) {
-	size, err := l.st.LedgerSize(ctx)
+	size, rootB, err := l.st.LedgerState(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -318,16 +320,15 @@ func (l *Log) Sign(ctx context.Context) ([]byte, error) {
 	if size < last.Size {
 		return nil, fmt.Errorf("%w: the tree has %d records but a checkpoint of %d was signed", ErrTampered, size, last.Size)
 	}
-	root, err := tlog.TreeHash(size, l.hashes)
-	if err != nil {
-		return nil, err
-	}
+	root := pad(rootB)
 	if last.Note != nil && last.Size > 0 {
-		proof, err := tlog.ProveTree(size, last.Size, l.hashes)
+		// Read through tiles authenticated against the stored root, the
+		// proof shows that root extends the one signed before.
+		proof, err := tlog.ProveTree(size, last.Size, l.hashes.reader(tlog.Tree{N: size, Hash: root}, nil))
 		if err != nil {
 			return nil, err
 		}
-		if err := tlog.CheckTree(proof, size, root, last.Size, tlog.Hash(last.Root)); err != nil {
+		if err := tlog.CheckTree(proof, size, root, last.Size, pad(last.Root)); err != nil {
 			return nil, fmt.Errorf("%w: size %d is not an extension of the checkpoint of size %d: %v", ErrTampered, size, last.Size, err)
 		}
 	}
@@ -358,10 +359,11 @@ func (l *Log) Checkpoint() store.LedgerCheckpoint {
 // Origin is the log's origin line.
 func (l *Log) Origin() string { return l.cfg.Origin }
 
-// verifyStored recomputes every leaf hash and stored hash from the leaves
-// and checks the newest checkpoint's root and signature against them.
+// verifyStored recomputes the tree from the stored records and checks
+// every stored tile, the stored root and the newest checkpoint's root and
+// signature against it.
 func (l *Log) verifyStored(ctx context.Context) error {
-	size, err := l.st.LedgerSize(ctx)
+	size, root, err := l.st.LedgerState(ctx)
 	if err != nil {
 		return err
 	}
@@ -369,55 +371,126 @@ func (l *Log) verifyStored(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	const batch = 1000
+	var cp *store.LedgerCheckpoint
+	if len(cps) > 0 {
+		cp = &cps[0]
+		if _, _, _, err := log.ParseCheckpoint(cp.Note, l.cfg.Origin, l.cfg.Verifier); err != nil {
+			return fmt.Errorf("%w: the stored checkpoint of size %d does not verify with the configured key: %v", ErrTampered, cp.Size, err)
+		}
+		if cp.Size > size {
+			return fmt.Errorf("%w: a checkpoint of size %d was signed but only %d records are stored", ErrTampered, cp.Size, size)
+		}
+	}
+	var f frontier
+	tiles := tileWalk{st: l.st}
+	const batch = 16 * tileWidth
 	for from := int64(0); from < size; from += batch {
-		leaves, err := l.st.LedgerLeaves(ctx, from, min(from+batch, size))
+		to := min(from+batch, size)
+		recs, err := l.records(ctx, from, to)
 		if err != nil {
 			return err
 		}
-		if int64(len(leaves)) != min(batch, size-from) {
-			return fmt.Errorf("%w: records %d to %d are incomplete", ErrTampered, from, min(from+batch, size)-1)
+		if int64(len(recs)) != to-from {
+			return fmt.Errorf("%w: records %d to %d are incomplete", ErrTampered, from, to-1)
 		}
-		for _, lf := range leaves {
-			n := lf.Index
-			rh := tlog.RecordHash(lf.Data)
-			want, err := tlog.StoredHashesForRecordHash(n, rh, l.hashes)
+		for _, rec := range recs {
+			n := rec.Index
+			hs, err := tlog.StoredHashes(n, rec.Data, &f)
 			if err != nil {
 				return err
 			}
-			idx := make([]int64, len(want))
-			for i := range want {
-				idx[i] = tlog.StoredHashIndex(0, n) + int64(i)
+			base := tlog.StoredHashIndex(0, n)
+			for j, h := range hs {
+				level, i := tlog.SplitStoredHashIndex(base + int64(j))
+				f.add(level, i, h)
+				if level%TileHeight == 0 {
+					if err := tiles.check(ctx, level/TileHeight, i, h); err != nil {
+						return err
+					}
+				}
 			}
-			got, err := l.hashes.ReadHashes(idx)
-			if err != nil {
-				return err
-			}
-			for i := range want {
-				if got[i] != want[i] {
-					return fmt.Errorf("%w: stored hash %d (record %d) differs from the one its records give", ErrTampered, idx[i], n)
+			if cp != nil && n+1 == cp.Size {
+				if err := checkRoot(&f, cp.Size, cp.Root, "its signed checkpoint"); err != nil {
+					return err
 				}
 			}
 		}
 	}
-	if len(cps) == 0 {
-		return nil
+	if size > 0 {
+		if err := checkRoot(&f, size, root, "the root stored with it"); err != nil {
+			return err
+		}
 	}
-	cp := cps[0]
-	if _, _, _, err := log.ParseCheckpoint(cp.Note, l.cfg.Origin, l.cfg.Verifier); err != nil {
-		return fmt.Errorf("%w: the stored checkpoint of size %d does not verify with the configured key: %v", ErrTampered, cp.Size, err)
+	if cp != nil {
+		l.checkpoint = *cp
 	}
-	if cp.Size > size {
-		return fmt.Errorf("%w: a checkpoint of size %d was signed but only %d records are stored", ErrTampered, cp.Size, size)
-	}
-	root, err := tlog.TreeHash(cp.Size, l.hashes)
+	return nil
+}
+
+func checkRoot(f *frontier, size int64, root []byte, what string) error {
+	got, err := tlog.TreeHash(size, f)
 	if err != nil {
 		return err
 	}
-	if string(root[:]) != string(cp.Root) {
-		return fmt.Errorf("%w: the stored tree of size %d has another root than its signed checkpoint", ErrTampered, cp.Size)
+	if string(got[:]) != string(root) {
+		return fmt.Errorf("%w: the stored records give the tree of size %d another root than %s", ErrTampered, size, what)
 	}
-	l.checkpoint = cp
+	return nil
+}
+
+// frontier is a tlog.HashReader holding, per level, the newest hash: all
+// that placing the next record or hashing the tree so far reads.
+type frontier struct {
+	n [64]int64
+	h [64]tlog.Hash
+	k int // levels seen
+}
+
+func (f *frontier) add(level int, n int64, h tlog.Hash) {
+	f.n[level], f.h[level] = n, h
+	f.k = max(f.k, level+1)
+}
+
+func (f *frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		level, n := tlog.SplitStoredHashIndex(x)
+		if level >= f.k || f.n[level] != n {
+			return nil, fmt.Errorf("audit: hash %d of level %d is not on the frontier", n, level)
+		}
+		out[i] = f.h[level]
+	}
+	return out, nil
+}
+
+// tileWalk compares recomputed hashes with the stored tiles, reading each
+// level's tiles in order, several at a time.
+type tileWalk struct {
+	st   *store.Store
+	have map[int][]store.LedgerTile // per level: the tiles read ahead
+}
+
+func (w *tileWalk) check(ctx context.Context, level int, i int64, h tlog.Hash) error {
+	n := i / tileWidth
+	if w.have == nil {
+		w.have = map[int][]store.LedgerTile{}
+	}
+	ts := w.have[level]
+	for len(ts) > 0 && ts[0].N < n {
+		ts = ts[1:]
+	}
+	if len(ts) == 0 || ts[0].N != n {
+		got, err := w.st.LedgerTileRange(ctx, level, n, n+64)
+		if err != nil {
+			return err
+		}
+		ts = got
+	}
+	w.have[level] = ts
+	off := int(i%tileWidth) * tlog.HashSize
+	if len(ts) == 0 || ts[0].N != n || len(ts[0].Data) < off+tlog.HashSize || string(ts[0].Data[off:off+tlog.HashSize]) != string(h[:]) {
+		return fmt.Errorf("%w: stored hash %d of level %d (tile %d/%d) differs from the one its records give", ErrTampered, i, level*TileHeight, level, n)
+	}
 	return nil
 }
 
@@ -463,13 +536,17 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	leaves, err := l.st.LedgerLeaves(ctx, last+1, last+1+int64(limit))
-	if err != nil || len(leaves) == 0 {
+	size, err := l.st.LedgerSize(ctx)
+	if err != nil {
 		return 0, err
 	}
-	rows := make([]store.LedgerLookup, len(leaves))
-	for i, lf := range leaves {
-		rows[i] = lookupOf(lf)
+	recs, err := l.records(ctx, last+1, min(last+1+int64(limit), size))
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	rows := make([]store.LedgerLookup, len(recs))
+	for i, r := range recs {
+		rows[i] = lookupOf(r)
 	}
 	return len(rows), l.st.AddLedgerLookups(ctx, rows)
 }

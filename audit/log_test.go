@@ -76,8 +76,12 @@ func TestLog(t *testing.T) {
 			t.Fatalf("%d indexes for 1,000 records", len(seen))
 		}
 		for i := range int64(1000) {
-			if _, ok := seen[i]; !ok {
-				t.Fatalf("index %d was never given", i)
+			rec, err := l.Record(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[i] != string(rec) {
+				t.Fatalf("index %d holds %s, but was given to %s", i, rec, seen[i])
 			}
 		}
 
@@ -114,8 +118,11 @@ func TestLog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			leaves, _ := st.LedgerLeaves(ctx, n, n+1)
-			if err := tlog.CheckRecord(p, int64(cp.Size), tlog.Hash(cp.Hash), n, tlog.RecordHash(leaves[0].Data)); err != nil {
+			rec, err := l.Record(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tlog.CheckRecord(p, int64(cp.Size), tlog.Hash(cp.Hash), n, tlog.RecordHash(rec)); err != nil {
 				t.Fatalf("record %d: %v", n, err)
 			}
 		}
@@ -141,33 +148,83 @@ func TestLog(t *testing.T) {
 			t.Fatalf("reopen: %v", err)
 		}
 		db := testdb.Raw(t, dsn)
-		orig, _ := st.LedgerLeaves(ctx, 500, 501)
-		original := orig[0].Data
-		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = ? WHERE idx = ?`), []byte(`{"v":1,"type":"disclosure","n":"forged"}`), 500); err != nil {
-			t.Fatal(err)
+		bundle := func(n int) []byte {
+			var b []byte
+			if err := db.QueryRow(testdb.Rebind(dsn, `SELECT data FROM ledger_tiles WHERE level = -1 AND n = ?`), n).Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}
+		setTile := func(level, n int, data []byte) {
+			t.Helper()
+			if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_tiles SET data = ? WHERE level = ? AND n = ?`), data, level, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		original := bundle(1) // records 256 to 511
+		recs := splitBundle(t, original)
+		tampered := func(i int, rec []byte) []byte {
+			var out []byte
+			for j, r := range recs {
+				if j == i {
+					r = rec
+				}
+				out = append(out, byte(len(r)>>8), byte(len(r)))
+				out = append(out, r...)
+			}
+			return out
+		}
+		setTile(-1, 1, tampered(500-256, []byte(`{"v":1,"type":"disclosure","n":"forged"}`)))
 		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
 			t.Fatalf("a changed record: %v, want ErrTampered", err)
 		}
-		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = (SELECT data FROM ledger_leaves WHERE idx = 501) WHERE idx = 500`)); err != nil {
-			t.Fatal(err)
-		}
+		setTile(-1, 1, tampered(500-256, recs[501-256]))
 		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
 			t.Fatalf("a record copied over another: %v, want ErrTampered", err)
 		}
-		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_leaves SET data = ? WHERE idx = ?`), original, 500); err != nil {
-			t.Fatal(err)
-		}
+		setTile(-1, 1, original)
 		if _, err := audit.Open(ctx, st, cfg); err != nil {
 			t.Fatalf("restored record: %v", err)
 		}
-		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_hashes SET hash = ? WHERE idx = ?`), make([]byte, 32), tlog.StoredHashIndex(1, 40)); err != nil {
+		var tile []byte
+		if err := db.QueryRow(`SELECT data FROM ledger_tiles WHERE level = 0 AND n = 0`).Scan(&tile); err != nil {
 			t.Fatal(err)
 		}
+		changed := append([]byte(nil), tile...)
+		changed[40*32] ^= 1 // the hash of record 40
+		setTile(0, 0, changed)
 		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
 			t.Fatalf("a changed stored hash: %v, want ErrTampered", err)
 		}
+		// The running log reads tiles only through tlog, which
+		// authenticates them against the root (or from what it already
+		// authenticated): its proofs stay true.
+		if p, err := l.ProveInclusion(ctx, 40, int64(cp.Size)); err == nil {
+			rec, _ := l.Record(ctx, 40)
+			if err := tlog.CheckRecord(p, int64(cp.Size), tlog.Hash(cp.Hash), 40, tlog.RecordHash(rec)); err != nil {
+				t.Fatalf("a proof made after a tile changed: %v", err)
+			}
+		} else if !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("a proof from a changed tile: %v, want a true proof or ErrTampered", err)
+		}
+		setTile(0, 0, tile)
+		if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_state SET root = ? WHERE id = 1`), make([]byte, 32)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("a changed root: %v, want ErrTampered", err)
+		}
 	})
+}
+
+func splitBundle(t *testing.T, b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		n := int(b[0])<<8 | int(b[1])
+		out = append(out, b[2:2+n])
+		b = b[2+n:]
+	}
+	return out
 }
 
 // TestTwoReplicasShareOneLog runs two logs (two server replicas) on one
@@ -216,6 +273,52 @@ func TestTwoReplicasShareOneLog(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // both sign checkpoints meanwhile
 		if _, err := audit.Open(ctx, st, cfg); err != nil {
 			t.Fatalf("the shared log does not verify: %v", err)
+		}
+	})
+}
+
+// TestSequencerTakesOverAPartialTree runs two logs that sequence in turn
+// (the same holder name, as a restarted server has): each finds the tree
+// grown by the other since its last batch, and extends the partial tiles
+// and bundle the other left.
+func TestSequencerTakesOverAPartialTree(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
+		signer, verifier := keys(t)
+		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour, Holder: "host:/data"}
+		var logs [2]*audit.Log
+		for i := range logs {
+			l, err := audit.Open(ctx, st, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, l)
+			logs[i] = l
+		}
+		want := map[int64]string{}
+		for i := range 600 {
+			rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d"}`, i)
+			idx, err := logs[i/7%2].Append(ctx, [][]byte{[]byte(rec)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[idx[0]] = rec
+		}
+		if len(want) != 600 {
+			t.Fatalf("%d distinct indexes for 600 records", len(want))
+		}
+		for i, rec := range want {
+			got, err := logs[0].Record(ctx, i)
+			if err != nil || string(got) != rec {
+				t.Fatalf("record %d: %s, %v; want %s", i, got, err, rec)
+			}
+		}
+		if _, err := logs[1].Sign(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Open(ctx, st, cfg); err != nil {
+			t.Fatalf("the tree two sequencers built does not verify: %v", err)
 		}
 	})
 }

@@ -10,25 +10,27 @@ import (
 // ProveInclusion returns the proof that record n is in the tree of the
 // given size (RFC 6962 audit path).
 func (l *Log) ProveInclusion(ctx context.Context, n, size int64) (tlog.RecordProof, error) {
-	if err := l.checkSize(ctx, size); err != nil {
+	r, err := l.upTo(ctx, size)
+	if err != nil {
 		return nil, err
 	}
 	if n < 0 || n >= size {
 		return nil, fmt.Errorf("%w: record %d is not in a tree of size %d", ErrBadRequest, n, size)
 	}
-	return tlog.ProveRecord(size, n, l.hashes)
+	return tlog.ProveRecord(size, n, r)
 }
 
 // ProveConsistency returns the proof that the tree of size to extends the
 // tree of size from.
 func (l *Log) ProveConsistency(ctx context.Context, from, to int64) (tlog.TreeProof, error) {
-	if err := l.checkSize(ctx, to); err != nil {
+	r, err := l.upTo(ctx, to)
+	if err != nil {
 		return nil, err
 	}
 	if from < 1 || from > to {
 		return nil, fmt.Errorf("%w: no consistency proof from size %d to %d", ErrBadRequest, from, to)
 	}
-	return tlog.ProveTree(to, from, l.hashes)
+	return tlog.ProveTree(to, from, r)
 }
 
 // IndexOf returns the index of the record with the given leaf hash.
@@ -38,21 +40,24 @@ func (l *Log) IndexOf(ctx context.Context, leafHash tlog.Hash) (int64, error) {
 
 // TreeHash returns the root of the tree of the given size.
 func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
-	if err := l.checkSize(ctx, size); err != nil {
+	r, err := l.upTo(ctx, size)
+	if err != nil {
 		return tlog.Hash{}, err
 	}
-	return tlog.TreeHash(size, l.hashes)
+	return tlog.TreeHash(size, r)
 }
 
-func (l *Log) checkSize(ctx context.Context, size int64) error {
-	n, err := l.st.LedgerSize(ctx)
+// upTo returns a reader of the stored tree, which must have at least size
+// records.
+func (l *Log) upTo(ctx context.Context, size int64) (tlog.HashReader, error) {
+	r, n, err := l.stored(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if size < 1 || size > n {
-		return fmt.Errorf("%w: the log has %d records, not %d", ErrBadRequest, n, size)
+		return nil, fmt.Errorf("%w: the log has %d records, not %d", ErrBadRequest, n, size)
 	}
-	return nil
+	return r, nil
 }
 
 // ErrBadRequest says a proof or tile was asked for what the log does not

@@ -88,11 +88,11 @@ func (p *Pseudonyms) Of(patientID string) string {
 
 // lookupOf is the lookup row of a record; one that does not parse (none
 // should) is listed under no patient.
-func lookupOf(lf store.LedgerLeaf) store.LedgerLookup {
+func lookupOf(rec store.LedgerRecord) store.LedgerLookup {
 	var r Record
-	json.Unmarshal(lf.Data, &r)
-	h := tlog.RecordHash(lf.Data)
-	m := store.LedgerLookup{Index: lf.Index, LeafHash: h[:], Type: r.Type, Patient: r.Patient}
+	json.Unmarshal(rec.Data, &r)
+	h := tlog.RecordHash(rec.Data)
+	m := store.LedgerLookup{Index: rec.Index, LeafHash: h[:], Type: r.Type, Patient: r.Patient, Data: rec.Data}
 	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
 		m.TimeUs = t.UnixMicro()
 	}

@@ -3,14 +3,107 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
+	"github.com/ehrledger/ehrledger/store"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// The log is stored as what C2SP tlog-tiles serves: hash tiles of height
+// TileHeight (each row of them holds the hashes of one tree level that is
+// a multiple of TileHeight) and entry bundles (tlog level -1). The newest
+// tile of each level is partial and grows; a full one never changes.
 
 // TileHeight is the height of the log's tiles (C2SP tlog-tiles: 256
 // hashes or entries per tile).
 const TileHeight = 8
+
+const tileWidth = 1 << TileHeight
+
+// appendEntry adds a record to an entry bundle: its length in two
+// big-endian bytes, then the record.
+func appendEntry(bundle, record []byte) []byte {
+	bundle = binary.BigEndian.AppendUint16(bundle, uint16(len(record)))
+	return append(bundle, record...)
+}
+
+// entries splits an entry bundle into its records.
+func entries(bundle []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(bundle) > 0 {
+		if len(bundle) < 2 {
+			return nil, errors.New("a truncated entry bundle")
+		}
+		n := int(binary.BigEndian.Uint16(bundle))
+		if len(bundle) < 2+n {
+			return nil, errors.New("a truncated entry bundle")
+		}
+		out = append(out, bundle[2:2+n:2+n])
+		bundle = bundle[2+n:]
+	}
+	return out, nil
+}
+
+// tileStore reads hash tiles from the store (a tlog.TileReader), keeping
+// full ones, which never change, in a cache once tlog has authenticated
+// them.
+type tileStore struct {
+	st   *store.Store
+	full *lru.Cache[tlog.Tile, []byte]
+}
+
+func newTileStore(st *store.Store) *tileStore {
+	c, _ := lru.New[tlog.Tile, []byte](1024) // 8 MiB
+	return &tileStore{st: st, full: c}
+}
+
+func (ts *tileStore) Height() int { return TileHeight }
+
+// ReadTiles implements tlog.TileReader: a stored tile wider than asked
+// (the log grew since) is cut to the width asked for.
+func (ts *tileStore) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	var keys []store.LedgerTileKey
+	var at []int
+	for i, t := range tiles {
+		if d, ok := ts.full.Get(t); ok {
+			out[i] = d
+			continue
+		}
+		keys = append(keys, store.LedgerTileKey{Level: t.L, N: t.N})
+		at = append(at, i)
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	got, err := ts.st.LedgerTiles(context.Background(), keys)
+	if err != nil {
+		return nil, err
+	}
+	for j, d := range got {
+		t := tiles[at[j]]
+		want := t.W * tlog.HashSize
+		if t.L == -1 {
+			return nil, errors.New("audit: entry bundles are not hash tiles")
+		}
+		if len(d) < want {
+			return nil, fmt.Errorf("%w: tile %s holds %d bytes, not %d", ErrTampered, t.Path(), len(d), want)
+		}
+		out[at[j]] = d[:want:want]
+	}
+	return out, nil
+}
+
+// SaveTiles implements tlog.TileReader: it caches full tiles.
+func (ts *tileStore) SaveTiles(tiles []tlog.Tile, data [][]byte) {
+	for i, t := range tiles {
+		if t.W == tileWidth {
+			ts.full.Add(t, data[i])
+		}
+	}
+}
 
 // Tile returns the data of a C2SP hash tile (t.L >= 0) or entry bundle
 // (t.L == -1) of the tree as it is now; a tile beyond the tree is
@@ -20,25 +113,68 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.H != TileHeight || t.W < 1 || t.W > 1<<TileHeight || t.N < 0 {
+	if t.H != TileHeight || t.W < 1 || t.W > tileWidth || t.N < 0 || t.L < -1 {
 		return nil, fmt.Errorf("%w: no such tile", ErrBadRequest)
 	}
 	level := max(t.L, 0)
-	if t.N<<TileHeight+int64(t.W) > size>>(TileHeight*level) {
+	if level*TileHeight >= 63 || t.N<<TileHeight+int64(t.W) > size>>(TileHeight*level) {
 		return nil, fmt.Errorf("%w: the tree of size %d has no tile %s", ErrBadRequest, size, t.Path())
 	}
-	if t.L >= 0 {
-		return tlog.ReadTileData(t, l.hashes)
-	}
-	from := t.N << TileHeight
-	leaves, err := l.st.LedgerLeaves(ctx, from, from+int64(t.W))
+	got, err := l.st.LedgerTiles(ctx, []store.LedgerTileKey{{Level: t.L, N: t.N}})
 	if err != nil {
 		return nil, err
 	}
+	data := got[0]
+	if t.L >= 0 {
+		if len(data) < t.W*tlog.HashSize {
+			return nil, fmt.Errorf("%w: tile %s is shorter than the tree says", ErrTampered, t.Path())
+		}
+		return data[:t.W*tlog.HashSize], nil
+	}
+	recs, err := entries(data)
+	if err != nil || len(recs) < t.W {
+		return nil, fmt.Errorf("%w: entry bundle %s is shorter than the tree says", ErrTampered, t.Path())
+	}
 	var out []byte
-	for _, lf := range leaves {
-		out = binary.BigEndian.AppendUint16(out, uint16(len(lf.Data)))
-		out = append(out, lf.Data...)
+	for _, r := range recs[:t.W] {
+		out = appendEntry(out, r)
+	}
+	return out, nil
+}
+
+// Record returns the record at index n.
+func (l *Log) Record(ctx context.Context, n int64) ([]byte, error) {
+	recs, err := l.records(ctx, n, n+1)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: no record %d", ErrBadRequest, n)
+	}
+	return recs[0].Data, nil
+}
+
+// records returns the stored records with indexes in [from, to) (those
+// stored: the caller checks the count against the tree size), in order.
+func (l *Log) records(ctx context.Context, from, to int64) ([]store.LedgerRecord, error) {
+	if from >= to {
+		return nil, nil
+	}
+	bundles, err := l.st.LedgerTileRange(ctx, -1, from>>TileHeight, (to-1)>>TileHeight+1)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.LedgerRecord
+	for _, b := range bundles {
+		recs, err := entries(b.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: entry bundle %d: %v", ErrTampered, b.N, err)
+		}
+		for i, r := range recs {
+			if n := b.N<<TileHeight + int64(i); n >= from && n < to {
+				out = append(out, store.LedgerRecord{Index: n, Data: r})
+			}
+		}
 	}
 	return out, nil
 }

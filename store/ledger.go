@@ -10,6 +10,13 @@ import (
 // The ledger's tables (migration 0004): the store keeps them; package
 // audit decides what goes in and does the Merkle arithmetic.
 
+// MaxLedgerRecord is the largest record the ledger takes: an entry bundle
+// gives each record's length in two bytes.
+const MaxLedgerRecord = 1<<16 - 1
+
+// ErrLedgerRecordTooLarge refuses a record larger than MaxLedgerRecord.
+var ErrLedgerRecordTooLarge = fmt.Errorf("store: a ledger record is larger than %d bytes", MaxLedgerRecord)
+
 // QueueLedger adds records to the ledger's queue inside the transaction,
 // so that a record and what it records commit together. It returns their
 // queue ids, by which their indexes are found once integrated.
@@ -17,6 +24,9 @@ func (tx *Tx) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error
 	now := time.Now().UnixMicro()
 	ids := make([]int64, 0, len(records))
 	for _, r := range records {
+		if len(r) > MaxLedgerRecord {
+			return nil, ErrLedgerRecordTooLarge
+		}
 		var id int64
 		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (data, queued_us) VALUES (?, ?) RETURNING queue_id`, bindable(r), now).
 			Row().Scan(&id); err != nil {
@@ -38,20 +48,31 @@ func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, err
 	return ids, err
 }
 
-// LedgerPlacement is what integrating a batch adds: the stored hashes
-// (tlog indexing) the records complete.
+// LedgerTile is one row of ledger_tiles: a C2SP hash tile (Level >= 0)
+// or entry bundle (Level -1), as wide as the tree has grown.
+type LedgerTile struct {
+	Level int
+	N     int64
+	Data  []byte
+}
+
+// LedgerPlacement is what integrating a batch writes besides the queue's
+// bookkeeping: the tiles and bundles the records change, and the new
+// root.
 type LedgerPlacement struct {
-	Hashes map[int64][]byte
+	Tiles []LedgerTile
+	Root  []byte
 }
 
 // LedgerLookup are a record's leaf hash and the fields by which records
-// are listed.
+// are listed, with the record.
 type LedgerLookup struct {
 	Index    int64
 	LeafHash []byte
 	Type     string
 	Patient  string // pseudonym; "" for none
 	TimeUs   int64
+	Data     []byte
 }
 
 // ErrNotLeaseHolder says another sequencer holds the ledger's lease.
@@ -61,9 +82,9 @@ var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger le
 // holds the sequencer lease (taking it when it has expired, and extending
 // it by ttl): first the records given (from memory), then queued ones, up
 // to limit in all. It reads the tree size n, calls place with n and the
-// records, which get indexes n, n+1, ..., writes the leaves and the hashes
-// place returns, removes the queued records from the queue and advances
-// the size, which it returns.
+// records, which get indexes n, n+1, ..., writes the tiles place returns,
+// removes the queued records from the queue and advances the size and
+// root; it returns the new size.
 func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, records [][]byte, limit int,
 	place func(size int64, records [][]byte) (*LedgerPlacement, error)) (int64, error) {
 	var size int64
@@ -107,14 +128,13 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			return err
 		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
-		for i, data := range all {
-			w.add("ledger_leaves", "idx, data", "", size+int64(i), data)
-			if queueIDs[i] != nil {
-				w.add("ledger_placed", "queue_id, idx", "", queueIDs[i], size+int64(i))
-			}
+		for _, t := range p.Tiles {
+			w.add("ledger_tiles", "level, n, data", "ON CONFLICT (level, n) DO UPDATE SET data = excluded.data", t.Level, t.N, t.Data)
 		}
-		for idx, h := range p.Hashes {
-			w.add("ledger_hashes", "idx, hash", "", idx, h)
+		for i, id := range queueIDs {
+			if id != nil {
+				w.add("ledger_placed", "queue_id, idx", "", id, size+int64(i))
+			}
 		}
 		if err := w.flush(); err != nil {
 			return err
@@ -127,7 +147,7 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			}
 		}
 		size += int64(len(all))
-		return db.Exec(`UPDATE ledger_state SET size = ? WHERE id = 1`, size).Error
+		return db.Exec(`UPDATE ledger_state SET size = ?, root = ? WHERE id = 1`, size, bindable(p.Root)).Error
 	})
 	if err != nil {
 		return 0, err
@@ -150,66 +170,71 @@ func (s *Store) LedgerSize(ctx context.Context) (int64, error) {
 	return n, s.classify(err)
 }
 
-// LedgerHashes returns the stored hashes at the given tlog indexes, in
-// order; a missing one is an error.
-func (s *Store) LedgerHashes(ctx context.Context, indexes []int64) ([][]byte, error) {
-	out := make([][]byte, len(indexes))
-	const per = 500
-	for start := 0; start < len(indexes); start += per {
-		batch := indexes[start:min(start+per, len(indexes))]
-		var b builder
-		list(b.w("SELECT idx, hash FROM ledger_hashes WHERE idx IN "), batch)
-		rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
-		if err != nil {
-			return nil, s.classify(fmt.Errorf("store: ledger hashes: %w", err))
-		}
-		got := map[int64][]byte{}
-		for rows.Next() {
-			var idx int64
-			var h []byte
-			if err := rows.Scan(&idx, &h); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			got[idx] = h
-		}
-		rows.Close()
-		for i, x := range batch {
-			h, ok := got[x]
-			if !ok {
-				return nil, fmt.Errorf("store: ledger hash %d is missing", x)
-			}
-			out[start+i] = h
-		}
+// LedgerState returns the number of records in the log and the root of
+// their tree, read together.
+func (s *Store) LedgerState(ctx context.Context) (int64, []byte, error) {
+	var n int64
+	var root []byte
+	err := s.db.WithContext(ctx).Raw(`SELECT size, root FROM ledger_state WHERE id = 1`).Row().Scan(&n, &root)
+	return n, root, s.classify(err)
+}
+
+// LedgerTileKey names a tile or bundle.
+type LedgerTileKey struct {
+	Level int
+	N     int64
+}
+
+// LedgerTiles returns the stored data of the given tiles, in order; a
+// tile not stored is nil.
+func (s *Store) LedgerTiles(ctx context.Context, keys []LedgerTileKey) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
 	}
-	return out, nil
-}
-
-// LedgerLeaf is one integrated record.
-type LedgerLeaf struct {
-	Index int64
-	Data  []byte
-}
-
-// LedgerLeaves returns the records with indexes in [from, to), in order.
-func (s *Store) LedgerLeaves(ctx context.Context, from, to int64) ([]LedgerLeaf, error) {
-	return s.queryLeaves(ctx, "leaves", `SELECT idx, data FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to)
-}
-
-// queryLeaves runs a query selecting a record's index and data.
-func (s *Store) queryLeaves(ctx context.Context, what, query string, args ...any) ([]LedgerLeaf, error) {
-	rows, err := s.db.WithContext(ctx).Raw(query, args...).Rows()
+	var b builder
+	b.w("SELECT level, n, data FROM ledger_tiles WHERE ")
+	for i, k := range keys {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		b.w("(level = ").arg(k.Level).w(" AND n = ").arg(k.N).w(")")
+	}
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger %s: %w", what, err))
+		return nil, s.classify(fmt.Errorf("store: ledger tiles: %w", err))
 	}
 	defer rows.Close()
-	var out []LedgerLeaf
+	got := make(map[LedgerTileKey][]byte, len(keys))
 	for rows.Next() {
-		var l LedgerLeaf
-		if err := rows.Scan(&l.Index, &l.Data); err != nil {
+		var k LedgerTileKey
+		var data []byte
+		if err := rows.Scan(&k.Level, &k.N, &data); err != nil {
 			return nil, err
 		}
-		out = append(out, l)
+		got[k] = data
+	}
+	for i, k := range keys {
+		out[i] = got[k]
+	}
+	return out, rows.Err()
+}
+
+// LedgerTileRange returns the stored tiles of one level numbered from
+// from up to (not including) to, in order.
+func (s *Store) LedgerTileRange(ctx context.Context, level int, from, to int64) ([]LedgerTile, error) {
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT level, n, data FROM ledger_tiles WHERE level = ? AND n >= ? AND n < ? ORDER BY n`, level, from, to).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger tiles: %w", err))
+	}
+	defer rows.Close()
+	var out []LedgerTile
+	for rows.Next() {
+		var t LedgerTile
+		if err := rows.Scan(&t.Level, &t.N, &t.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
 	}
 	return out, rows.Err()
 }
@@ -231,25 +256,44 @@ func (s *Store) AddLedgerLookups(ctx context.Context, rows []LedgerLookup) error
 	return s.InTx(ctx, func(tx *Tx) error {
 		w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
 		for _, r := range rows {
-			w.add("ledger_lookup", "idx, leaf_hash, rec_type, patient, time_us", "ON CONFLICT (idx) DO NOTHING",
-				r.Index, r.LeafHash, r.Type, r.Patient, r.TimeUs)
+			w.add("ledger_lookup", "idx, leaf_hash, rec_type, patient, time_us, data", "ON CONFLICT (idx) DO NOTHING",
+				r.Index, r.LeafHash, r.Type, r.Patient, r.TimeUs, r.Data)
 		}
 		return w.flush()
 	})
 }
 
+// LedgerRecord is one integrated record.
+type LedgerRecord struct {
+	Index int64
+	Data  []byte
+}
+
 // LedgerRecordsOf lists the records about a patient (by pseudonym) of the
 // given types (none: all) with times in [fromUs, toUs), after index after
 // (-1: from the start), in index order, at most limit.
-func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerLeaf, error) {
+func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerRecord, error) {
 	var b builder
-	b.w("SELECT l.idx, l.data FROM ledger_lookup k JOIN ledger_leaves l ON l.idx = k.idx WHERE k.patient = ").arg(patient).
-		w(" AND k.time_us >= ").arg(fromUs).w(" AND k.time_us < ").arg(toUs).w(" AND k.idx > ").arg(after)
+	b.w("SELECT idx, data FROM ledger_lookup WHERE patient = ").arg(patient).
+		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
 	if len(types) > 0 {
-		list(b.w(" AND k.rec_type IN "), types)
+		list(b.w(" AND rec_type IN "), types)
 	}
-	b.w(" ORDER BY k.idx LIMIT ").arg(limit)
-	return s.queryLeaves(ctx, "records", b.sql(), b.args...)
+	b.w(" ORDER BY idx LIMIT ").arg(limit)
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
+	}
+	defer rows.Close()
+	var out []LedgerRecord
+	for rows.Next() {
+		var r LedgerRecord
+		if err := rows.Scan(&r.Index, &r.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // LedgerIndexes returns the index of each of the queue ids already

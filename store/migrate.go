@@ -85,6 +85,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				return err
 			}
 		}
+		if m.version == tiledSince {
+			if err := s.refuseUntiledLedger(ctx); err != nil {
+				return err
+			}
+		}
 		err = db.Transaction(func(tx *gorm.DB) error {
 			if err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)`,
 				m.version, m.name, time.Now().UnixMicro()).Error; err != nil {
@@ -126,6 +131,26 @@ func (s *Store) refuseClearBodies(ctx context.Context) error {
 	}
 	if n > 0 {
 		return errors.New("store: this database holds resource bodies stored in clear by a pre-release; they cannot be sealed in place: export its resources through the API and load them into a new database")
+	}
+	return nil
+}
+
+// tiledSince is the migration from which the ledger is stored as tiles
+// and entry bundles.
+const tiledSince = 5
+
+// refuseUntiledLedger stops a database whose ledger already holds records
+// in the pre-release layout of migration 0004 (a row per record and per
+// stored hash) from being upgraded: that layout is not converted, and
+// dropping it would lose signed history. Such a database stays with the
+// release that wrote it.
+func (s *Store) refuseUntiledLedger(ctx context.Context) error {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM ledger_leaves LIMIT 1) t`).Scan(&n).Error; err != nil {
+		return s.classify(fmt.Errorf("store: check the ledger's layout: %w", err))
+	}
+	if n > 0 {
+		return errors.New("store: this database holds a ledger in a pre-release layout that this release does not convert; keep running the release that wrote it")
 	}
 	return nil
 }
