@@ -139,8 +139,9 @@ func (l *Log) edgeAt(ctx context.Context, size int64) (*edge, error) {
 }
 
 // place computes what records numbered size, size+1, ... add to the tree:
-// the tiles and bundles they change (each once) and the new edge, and the
-// stored hashes they make, which are cached only once committed.
+// the tiles and bundles they fill, their parts of the ones left partial,
+// the new root and edge, and the stored hashes they make, which are cached
+// only once committed.
 func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.LedgerPlacement, *edge, map[int64]tlog.Hash, error) {
 	e, err := l.edgeAt(ctx, size)
 	if err != nil {
@@ -172,7 +173,10 @@ func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.Ledg
 	for level := -1; level == -1 || end>>(TileHeight*level) > 0; level++ {
 		shift := TileHeight * max(level, 0)
 		from, to := size>>shift, end>>shift
-		cur := append([]byte(nil), e.tiles[level]...)
+		// Appending may write into spare capacity of the edge's slice,
+		// which only a batch that commits (and replaces the edge) uses.
+		cur := e.tiles[level]
+		pos, added := int(from%tileWidth), len(cur)
 		for i := from; i < to; i++ {
 			if level == -1 {
 				cur = appendEntry(cur, recs[i-size])
@@ -185,13 +189,13 @@ func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.Ledg
 			}
 			if (i+1)%tileWidth == 0 {
 				p.Tiles = append(p.Tiles, store.LedgerTile{Level: level, N: i / tileWidth, Data: cur})
-				cur = nil
+				cur, pos, added = nil, 0, 0
 			}
 		}
+		if len(cur) > added {
+			p.Parts = append(p.Parts, store.LedgerTilePart{Level: level, N: to / tileWidth, Pos: pos, Data: cur[added:]})
+		}
 		if len(cur) > 0 {
-			if from < to {
-				p.Tiles = append(p.Tiles, store.LedgerTile{Level: level, N: to / tileWidth, Data: cur})
-			}
 			next.tiles[level] = cur
 		}
 	}

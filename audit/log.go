@@ -57,6 +57,7 @@ type Log struct {
 
 	hashes *hashCache
 	edge   *edge // the sequencer's: the tree as its last batch left it
+	recent recentRecords
 
 	cpMu       sync.RWMutex
 	checkpoint store.LedgerCheckpoint // the newest signed one
@@ -236,11 +237,12 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		mem[i] = p.data
 	}
 	var first int64
+	var placed [][]byte
 	var next *edge
 	var added map[int64]tlog.Hash
 	size, err := l.st.IntegrateLedger(ctx, l.holder, l.cfg.LeaseTTL, mem, l.cfg.MaxBatch,
 		func(size int64, recs [][]byte) (*store.LedgerPlacement, error) {
-			first = size
+			first, placed = size, recs
 			var p *store.LedgerPlacement
 			var err error
 			p, next, added, err = l.place(ctx, size, recs)
@@ -259,6 +261,7 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 	}
 	l.hashes.commit(added)
 	l.edge = next
+	l.recent.add(first, placed)
 	for i, p := range batch {
 		p.index = first + int64(i)
 		close(p.done)
@@ -492,61 +495,4 @@ func (w *tileWalk) check(ctx context.Context, level int, i int64, h tlog.Hash) e
 		return fmt.Errorf("%w: stored hash %d of level %d (tile %d/%d) differs from the one its records give", ErrTampered, i, level*TileHeight, level, n)
 	}
 	return nil
-}
-
-// lookupBatch bounds the lookup rows added per transaction: big enough to
-// amortise the random index pages, small enough that appends do not wait
-// long for the lock (BENCHMARKS.md).
-const lookupBatch = 1000
-
-// fillLookups adds the lookup rows (leaf hash, type, patient, time) of
-// integrated records, in batches, off the appends' path: AuditEvent
-// search and proofs by leaf hash see a record a moment after its append.
-func (l *Log) fillLookups(ctx context.Context) {
-	// Batches every 200 ms: each takes the database's write lock (on
-	// SQLite the appends wait for it) and writes pages all over two
-	// indexes, which many rows per batch amortise.
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for {
-			n, err := l.addLookups(ctx, lookupBatch)
-			if err != nil {
-				if ctx.Err() == nil {
-					l.log.Error("ledger: filling the lookup table failed", "err", err)
-				}
-				break
-			}
-			if n < lookupBatch {
-				break
-			}
-		}
-	}
-}
-
-// addLookups adds the lookup rows of up to limit records after the last
-// one looked up, and returns how many.
-func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
-	last, err := l.st.LedgerLookedUp(ctx)
-	if err != nil {
-		return 0, err
-	}
-	size, err := l.st.LedgerSize(ctx)
-	if err != nil {
-		return 0, err
-	}
-	recs, err := l.records(ctx, last+1, min(last+1+int64(limit), size))
-	if err != nil || len(recs) == 0 {
-		return 0, err
-	}
-	rows := make([]store.LedgerLookup, len(recs))
-	for i, r := range recs {
-		rows[i] = lookupOf(r)
-	}
-	return len(rows), l.st.AddLedgerLookups(ctx, rows)
 }

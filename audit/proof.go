@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ehrledger/ehrledger/store"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -35,7 +36,15 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to int64) (tlog.TreePr
 
 // IndexOf returns the index of the record with the given leaf hash.
 func (l *Log) IndexOf(ctx context.Context, leafHash tlog.Hash) (int64, error) {
-	return l.st.LedgerIndexByHash(ctx, leafHash[:])
+	return l.st.LedgerIndexByHash(ctx, hashKey(leafHash), leafHash[:])
+}
+
+// RecordsOf lists the records about a patient (by pseudonym) of the given
+// types (none: all) with times in [fromUs, toUs), after index after (-1:
+// from the start), in index order, at most limit. A record appears a
+// moment after its append, once its lookup row is filled.
+func (l *Log) RecordsOf(ctx context.Context, pseudonym string, types []string, fromUs, toUs, after int64, limit int) ([]store.LedgerRecord, error) {
+	return l.st.LedgerRecordsOf(ctx, patientKey(pseudonym), pseudonym, types, fromUs, toUs, after, limit)
 }
 
 // TreeHash returns the root of the tree of the given size.

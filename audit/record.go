@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
@@ -92,7 +93,8 @@ func lookupOf(rec store.LedgerRecord) store.LedgerLookup {
 	var r Record
 	json.Unmarshal(rec.Data, &r)
 	h := tlog.RecordHash(rec.Data)
-	m := store.LedgerLookup{Index: rec.Index, LeafHash: h[:], Type: r.Type, Patient: r.Patient, Data: rec.Data}
+	m := store.LedgerLookup{Index: rec.Index, HashKey: hashKey(h), PatientKey: patientKey(r.Patient),
+		LeafHash: h[:], Patient: r.Patient, Type: r.Type, Data: rec.Data}
 	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
 		m.TimeUs = t.UnixMicro()
 	}
@@ -106,4 +108,17 @@ func ParseRecord(data []byte) (*Record, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// hashKey is the lookup key of a leaf hash: its first eight bytes.
+func hashKey(h tlog.Hash) int64 { return int64(binary.BigEndian.Uint64(h[:8])) }
+
+// patientKey is the lookup key of a pseudonym: the first eight bytes of
+// its SHA-256 (0 for none).
+func patientKey(pseudonym string) int64 {
+	if pseudonym == "" {
+		return 0
+	}
+	h := sha256.Sum256([]byte(pseudonym))
+	return int64(binary.BigEndian.Uint64(h[:8]))
 }

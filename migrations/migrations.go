@@ -5,12 +5,14 @@
 // changes come as a new file.
 //
 // CockroachDB speaks the PostgreSQL dialect for everything used here and runs
-// the postgres folder.
+// the postgres folder. The postgres-only folder holds what PostgreSQL alone
+// accepts (storage settings): its NNNN file runs on PostgreSQL in the same
+// transaction as the postgres migration NNNN, after it.
 package migrations
 
 import "embed"
 
-// FS holds sqlite/*.sql and postgres/*.sql.
+// FS holds sqlite/*.sql, postgres/*.sql and postgres-only/*.sql.
 //
-//go:embed sqlite/*.sql postgres/*.sql
+//go:embed sqlite/*.sql postgres/*.sql postgres-only/*.sql
 var FS embed.FS

@@ -56,23 +56,36 @@ type LedgerTile struct {
 	Data  []byte
 }
 
+// LedgerTilePart is what one batch added to a partial tile: its items
+// (hashes or entries) from number Pos on.
+type LedgerTilePart struct {
+	Level int
+	N     int64
+	Pos   int
+	Data  []byte
+}
+
 // LedgerPlacement is what integrating a batch writes besides the queue's
-// bookkeeping: the tiles and bundles the records change, and the new
-// root.
+// bookkeeping: the tiles it fills (whose parts it deletes), its parts of
+// the tiles left partial, and the new root.
 type LedgerPlacement struct {
 	Tiles []LedgerTile
+	Parts []LedgerTilePart
 	Root  []byte
 }
 
 // LedgerLookup are a record's leaf hash and the fields by which records
-// are listed, with the record.
+// are listed, with the record. The keys are what the lookup indexes hold
+// (the caller derives them, and gives them again to look up).
 type LedgerLookup struct {
-	Index    int64
-	LeafHash []byte
-	Type     string
-	Patient  string // pseudonym; "" for none
-	TimeUs   int64
-	Data     []byte
+	Index      int64
+	HashKey    int64
+	PatientKey int64 // 0 for none
+	LeafHash   []byte
+	Patient    string // pseudonym; "" for none
+	Type       string
+	TimeUs     int64
+	Data       []byte
 }
 
 // ErrNotLeaseHolder says another sequencer holds the ledger's lease.
@@ -129,7 +142,10 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
 		for _, t := range p.Tiles {
-			w.add("ledger_tiles", "level, n, data", "ON CONFLICT (level, n) DO UPDATE SET data = excluded.data", t.Level, t.N, t.Data)
+			w.add("ledger_tiles", "level, n, data", "", t.Level, t.N, t.Data)
+		}
+		for _, t := range p.Parts {
+			w.add("ledger_tile_parts", "level, n, pos, data", "", t.Level, t.N, t.Pos, t.Data)
 		}
 		for i, id := range queueIDs {
 			if id != nil {
@@ -138,6 +154,19 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		if err := w.flush(); err != nil {
 			return err
+		}
+		if len(p.Tiles) > 0 {
+			var b builder
+			b.w("DELETE FROM ledger_tile_parts WHERE ")
+			for i, t := range p.Tiles {
+				if i > 0 {
+					b.w(" OR ")
+				}
+				b.w("(level = ").arg(t.Level).w(" AND n = ").arg(t.N).w(")")
+			}
+			if err := db.Exec(b.sql(), b.args...).Error; err != nil {
+				return fmt.Errorf("store: ledger tile parts: %w", err)
+			}
 		}
 		if len(queueIDs) > len(records) {
 			var b builder
@@ -179,51 +208,66 @@ func (s *Store) LedgerState(ctx context.Context) (int64, []byte, error) {
 	return n, root, s.classify(err)
 }
 
+// LedgerLease returns who holds the sequencer lease and until when.
+func (s *Store) LedgerLease(ctx context.Context) (string, time.Time, error) {
+	var holder string
+	var until int64
+	err := s.db.WithContext(ctx).Raw(`SELECT lease_holder, lease_until FROM ledger_state WHERE id = 1`).Row().Scan(&holder, &until)
+	return holder, time.UnixMicro(until), s.classify(err)
+}
+
 // LedgerTileKey names a tile or bundle.
 type LedgerTileKey struct {
 	Level int
 	N     int64
 }
 
-// LedgerTiles returns the stored data of the given tiles, in order; a
-// tile not stored is nil.
+// LedgerTiles returns the stored data of the given tiles, in order: a
+// full one, or the parts of a partial one joined; a tile not stored is
+// nil.
 func (s *Store) LedgerTiles(ctx context.Context, keys []LedgerTileKey) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
-	var b builder
-	b.w("SELECT level, n, data FROM ledger_tiles WHERE ")
+	var where builder
 	for i, k := range keys {
 		if i > 0 {
-			b.w(" OR ")
+			where.w(" OR ")
 		}
-		b.w("(level = ").arg(k.Level).w(" AND n = ").arg(k.N).w(")")
+		where.w("(level = ").arg(k.Level).w(" AND n = ").arg(k.N).w(")")
 	}
-	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	got, err := s.queryTiles(ctx, &where)
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger tiles: %w", err))
+		return nil, err
 	}
-	defer rows.Close()
-	got := make(map[LedgerTileKey][]byte, len(keys))
-	for rows.Next() {
-		var k LedgerTileKey
-		var data []byte
-		if err := rows.Scan(&k.Level, &k.N, &data); err != nil {
-			return nil, err
-		}
-		got[k] = data
+	byKey := make(map[LedgerTileKey][]byte, len(got))
+	for _, t := range got {
+		byKey[LedgerTileKey{t.Level, t.N}] = t.Data
 	}
 	for i, k := range keys {
-		out[i] = got[k]
+		out[i] = byKey[k]
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // LedgerTileRange returns the stored tiles of one level numbered from
-// from up to (not including) to, in order.
+// from up to (not including) to, in order, a partial one's parts joined.
 func (s *Store) LedgerTileRange(ctx context.Context, level int, from, to int64) ([]LedgerTile, error) {
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT level, n, data FROM ledger_tiles WHERE level = ? AND n >= ? AND n < ? ORDER BY n`, level, from, to).Rows()
+	var where builder
+	where.w("level = ").arg(level).w(" AND n >= ").arg(from).w(" AND n < ").arg(to)
+	return s.queryTiles(ctx, &where)
+}
+
+// queryTiles reads the full tiles and the parts of partial ones that
+// match a condition, in one query, and joins the parts: tiles in (level,
+// n) order.
+func (s *Store) queryTiles(ctx context.Context, where *builder) ([]LedgerTile, error) {
+	var b builder
+	b.w("SELECT level, n, -1 AS pos, data FROM ledger_tiles WHERE ").merge(where).
+		w(" UNION ALL SELECT level, n, pos, data FROM ledger_tile_parts WHERE ").merge(where).
+		w(" ORDER BY level, n, pos")
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger tiles: %w", err))
 	}
@@ -231,8 +275,15 @@ func (s *Store) LedgerTileRange(ctx context.Context, level int, from, to int64) 
 	var out []LedgerTile
 	for rows.Next() {
 		var t LedgerTile
-		if err := rows.Scan(&t.Level, &t.N, &t.Data); err != nil {
+		var pos int
+		if err := rows.Scan(&t.Level, &t.N, &pos, &t.Data); err != nil {
 			return nil, err
+		}
+		if last := len(out) - 1; last >= 0 && out[last].Level == t.Level && out[last].N == t.N {
+			if pos >= 0 { // a part after others (a full tile, pos -1, has none)
+				out[last].Data = append(out[last].Data, t.Data...)
+			}
+			continue
 		}
 		out = append(out, t)
 	}
@@ -256,8 +307,8 @@ func (s *Store) AddLedgerLookups(ctx context.Context, rows []LedgerLookup) error
 	return s.InTx(ctx, func(tx *Tx) error {
 		w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
 		for _, r := range rows {
-			w.add("ledger_lookup", "idx, leaf_hash, rec_type, patient, time_us, data", "ON CONFLICT (idx) DO NOTHING",
-				r.Index, r.LeafHash, r.Type, r.Patient, r.TimeUs, r.Data)
+			w.add("ledger_lookup", "idx, hash_key, patient_key, leaf_hash, patient, rec_type, time_us, data", "ON CONFLICT (idx) DO NOTHING",
+				r.Index, r.HashKey, r.PatientKey, r.LeafHash, r.Patient, r.Type, r.TimeUs, r.Data)
 		}
 		return w.flush()
 	})
@@ -269,12 +320,12 @@ type LedgerRecord struct {
 	Data  []byte
 }
 
-// LedgerRecordsOf lists the records about a patient (by pseudonym) of the
-// given types (none: all) with times in [fromUs, toUs), after index after
-// (-1: from the start), in index order, at most limit.
-func (s *Store) LedgerRecordsOf(ctx context.Context, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerRecord, error) {
+// LedgerRecordsOf lists the records about a patient (by pseudonym and its
+// key) of the given types (none: all) with times in [fromUs, toUs), after
+// index after (-1: from the start), in index order, at most limit.
+func (s *Store) LedgerRecordsOf(ctx context.Context, patientKey int64, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerRecord, error) {
 	var b builder
-	b.w("SELECT idx, data FROM ledger_lookup WHERE patient = ").arg(patient).
+	b.w("SELECT idx, data FROM ledger_lookup WHERE patient_key = ").arg(patientKey).w(" AND patient = ").arg(patient).
 		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
 	if len(types) > 0 {
 		list(b.w(" AND rec_type IN "), types)
@@ -321,10 +372,10 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 }
 
 // LedgerIndexByHash returns the index of the record with the given leaf
-// hash, or ErrNotFound.
-func (s *Store) LedgerIndexByHash(ctx context.Context, leafHash []byte) (int64, error) {
+// hash (and its key), or ErrNotFound.
+func (s *Store) LedgerIndexByHash(ctx context.Context, hashKey int64, leafHash []byte) (int64, error) {
 	var idx []int64
-	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE leaf_hash = ? ORDER BY idx LIMIT 1`, leafHash).Scan(&idx).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE hash_key = ? AND leaf_hash = ? ORDER BY idx LIMIT 1`, hashKey, bindable(leafHash)).Scan(&idx).Error; err != nil {
 		return 0, s.classify(err)
 	}
 	if len(idx) == 0 {

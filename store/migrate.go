@@ -20,6 +20,7 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	extra   string // postgres-only: run after sql on PostgreSQL (not CockroachDB)
 }
 
 // migrationsFor lists the embedded migrations of a dialect in order.
@@ -28,9 +29,31 @@ func migrationsFor(d Dialect) ([]migration, error) {
 	if d == Cockroach {
 		dir = string(Postgres)
 	}
+	out, err := readMigrations(dir)
+	if err != nil {
+		return nil, err
+	}
+	if d == Postgres {
+		extra, err := readMigrations("postgres-only")
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range extra {
+			i := sort.Search(len(out), func(i int) bool { return out[i].version >= e.version })
+			if i == len(out) || out[i].version != e.version {
+				return nil, fmt.Errorf("store: postgres-only migration %s has no postgres migration of its number", e.name)
+			}
+			out[i].extra = e.sql
+		}
+	}
+	return out, nil
+}
+
+// readMigrations reads one folder's NNNN_name.sql files, in order.
+func readMigrations(dir string) ([]migration, error) {
 	entries, err := fs.ReadDir(migrations.FS, dir)
 	if err != nil {
-		return nil, fmt.Errorf("store: migrations for %s: %w", d, err)
+		return nil, fmt.Errorf("store: migrations in %s: %w", dir, err)
 	}
 	var out []migration
 	for _, e := range entries {
@@ -95,7 +118,13 @@ func (s *Store) migrate(ctx context.Context) error {
 				m.version, m.name, time.Now().UnixMicro()).Error; err != nil {
 				return err
 			}
-			return tx.Exec(m.sql).Error
+			if err := tx.Exec(m.sql).Error; err != nil {
+				return err
+			}
+			if m.extra != "" {
+				return tx.Exec(m.extra).Error
+			}
+			return nil
 		})
 		if err != nil {
 			if applied, _ := s.applied(ctx, m.version); applied {

@@ -1,0 +1,116 @@
+package audit
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// The lookup table (by leaf hash; by patient and time) is filled beside
+// the appends, not in their transactions: its keys are random, and
+// indexing them in an append's transaction made every append write pages
+// all over both indexes (BENCHMARKS.md).
+
+// lookupBatch bounds the lookup rows added per transaction: big enough to
+// amortise the random index pages, small enough that appends do not wait
+// long for the lock (SQLite has one writer).
+const lookupBatch = 1000
+
+// fillLookups adds the lookup rows of integrated records, in batches, off
+// the appends' path: AuditEvent search and proofs by leaf hash see a
+// record a moment after its append. Only the sequencer fills them.
+func (l *Log) fillLookups(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := l.addLookups(ctx, lookupBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					l.log.Error("ledger: filling the lookup table failed", "err", err)
+				}
+				break
+			}
+			if n < lookupBatch {
+				break
+			}
+		}
+	}
+}
+
+// addLookups adds the lookup rows of up to limit records after the last
+// one looked up, and returns how many. The records come from memory when
+// this sequencer integrated them, else from the stored bundles.
+func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
+	holder, until, err := l.st.LedgerLease(ctx)
+	if err != nil || (holder != l.holder && until.After(time.Now())) {
+		return 0, err // the sequencer of another replica fills them
+	}
+	last, err := l.st.LedgerLookedUp(ctx)
+	if err != nil {
+		return 0, err
+	}
+	recs := l.recent.from(last+1, limit)
+	if recs == nil {
+		size, err := l.st.LedgerSize(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if recs, err = l.records(ctx, last+1, min(last+1+int64(limit), size)); err != nil {
+			return 0, err
+		}
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	rows := make([]store.LedgerLookup, len(recs))
+	for i, r := range recs {
+		rows[i] = lookupOf(r)
+	}
+	return len(rows), l.st.AddLedgerLookups(ctx, rows)
+}
+
+// recentRecords holds the records this sequencer integrated lately, in
+// index order without gaps, until their lookup rows are filled.
+type recentRecords struct {
+	mu   sync.Mutex
+	recs []store.LedgerRecord
+}
+
+// recentMax bounds the records held (about 20 MB of disclosures); past it
+// the filler reads the stored bundles.
+const recentMax = 1 << 16
+
+func (r *recentRecords) add(first int64, data [][]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.recs); n > 0 && r.recs[n-1].Index+1 != first || n+len(data) > recentMax {
+		r.recs = nil // a gap (another sequencer integrated meanwhile) or too many
+	}
+	for i, d := range data {
+		r.recs = append(r.recs, store.LedgerRecord{Index: first + int64(i), Data: d})
+	}
+}
+
+// from returns up to limit records from index start on, or nil when the
+// memory does not begin there; it forgets the records before start.
+func (r *recentRecords) from(start int64, limit int) []store.LedgerRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := 0
+	for i < len(r.recs) && r.recs[i].Index < start {
+		i++
+	}
+	r.recs = r.recs[i:]
+	if len(r.recs) == 0 || r.recs[0].Index != start {
+		return nil
+	}
+	return append([]store.LedgerRecord(nil), r.recs[:min(limit, len(r.recs))]...)
+}
