@@ -80,83 +80,49 @@ func pad(root []byte) (h tlog.Hash) {
 	return h
 }
 
-// edge is the right edge of the stored tree: the partial tile of each
-// level (-1: the partial entry bundle), which integrating a batch extends.
+// edge is the size and root of the stored tree, which the sequencer's
+// next batch extends.
 type edge struct {
-	size  int64
-	root  tlog.Hash
-	tiles map[int][]byte
+	size int64
+	root tlog.Hash
 }
 
-// edgeAt returns the edge of the stored tree of the given size: the
-// sequencer's own from its last batch, or read from the store when
-// another sequencer integrated since.
-func (l *Log) edgeAt(ctx context.Context, size int64) (*edge, error) {
-	if l.edge != nil && l.edge.size == size {
+// edgeAt returns the stored tree of the given size: the sequencer's own
+// from its last batch, or read from the store when another sequencer
+// integrated since.
+func (l *Log) edgeAt(ctx context.Context, size int64) (edge, error) {
+	if l.edge.size == size && (size == 0 || l.edge.root != tlog.Hash{}) {
 		return l.edge, nil
 	}
 	got, root, err := l.st.LedgerState(ctx)
 	if err != nil {
-		return nil, err
+		return edge{}, err
 	}
 	if got != size {
-		return nil, fmt.Errorf("audit: the log has %d records, not the %d its lease row gave", got, size)
+		return edge{}, fmt.Errorf("audit: the log has %d records, not the %d its lease row gave", got, size)
 	}
-	e := &edge{size: size, root: tlog.Hash(pad(root)), tiles: map[int][]byte{}}
-	var keys []store.LedgerTileKey
-	var widths []int
-	for level := -1; level == -1 || size>>(TileHeight*level) > 0; level++ {
-		count := size >> (TileHeight * max(level, 0))
-		if w := int(count % tileWidth); w > 0 {
-			keys = append(keys, store.LedgerTileKey{Level: level, N: count / tileWidth})
-			widths = append(widths, w)
-		}
-	}
-	data, err := l.st.LedgerTiles(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	for i, k := range keys {
-		d := data[i]
-		if k.Level == -1 {
-			recs, err := entries(d)
-			if err != nil || len(recs) < widths[i] {
-				return nil, fmt.Errorf("%w: the newest entry bundle holds fewer records than the log", ErrTampered)
-			}
-			d = nil
-			for _, r := range recs[:widths[i]] {
-				d = appendEntry(d, r)
-			}
-		} else {
-			if len(d) < widths[i]*tlog.HashSize {
-				return nil, fmt.Errorf("%w: the newest tile of level %d holds fewer hashes than the log", ErrTampered, k.Level)
-			}
-			d = d[:widths[i]*tlog.HashSize]
-		}
-		e.tiles[k.Level] = d
-	}
-	return e, nil
+	return edge{size: size, root: pad(root)}, nil
 }
 
 // place computes what records numbered size, size+1, ... add to the tree:
-// the tiles and bundles they fill, their parts of the ones left partial,
-// the new root and edge, and the stored hashes they make, which are cached
-// only once committed.
-func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.LedgerPlacement, *edge, map[int64]tlog.Hash, error) {
+// their parts of the tiles and bundles they extend, the new root and
+// edge, and the stored hashes they make, which are cached only once
+// committed.
+func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.LedgerPlacement, edge, map[int64]tlog.Hash, error) {
 	e, err := l.edgeAt(ctx, size)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, edge{}, nil, err
 	}
 	staged := map[int64]tlog.Hash{}
 	r := l.hashes.reader(tlog.Tree{N: size, Hash: e.root}, staged)
 	for i, data := range recs {
 		if len(data) > store.MaxLedgerRecord {
-			return nil, nil, nil, fmt.Errorf("audit: a record of %d bytes is larger than the %d an entry bundle holds", len(data), store.MaxLedgerRecord)
+			return nil, edge{}, nil, fmt.Errorf("audit: a record of %d bytes is larger than the %d an entry bundle holds", len(data), store.MaxLedgerRecord)
 		}
 		n := size + int64(i)
 		hs, err := tlog.StoredHashes(n, data, r)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, edge{}, nil, err
 		}
 		base := tlog.StoredHashIndex(0, n)
 		for j, v := range hs {
@@ -166,38 +132,29 @@ func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.Ledg
 	end := size + int64(len(recs))
 	root, err := tlog.TreeHash(end, r)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, edge{}, nil, err
 	}
-	next := &edge{size: end, root: root, tiles: map[int][]byte{}}
 	p := &store.LedgerPlacement{Root: root[:]}
 	for level := -1; level == -1 || end>>(TileHeight*level) > 0; level++ {
 		shift := TileHeight * max(level, 0)
 		from, to := size>>shift, end>>shift
-		// Appending may write into spare capacity of the edge's slice,
-		// which only a batch that commits (and replaces the edge) uses.
-		cur := e.tiles[level]
-		pos, added := int(from%tileWidth), len(cur)
+		var cur []byte
+		pos := int(from % tileWidth)
 		for i := from; i < to; i++ {
 			if level == -1 {
 				cur = appendEntry(cur, recs[i-size])
 			} else {
 				h, ok := staged[tlog.StoredHashIndex(level*TileHeight, i)]
 				if !ok {
-					return nil, nil, nil, fmt.Errorf("audit: record %d made no hash %d at level %d", end-1, i, level*TileHeight)
+					return nil, edge{}, nil, fmt.Errorf("audit: record %d made no hash %d at level %d", end-1, i, level*TileHeight)
 				}
 				cur = append(cur, h[:]...)
 			}
-			if (i+1)%tileWidth == 0 {
-				p.Tiles = append(p.Tiles, store.LedgerTile{Level: level, N: i / tileWidth, Data: cur})
-				cur, pos, added = nil, 0, 0
+			if (i+1)%tileWidth == 0 || i+1 == to {
+				p.Parts = append(p.Parts, store.LedgerTilePart{Level: level, N: i / tileWidth, Pos: pos, Data: cur})
+				cur, pos = nil, 0
 			}
 		}
-		if len(cur) > added {
-			p.Parts = append(p.Parts, store.LedgerTilePart{Level: level, N: to / tileWidth, Pos: pos, Data: cur[added:]})
-		}
-		if len(cur) > 0 {
-			next.tiles[level] = cur
-		}
 	}
-	return p, next, staged, nil
+	return p, edge{size: end, root: root}, staged, nil
 }

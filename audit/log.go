@@ -56,7 +56,7 @@ type Log struct {
 	kick    chan struct{}
 
 	hashes *hashCache
-	edge   *edge // the sequencer's: the tree as its last batch left it
+	edge   edge // the sequencer's: the tree as its last batch left it
 	recent recentRecords
 
 	cpMu       sync.RWMutex
@@ -238,7 +238,7 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 	}
 	var first int64
 	var placed [][]byte
-	var next *edge
+	var next edge
 	var added map[int64]tlog.Hash
 	size, err := l.st.IntegrateLedger(ctx, l.holder, l.cfg.LeaseTTL, mem, l.cfg.MaxBatch,
 		func(size int64, recs [][]byte) (*store.LedgerPlacement, error) {

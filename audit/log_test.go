@@ -148,20 +148,35 @@ func TestLog(t *testing.T) {
 			t.Fatalf("reopen: %v", err)
 		}
 		db := testdb.Raw(t, dsn)
-		bundle := func(n int) []byte {
-			var b []byte
-			if err := db.QueryRow(testdb.Rebind(dsn, `SELECT data FROM ledger_tiles WHERE level = -1 AND n = ?`), n).Scan(&b); err != nil {
+		// A tile is stored as parts; the tests join them, and store a
+		// changed tile as one part.
+		tileData := func(level, n int) []byte {
+			t.Helper()
+			rows, err := db.Query(testdb.Rebind(dsn, `SELECT data FROM ledger_tiles WHERE level = ? AND n = ? ORDER BY pos`), level, n)
+			if err != nil {
 				t.Fatal(err)
 			}
-			return b
+			defer rows.Close()
+			var out []byte
+			for rows.Next() {
+				var b []byte
+				if err := rows.Scan(&b); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, b...)
+			}
+			return out
 		}
 		setTile := func(level, n int, data []byte) {
 			t.Helper()
-			if _, err := db.Exec(testdb.Rebind(dsn, `UPDATE ledger_tiles SET data = ? WHERE level = ? AND n = ?`), data, level, n); err != nil {
+			if _, err := db.Exec(testdb.Rebind(dsn, `DELETE FROM ledger_tiles WHERE level = ? AND n = ?`), level, n); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(testdb.Rebind(dsn, `INSERT INTO ledger_tiles (level, n, pos, data) VALUES (?, ?, 0, ?)`), level, n, data); err != nil {
 				t.Fatal(err)
 			}
 		}
-		original := bundle(1) // records 256 to 511
+		original := tileData(-1, 1) // records 256 to 511
 		recs := splitBundle(t, original)
 		tampered := func(i int, rec []byte) []byte {
 			var out []byte
@@ -186,10 +201,7 @@ func TestLog(t *testing.T) {
 		if _, err := audit.Open(ctx, st, cfg); err != nil {
 			t.Fatalf("restored record: %v", err)
 		}
-		var tile []byte
-		if err := db.QueryRow(`SELECT data FROM ledger_tiles WHERE level = 0 AND n = 0`).Scan(&tile); err != nil {
-			t.Fatal(err)
-		}
+		tile := tileData(0, 0)
 		changed := append([]byte(nil), tile...)
 		changed[40*32] ^= 1 // the hash of record 40
 		setTile(0, 0, changed)

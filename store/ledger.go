@@ -48,16 +48,16 @@ func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, err
 	return ids, err
 }
 
-// LedgerTile is one row of ledger_tiles: a C2SP hash tile (Level >= 0)
-// or entry bundle (Level -1), as wide as the tree has grown.
+// LedgerTile is a C2SP hash tile (Level >= 0) or entry bundle (Level -1)
+// as wide as the tree has grown.
 type LedgerTile struct {
 	Level int
 	N     int64
 	Data  []byte
 }
 
-// LedgerTilePart is what one batch added to a partial tile: its items
-// (hashes or entries) from number Pos on.
+// LedgerTilePart is what one batch added to a tile: its items (hashes or
+// entries) from number Pos on.
 type LedgerTilePart struct {
 	Level int
 	N     int64
@@ -66,10 +66,8 @@ type LedgerTilePart struct {
 }
 
 // LedgerPlacement is what integrating a batch writes besides the queue's
-// bookkeeping: the tiles it fills (whose parts it deletes), its parts of
-// the tiles left partial, and the new root.
+// bookkeeping: its parts of the tiles it extends, and the new root.
 type LedgerPlacement struct {
-	Tiles []LedgerTile
 	Parts []LedgerTilePart
 	Root  []byte
 }
@@ -141,11 +139,8 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			return err
 		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(tx.dialect)}
-		for _, t := range p.Tiles {
-			w.add("ledger_tiles", "level, n, data", "", t.Level, t.N, t.Data)
-		}
 		for _, t := range p.Parts {
-			w.add("ledger_tile_parts", "level, n, pos, data", "", t.Level, t.N, t.Pos, t.Data)
+			w.add("ledger_tiles", "level, n, pos, data", "", t.Level, t.N, t.Pos, t.Data)
 		}
 		for i, id := range queueIDs {
 			if id != nil {
@@ -154,19 +149,6 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 		}
 		if err := w.flush(); err != nil {
 			return err
-		}
-		if len(p.Tiles) > 0 {
-			var b builder
-			b.w("DELETE FROM ledger_tile_parts WHERE ")
-			for i, t := range p.Tiles {
-				if i > 0 {
-					b.w(" OR ")
-				}
-				b.w("(level = ").arg(t.Level).w(" AND n = ").arg(t.N).w(")")
-			}
-			if err := db.Exec(b.sql(), b.args...).Error; err != nil {
-				return fmt.Errorf("store: ledger tile parts: %w", err)
-			}
 		}
 		if len(queueIDs) > len(records) {
 			var b builder
@@ -222,9 +204,8 @@ type LedgerTileKey struct {
 	N     int64
 }
 
-// LedgerTiles returns the stored data of the given tiles, in order: a
-// full one, or the parts of a partial one joined; a tile not stored is
-// nil.
+// LedgerTiles returns the stored data of the given tiles (their parts
+// joined), in order; a tile not stored is nil.
 func (s *Store) LedgerTiles(ctx context.Context, keys []LedgerTileKey) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	if len(keys) == 0 {
@@ -252,21 +233,18 @@ func (s *Store) LedgerTiles(ctx context.Context, keys []LedgerTileKey) ([][]byte
 }
 
 // LedgerTileRange returns the stored tiles of one level numbered from
-// from up to (not including) to, in order, a partial one's parts joined.
+// from up to (not including) to, in order.
 func (s *Store) LedgerTileRange(ctx context.Context, level int, from, to int64) ([]LedgerTile, error) {
 	var where builder
 	where.w("level = ").arg(level).w(" AND n >= ").arg(from).w(" AND n < ").arg(to)
 	return s.queryTiles(ctx, &where)
 }
 
-// queryTiles reads the full tiles and the parts of partial ones that
-// match a condition, in one query, and joins the parts: tiles in (level,
-// n) order.
+// queryTiles reads the parts of the tiles that match a condition and
+// joins them: tiles in (level, n) order.
 func (s *Store) queryTiles(ctx context.Context, where *builder) ([]LedgerTile, error) {
 	var b builder
-	b.w("SELECT level, n, -1 AS pos, data FROM ledger_tiles WHERE ").merge(where).
-		w(" UNION ALL SELECT level, n, pos, data FROM ledger_tile_parts WHERE ").merge(where).
-		w(" ORDER BY level, n, pos")
+	b.w("SELECT level, n, data FROM ledger_tiles WHERE ").merge(where).w(" ORDER BY level, n, pos")
 	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger tiles: %w", err))
@@ -275,14 +253,11 @@ func (s *Store) queryTiles(ctx context.Context, where *builder) ([]LedgerTile, e
 	var out []LedgerTile
 	for rows.Next() {
 		var t LedgerTile
-		var pos int
-		if err := rows.Scan(&t.Level, &t.N, &pos, &t.Data); err != nil {
+		if err := rows.Scan(&t.Level, &t.N, &t.Data); err != nil {
 			return nil, err
 		}
 		if last := len(out) - 1; last >= 0 && out[last].Level == t.Level && out[last].N == t.N {
-			if pos >= 0 { // a part after others (a full tile, pos -1, has none)
-				out[last].Data = append(out[last].Data, t.Data...)
-			}
+			out[last].Data = append(out[last].Data, t.Data...)
 			continue
 		}
 		out = append(out, t)

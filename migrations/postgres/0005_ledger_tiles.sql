@@ -3,11 +3,10 @@
 -- entry bundles (level -1: up to 256 records, each after its length as
 -- two big-endian bytes).
 --
--- A full tile is one row of ledger_tiles, written once. The newest tile
--- of each level is partial: it is kept as parts in ledger_tile_parts, one
--- per batch that extended it, so that an append writes what it adds and
--- never rewrites what is stored; the batch that fills the tile writes it
--- whole to ledger_tiles and deletes its parts.
+-- A tile is stored as parts, one per batch of appends that extended it:
+-- a part holds the hashes or entries the batch added, from number pos of
+-- the tile on, and the tile is its parts joined in order. An append
+-- writes only what it adds, once; nothing stored is rewritten.
 --
 -- A log stored in the layout of 0004 is not converted: the migration
 -- refuses to run on one that holds records (store/migrate.go).
@@ -17,14 +16,7 @@ DROP TABLE ledger_hashes;
 CREATE TABLE ledger_tiles (
     level INTEGER NOT NULL,
     n     BIGINT  NOT NULL,
-    data  BYTEA   NOT NULL,
-    PRIMARY KEY (level, n)
-);
-
-CREATE TABLE ledger_tile_parts (
-    level INTEGER NOT NULL,
-    n     BIGINT  NOT NULL,
-    pos   INTEGER NOT NULL, -- the part's first entry or hash in the tile
+    pos   INTEGER NOT NULL,
     data  BYTEA  NOT NULL,
     PRIMARY KEY (level, n, pos)
 );
