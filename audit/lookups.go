@@ -16,7 +16,7 @@ import (
 // lookupBatch bounds the lookup rows added per transaction: big enough to
 // amortise the random index pages, small enough that appends do not wait
 // long for the lock (SQLite has one writer).
-const lookupBatch = 1000
+const lookupBatch = 5000
 
 // fillLookups adds the lookup rows of integrated records, in batches, off
 // the appends' path: AuditEvent search and proofs by leaf hash see a
@@ -75,6 +75,20 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 		rows[i] = lookupOf(r)
 	}
 	return len(rows), l.st.AddLedgerLookups(ctx, rows)
+}
+
+// LookupsBehind returns how many integrated records have no lookup row
+// yet: those AuditEvent search and proofs by leaf hash do not see yet.
+func (l *Log) LookupsBehind(ctx context.Context) (int64, error) {
+	last, err := l.st.LedgerLookedUp(ctx)
+	if err != nil {
+		return 0, err
+	}
+	size, err := l.st.LedgerSize(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(size-last-1, 0), nil
 }
 
 // recentRecords holds the records this sequencer integrated lately, in

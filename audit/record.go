@@ -90,7 +90,7 @@ func (p *Pseudonyms) Of(patientID string) string {
 // lookupOf is the lookup row of a record; one that does not parse (none
 // should) is listed under no patient.
 func lookupOf(rec store.LedgerRecord) store.LedgerLookup {
-	var r Record
+	var r struct{ Type, Time, Patient string } // what a lookup keeps, and no more decoded
 	json.Unmarshal(rec.Data, &r)
 	h := tlog.RecordHash(rec.Data)
 	m := store.LedgerLookup{Index: rec.Index, HashKey: hashKey(h), PatientKey: patientKey(r.Patient),

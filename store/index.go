@@ -185,7 +185,7 @@ func (w *rowWriter) add(table, columns, suffix string, values ...any) {
 	key := rowsKey{table, columns, suffix} // a struct, not a concatenation: no allocation per row
 	p := w.pending[key]
 	if p == nil {
-		p = &pendingRows{table: table, columns: columns, suffix: suffix}
+		p = &pendingRows{table: table, columns: columns, suffix: suffix, args: make([]any, 0, min(w.maxArgs, 64*len(values)))}
 		w.pending[key] = p
 		w.order = append(w.order, key)
 	}

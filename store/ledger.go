@@ -72,20 +72,6 @@ type LedgerPlacement struct {
 	Root  []byte
 }
 
-// LedgerLookup are a record's leaf hash and the fields by which records
-// are listed, with the record. The keys are what the lookup indexes hold
-// (the caller derives them, and gives them again to look up).
-type LedgerLookup struct {
-	Index      int64
-	HashKey    int64
-	PatientKey int64 // 0 for none
-	LeafHash   []byte
-	Patient    string // pseudonym; "" for none
-	Type       string
-	TimeUs     int64
-	Data       []byte
-}
-
 // ErrNotLeaseHolder says another sequencer holds the ledger's lease.
 var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger lease")
 
@@ -265,63 +251,6 @@ func (s *Store) queryTiles(ctx context.Context, where *builder) ([]LedgerTile, e
 	return out, rows.Err()
 }
 
-// LedgerLookedUp returns the index after which records have no lookup row
-// yet (-1 for none).
-func (s *Store) LedgerLookedUp(ctx context.Context) (int64, error) {
-	var n []int64
-	err := s.db.WithContext(ctx).Raw(`SELECT COALESCE(MAX(idx), -1) FROM ledger_lookup`).Scan(&n).Error
-	if err != nil || len(n) == 0 {
-		return -1, s.classify(err)
-	}
-	return n[0], nil
-}
-
-// AddLedgerLookups stores lookup rows (one writer or several: a row
-// already there stays).
-func (s *Store) AddLedgerLookups(ctx context.Context, rows []LedgerLookup) error {
-	return s.InTx(ctx, func(tx *Tx) error {
-		w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
-		for _, r := range rows {
-			w.add("ledger_lookup", "idx, hash_key, patient_key, leaf_hash, patient, rec_type, time_us, data", "ON CONFLICT (idx) DO NOTHING",
-				r.Index, r.HashKey, r.PatientKey, r.LeafHash, r.Patient, r.Type, r.TimeUs, r.Data)
-		}
-		return w.flush()
-	})
-}
-
-// LedgerRecord is one integrated record.
-type LedgerRecord struct {
-	Index int64
-	Data  []byte
-}
-
-// LedgerRecordsOf lists the records about a patient (by pseudonym and its
-// key) of the given types (none: all) with times in [fromUs, toUs), after
-// index after (-1: from the start), in index order, at most limit.
-func (s *Store) LedgerRecordsOf(ctx context.Context, patientKey int64, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerRecord, error) {
-	var b builder
-	b.w("SELECT idx, data FROM ledger_lookup WHERE patient_key = ").arg(patientKey).w(" AND patient = ").arg(patient).
-		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
-	if len(types) > 0 {
-		list(b.w(" AND rec_type IN "), types)
-	}
-	b.w(" ORDER BY idx LIMIT ").arg(limit)
-	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
-	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
-	}
-	defer rows.Close()
-	var out []LedgerRecord
-	for rows.Next() {
-		var r LedgerRecord
-		if err := rows.Scan(&r.Index, &r.Data); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 // LedgerIndexes returns the index of each of the queue ids already
 // integrated.
 func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]int64, error) {
@@ -344,19 +273,6 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 		out[q] = i
 	}
 	return out, rows.Err()
-}
-
-// LedgerIndexByHash returns the index of the record with the given leaf
-// hash (and its key), or ErrNotFound.
-func (s *Store) LedgerIndexByHash(ctx context.Context, hashKey int64, leafHash []byte) (int64, error) {
-	var idx []int64
-	if err := s.db.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE hash_key = ? AND leaf_hash = ? ORDER BY idx LIMIT 1`, hashKey, bindable(leafHash)).Scan(&idx).Error; err != nil {
-		return 0, s.classify(err)
-	}
-	if len(idx) == 0 {
-		return 0, ErrNotFound
-	}
-	return idx[0], nil
 }
 
 // LedgerCheckpoint is a signed checkpoint as stored.

@@ -54,6 +54,7 @@ type Config struct {
 type Store struct {
 	writeMu sync.Mutex // serialises SQLite write transactions
 	db      *gorm.DB
+	lookups *gorm.DB // the ledger's lookup table: db, or on SQLite a file of its own (lookups.go)
 	dialect Dialect
 	cfg     Config
 	log     *slog.Logger
@@ -105,7 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		sqlDB.SetMaxIdleConns(32)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	s := &Store{db: db, dialect: dialect, cfg: cfg, log: log}
+	s := &Store{db: db, lookups: db, dialect: dialect, cfg: cfg, log: log}
 	if err := s.Ping(ctx); err != nil {
 		sqlDB.Close()
 		return nil, err
@@ -113,6 +114,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		sqlDB.Close()
 		return nil, err
+	}
+	if dialect == SQLite {
+		if s.lookups, err = openLookups(ctx, cfg.DSN); err != nil {
+			sqlDB.Close()
+			return nil, err
+		}
 	}
 	if dialect == SQLite {
 		s.startOptimizer(ctx)
@@ -250,6 +257,11 @@ func (s *Store) Close() error {
 		close(s.stop)
 		s.stopped.Wait()
 		s.stop = nil
+	}
+	if s.lookups != s.db {
+		if l, err := s.lookups.DB(); err == nil {
+			l.Close()
+		}
 	}
 	sqlDB, err := s.db.DB()
 	if err != nil {

@@ -52,9 +52,11 @@ func main() {
 	ctx := context.Background()
 	fmt.Printf("ledger run: %s, %d CPUs, %s each, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, time.Now().UTC().Format(time.DateOnly))
 	type row struct {
-		db string
-		c  int
-		r  benchenv.Result
+		db       string
+		c        int
+		r        benchenv.Result
+		behind   int64         // records without a lookup row when the load stopped
+		caughtUp time.Duration // until every record had one
 	}
 	type proofRow struct {
 		db     string
@@ -73,8 +75,9 @@ func main() {
 				_, err := l.Append(ctx, [][]byte{record(seq.Add(1), *size)})
 				return err
 			})
+			behind, caughtUp := catchUp(ctx, l)
 			stop()
-			rows = append(rows, row{db, c, r})
+			rows = append(rows, row{db, c, r, behind, caughtUp})
 		}
 		if *proofLeaves > 0 {
 			l, stop := open(ctx, db, *pg)
@@ -89,10 +92,11 @@ func main() {
 			proofs = append(proofs, proofRow{db, *proofLeaves, r, filled})
 		}
 	}
-	fmt.Println("| log | appenders | appends/s | p50 | p99 | errors |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| log | appenders | appends/s | p50 | p99 | errors | lookups behind at the end | caught up after |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Printf("| ehrledger %s | %d | %.0f | %s | %s | %d |\n", r.db, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors)
+		fmt.Printf("| ehrledger %s | %d | %.0f | %s | %s | %d | %d | %s |\n", r.db, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors,
+			r.behind, benchenv.Millis(r.caughtUp))
 	}
 	if len(proofs) > 0 {
 		fmt.Println("\n| database | records | inclusion proofs/s | p50 | p99 | filled at |")
@@ -126,6 +130,24 @@ func open(ctx context.Context, db, pg string) (*audit.Log, func()) {
 	done := make(chan struct{})
 	go func() { l.Run(rctx); close(done) }()
 	return l, func() { cancel(); <-done; st.Close(); cleanup() }
+}
+
+// catchUp waits until every appended record has its lookup row (the
+// filler runs beside the appends), and returns how many had none when the
+// load stopped and how long it took.
+func catchUp(ctx context.Context, l *audit.Log) (int64, time.Duration) {
+	start := time.Now()
+	behind, err := l.LookupsBehind(ctx)
+	if err != nil {
+		fatal(err)
+	}
+	for n := behind; n > 0; {
+		time.Sleep(10 * time.Millisecond)
+		if n, err = l.LookupsBehind(ctx); err != nil {
+			fatal(err)
+		}
+	}
+	return behind, time.Since(start)
 }
 
 // fill appends n records, 1,000 per call from 8 appenders.

@@ -24,24 +24,6 @@ CREATE TABLE ledger_tiles (
 -- The root of the tree of ledger_state.size records, written with it.
 ALTER TABLE ledger_state ADD COLUMN root BLOB NOT NULL DEFAULT x'';
 
--- The lookups by leaf hash (proofs by hash) and by patient and time
--- (AuditEvent search), filled shortly after each append, off its path.
--- Their indexes are keyed by 64-bit integers (the first eight bytes of the
--- leaf hash; of a hash of the patient's pseudonym): random keys, so every
--- batch of lookups writes pages all over both indexes, and small keys make
--- those pages few (BENCHMARKS.md). A query checks the full leaf hash or
--- pseudonym in the row. The row carries the record itself, so that
--- listing a patient's records reads no entry bundle.
+-- The lookups by leaf hash and by patient move to a database file of
+-- their own beside this one (store/lookups.go).
 DROP TABLE ledger_lookup;
-CREATE TABLE ledger_lookup (
-    idx         INTEGER NOT NULL PRIMARY KEY,
-    hash_key    BIGINT  NOT NULL,
-    patient_key BIGINT  NOT NULL, -- 0 when the record is about no patient
-    leaf_hash   BLOB    NOT NULL,
-    patient     TEXT    NOT NULL, -- the pseudonym; '' for none
-    rec_type    TEXT    NOT NULL,
-    time_us     BIGINT  NOT NULL,
-    data        BLOB    NOT NULL
-);
-CREATE INDEX ledger_lookup_hash ON ledger_lookup (hash_key);
-CREATE INDEX ledger_lookup_patient ON ledger_lookup (patient_key, time_us);
