@@ -150,9 +150,12 @@ func (l *Log) place(ctx context.Context, size int64, recs [][]byte) (*store.Ledg
 				}
 				cur = append(cur, h[:]...)
 			}
-			if (i+1)%tileWidth == 0 || i+1 == to {
+			// Entry bundles are stored in parts of at most partEntries
+			// records, aligned, so that one record is read without its
+			// whole bundle (lookups.go).
+			if (i+1)%tileWidth == 0 || i+1 == to || level == -1 && (i+1)%partEntries == 0 {
 				p.Parts = append(p.Parts, store.LedgerTilePart{Level: level, N: i / tileWidth, Pos: pos, Data: cur})
-				cur, pos = nil, 0
+				cur, pos = nil, int((i+1)%tileWidth)
 			}
 		}
 	}

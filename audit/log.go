@@ -492,6 +492,9 @@ func (w *tileWalk) check(ctx context.Context, level int, i int64, h tlog.Hash) e
 	w.have[level] = ts
 	off := int(i%tileWidth) * tlog.HashSize
 	if len(ts) == 0 || ts[0].N != n || len(ts[0].Data) < off+tlog.HashSize || string(ts[0].Data[off:off+tlog.HashSize]) != string(h[:]) {
+		if level == 0 {
+			return fmt.Errorf("%w: record %d does not hash to its leaf hash in tile 0/%d", ErrTampered, i, n)
+		}
 		return fmt.Errorf("%w: stored hash %d of level %d (tile %d/%d) differs from the one its records give", ErrTampered, i, level*TileHeight, level, n)
 	}
 	return nil

@@ -85,6 +85,25 @@ func TestLog(t *testing.T) {
 			}
 		}
 
+		// One append of many records: one batch that fills parts of
+		// bundles and tiles across their boundaries.
+		var many [][]byte
+		for i := range 300 {
+			many = append(many, fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"many-%d"}`, i))
+		}
+		idx, err := l.Append(ctx, many)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range idx {
+			if n != 1000+int64(i) {
+				t.Fatalf("record %d of one append got index %d", i, n)
+			}
+			if rec, err := l.Record(ctx, n); err != nil || string(rec) != string(many[i]) {
+				t.Fatalf("index %d holds %s (%v), want %s", n, rec, err, many[i])
+			}
+		}
+
 		// Records queued by a write transaction are integrated too.
 		if _, err := st.QueueLedger(ctx, [][]byte{[]byte(`{"v":1,"type":"write"}`)}); err != nil {
 			t.Fatal(err)
@@ -92,7 +111,7 @@ func TestLog(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			n, _ := st.LedgerSize(ctx)
-			if n == 1001 {
+			if n == 1301 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -109,11 +128,11 @@ func TestLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cp.Size != 1001 {
+		if cp.Size != 1301 {
 			t.Fatalf("checkpoint size %d", cp.Size)
 		}
 		// Every record's inclusion proof checks against the checkpoint.
-		for _, n := range []int64{0, 1, 255, 256, 777, 1000} {
+		for _, n := range []int64{0, 1, 255, 256, 777, 1000, 1299, 1300} {
 			p, err := l.ProveInclusion(ctx, n, int64(cp.Size))
 			if err != nil {
 				t.Fatal(err)
@@ -131,15 +150,15 @@ func TestLog(t *testing.T) {
 		if _, err := l.Append(ctx, [][]byte{[]byte(`{"v":1,"type":"disclosure","n":"later"}`)}); err != nil {
 			t.Fatal(err)
 		}
-		later, err := l.TreeHash(ctx, 1002)
+		later, err := l.TreeHash(ctx, 1302)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cproof, err := l.ProveConsistency(ctx, int64(cp.Size), 1002)
+		cproof, err := l.ProveConsistency(ctx, int64(cp.Size), 1302)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tlog.CheckTree(cproof, 1002, later, int64(cp.Size), tlog.Hash(cp.Hash)); err != nil {
+		if err := tlog.CheckTree(cproof, 1302, later, int64(cp.Size), tlog.Hash(cp.Hash)); err != nil {
 			t.Fatalf("consistency: %v", err)
 		}
 

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -74,7 +75,12 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	for i, r := range recs {
 		rows[i] = lookupOf(r)
 	}
-	return len(rows), l.st.AddLedgerLookups(ctx, rows)
+	if err := l.st.AddLedgerLookups(ctx, last, rows); errors.Is(err, store.ErrLookupsMoved) {
+		return 0, nil // another filler added them
+	} else if err != nil {
+		return 0, err
+	}
+	return len(rows), nil
 }
 
 // LookupsBehind returns how many integrated records have no lookup row

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ehrledger/ehrledger/store"
@@ -34,17 +35,51 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to int64) (tlog.TreePr
 	return tlog.ProveTree(to, from, r)
 }
 
-// IndexOf returns the index of the record with the given leaf hash.
+// IndexOf returns the index of the record with the given leaf hash
+// (store.ErrNotFound when none has it yet: records are found by hash a
+// moment after their append, once their lookup rows are filled).
 func (l *Log) IndexOf(ctx context.Context, leafHash tlog.Hash) (int64, error) {
-	return l.st.LedgerIndexByHash(ctx, hashKey(leafHash), leafHash[:])
+	idx, err := l.st.LedgerIndexesByHash(ctx, hashKey(leafHash))
+	if err != nil {
+		return 0, err
+	}
+	recs, err := l.recordsAt(ctx, idx)
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range idx {
+		if r, ok := recs[n]; ok && tlog.RecordHash(r) == leafHash {
+			return n, nil
+		}
+	}
+	return 0, store.ErrNotFound
 }
 
-// RecordsOf lists the records about a patient (by pseudonym) of the given
-// types (none: all) with times in [fromUs, toUs), after index after (-1:
-// from the start), in index order, at most limit. A record appears a
-// moment after its append, once its lookup row is filled.
-func (l *Log) RecordsOf(ctx context.Context, pseudonym string, types []string, fromUs, toUs, after int64, limit int) ([]store.LedgerRecord, error) {
-	return l.st.LedgerRecordsOf(ctx, patientKey(pseudonym), pseudonym, types, fromUs, toUs, after, limit)
+// RecordsOf lists the records about a patient (by pseudonym) with times
+// in [fromUs, toUs), after index after (-1: from the start), in index
+// order, at most limit. A record is listed a moment after its append,
+// once its lookup row is filled.
+func (l *Log) RecordsOf(ctx context.Context, pseudonym string, fromUs, toUs, after int64, limit int) ([]store.LedgerRecord, error) {
+	idx, err := l.st.LedgerIndexesOf(ctx, patientKey(pseudonym), fromUs, toUs, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := l.recordsAt(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.LedgerRecord, 0, len(idx))
+	for _, n := range idx {
+		data, ok := recs[n]
+		if !ok {
+			return nil, fmt.Errorf("%w: record %d is missing from its entry bundle", ErrTampered, n)
+		}
+		var r struct{ Patient string }
+		if json.Unmarshal(data, &r) == nil && r.Patient == pseudonym { // not another patient of the same key
+			out = append(out, store.LedgerRecord{Index: n, Data: data})
+		}
+	}
+	return out, nil
 }
 
 // TreeHash returns the root of the tree of the given size.

@@ -90,11 +90,9 @@ func (p *Pseudonyms) Of(patientID string) string {
 // lookupOf is the lookup row of a record; one that does not parse (none
 // should) is listed under no patient.
 func lookupOf(rec store.LedgerRecord) store.LedgerLookup {
-	var r struct{ Type, Time, Patient string } // what a lookup keeps, and no more decoded
+	var r struct{ Time, Patient string } // what a lookup keeps, and no more decoded
 	json.Unmarshal(rec.Data, &r)
-	h := tlog.RecordHash(rec.Data)
-	m := store.LedgerLookup{Index: rec.Index, HashKey: hashKey(h), PatientKey: patientKey(r.Patient),
-		LeafHash: h[:], Patient: r.Patient, Type: r.Type, Data: rec.Data}
+	m := store.LedgerLookup{Index: rec.Index, HashKey: hashKey(tlog.RecordHash(rec.Data)), PatientKey: patientKey(r.Patient)}
 	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
 		m.TimeUs = t.UnixMicro()
 	}

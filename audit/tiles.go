@@ -144,14 +144,61 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 
 // Record returns the record at index n.
 func (l *Log) Record(ctx context.Context, n int64) ([]byte, error) {
-	recs, err := l.records(ctx, n, n+1)
+	size, err := l.st.LedgerSize(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
+	if n < 0 || n >= size {
 		return nil, fmt.Errorf("%w: no record %d", ErrBadRequest, n)
 	}
-	return recs[0].Data, nil
+	got, err := l.recordsAt(ctx, []int64{n})
+	if err != nil {
+		return nil, err
+	}
+	if got[n] == nil {
+		return nil, fmt.Errorf("%w: record %d is missing from its entry bundle", ErrTampered, n)
+	}
+	return got[n], nil
+}
+
+// partEntries bounds the records of one stored part of an entry bundle;
+// parts begin at multiples of it or after them (hashes.go).
+const partEntries = 16
+
+// recordsAt reads the records at the given indexes from the parts of the
+// entry bundles that hold them; an index not stored has no entry.
+func (l *Log) recordsAt(ctx context.Context, indexes []int64) (map[int64][]byte, error) {
+	ranges := make([]store.LedgerPartRange, 0, len(indexes))
+	seen := map[store.LedgerPartRange]bool{}
+	for _, n := range indexes {
+		off := int(n % tileWidth)
+		r := store.LedgerPartRange{N: n / tileWidth, From: off - off%partEntries, To: off}
+		if !seen[r] {
+			seen[r] = true
+			ranges = append(ranges, r)
+		}
+	}
+	parts, err := l.st.LedgerBundleParts(ctx, ranges)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[int64]bool, len(indexes))
+	for _, n := range indexes {
+		want[n] = true
+	}
+	out := make(map[int64][]byte, len(indexes))
+	for _, p := range parts {
+		recs, err := entries(p.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: entry bundle %d: %v", ErrTampered, p.N, err)
+		}
+		for i, r := range recs {
+			if n := p.N*tileWidth + int64(p.Pos+i); want[n] {
+				out[n] = r
+			}
+		}
+	}
+	return out, nil
 }
 
 // records returns the stored records with indexes in [from, to) (those

@@ -48,9 +48,7 @@ func TestLedgerVerifyAndTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`UPDATE ledger_leaves SET data = ? WHERE idx = 7`, []byte(`{"v":1,"type":"write","time":"2026-01-01T00:00:00.000000Z"}`)); err != nil {
-		t.Fatal(err)
-	}
+	forgeRecord(t, db, 7, []byte(`{"v":1,"type":"write","time":"2026-01-01T00:00:00.000000Z"}`))
 	cmd := exec.Command(bin, "verify", "--log", p.url, "--full", "--key", key)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "record 7") {
 		t.Fatalf("verify --full on a changed record: %v\n%s", err, out)
@@ -62,6 +60,32 @@ func TestLedgerVerifyAndTamper(t *testing.T) {
 	out2, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out2), "ALARM") || !strings.Contains(string(out2), "record 7") {
 		t.Fatalf("the server started on a tampered ledger: %v\n%s", err, out2)
+	}
+}
+
+// forgeRecord replaces record n in the stored entry bundle part that holds
+// it (docs/ledger.md: parts of bundles, each entry after its length in two
+// bytes).
+func forgeRecord(t *testing.T, db *sql.DB, n int64, forged []byte) {
+	t.Helper()
+	var pos int
+	var data []byte
+	if err := db.QueryRow(`SELECT pos, data FROM ledger_tiles WHERE level = -1 AND n = ? AND pos <= ? ORDER BY pos DESC LIMIT 1`, n/256, n%256).Scan(&pos, &data); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	for i := pos; len(data) > 0; i++ {
+		l := int(data[0])<<8 | int(data[1])
+		rec := data[2 : 2+l]
+		data = data[2+l:]
+		if int64(i) == n%256 {
+			rec = forged
+		}
+		out = append(out, byte(len(rec)>>8), byte(len(rec)))
+		out = append(out, rec...)
+	}
+	if _, err := db.Exec(`UPDATE ledger_tiles SET data = ? WHERE level = -1 AND n = ? AND pos = ?`, out, n/256, pos); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -71,7 +71,7 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	leaves, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(patient), nil, from, to, after, count+1)
+	leaves, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(patient), from, to, after, count+1)
 	if err != nil {
 		return err
 	}

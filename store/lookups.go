@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -13,32 +14,42 @@ import (
 
 // The ledger's lookup table (by leaf hash; by patient and time) is
 // derived from the log: package audit fills it beside the appends and can
-// fill it again from the log at any time. On PostgreSQL it is a table of
-// the database (migration 0005). On SQLite it is a database file of its
-// own beside the main one (PATH-lookup): SQLite has one writer per file,
-// and batches of lookup rows, which write pages all over two indexes,
-// held the write lock long enough to halve the appends the sequencer
-// could commit (BENCHMARKS.md). Being derived, that file is written with
-// synchronous=NORMAL (a crash may lose its newest rows, which the filler
-// adds again), and is rebuilt when its layout changes.
+// fill it again from the log at any time. A row holds a record's index,
+// its time and the 64-bit keys of its leaf hash and patient, not the
+// record: records are read from the log's entry bundles, whose parts hold
+// at most 16 records each (package audit), and checked there, so that a
+// key shared by two hashes or patients costs a record read, never a wrong
+// answer. ledger_lookup_state says how far the table goes.
+//
+// On PostgreSQL the table is in the database (migration 0005). On SQLite
+// it is a database file of its own beside the main one (PATH-lookup):
+// SQLite has one writer per file, and batches of lookup rows, which write
+// pages all over two indexes, held the write lock long enough to halve
+// the appends the sequencer could commit (BENCHMARKS.md). Being derived,
+// that file is written with synchronous=NORMAL (a crash may lose its
+// newest rows, which the filler adds again), and is rebuilt when its
+// layout changes.
 
 // lookupsVersion is the layout of the SQLite lookup file (PRAGMA
 // user_version); a file of another layout is emptied and filled again.
-const lookupsVersion = 1
+const lookupsVersion = 2
 
 const lookupsSchema = `
+DROP TABLE IF EXISTS ledger_lookup;
+DROP TABLE IF EXISTS ledger_lookup_state;
 CREATE TABLE ledger_lookup (
     idx         INTEGER NOT NULL PRIMARY KEY,
     hash_key    BIGINT  NOT NULL,
     patient_key BIGINT  NOT NULL,
-    leaf_hash   BLOB    NOT NULL,
-    patient     TEXT    NOT NULL,
-    rec_type    TEXT    NOT NULL,
-    time_us     BIGINT  NOT NULL,
-    data        BLOB    NOT NULL
+    time_us     BIGINT  NOT NULL
 );
 CREATE INDEX ledger_lookup_hash ON ledger_lookup (hash_key);
 CREATE INDEX ledger_lookup_patient ON ledger_lookup (patient_key, time_us);
+CREATE TABLE ledger_lookup_state (
+    id        INTEGER NOT NULL PRIMARY KEY,
+    looked_up BIGINT  NOT NULL
+);
+INSERT INTO ledger_lookup_state (id, looked_up) VALUES (1, -1);
 `
 
 // openLookups opens (creating it if needed) the lookup file of the SQLite
@@ -69,9 +80,6 @@ func openLookups(ctx context.Context, dsn string) (*gorm.DB, error) {
 		if v == lookupsVersion {
 			return nil
 		}
-		if err := tx.Exec(`DROP TABLE IF EXISTS ledger_lookup`).Error; err != nil {
-			return err
-		}
 		if err := tx.Exec(lookupsSchema).Error; err != nil {
 			return err
 		}
@@ -84,45 +92,94 @@ func openLookups(ctx context.Context, dsn string) (*gorm.DB, error) {
 	return db, nil
 }
 
-// LedgerLookup are a record's leaf hash and the fields by which records
-// are listed, with the record. The keys are what the lookup indexes hold
-// (the caller derives them, and gives them again to look up).
+// LedgerLookup is a record's lookup row: its index and time and the keys
+// of its leaf hash and patient, which the caller derives (and gives again
+// to look up).
 type LedgerLookup struct {
 	Index      int64
 	HashKey    int64
 	PatientKey int64 // 0 for none
-	LeafHash   []byte
-	Patient    string // pseudonym; "" for none
-	Type       string
 	TimeUs     int64
-	Data       []byte
 }
 
-// LedgerLookedUp returns the index after which records have no lookup row
-// yet (-1 for none).
+// LedgerLookedUp returns the index through which records have lookup rows
+// (-1 for none).
 func (s *Store) LedgerLookedUp(ctx context.Context) (int64, error) {
-	var n []int64
-	err := s.lookups.WithContext(ctx).Raw(`SELECT COALESCE(MAX(idx), -1) FROM ledger_lookup`).Scan(&n).Error
-	if err != nil || len(n) == 0 {
-		return -1, s.classify(err)
-	}
-	return n[0], nil
+	var n int64
+	err := s.lookups.WithContext(ctx).Raw(`SELECT looked_up FROM ledger_lookup_state WHERE id = 1`).Row().Scan(&n)
+	return n, s.classify(err)
 }
 
-// AddLedgerLookups stores lookup rows (one writer or several: a row
-// already there stays).
-func (s *Store) AddLedgerLookups(ctx context.Context, rows []LedgerLookup) error {
-	if s.dialect == SQLite {
-		return s.classify(s.addSQLiteLookups(ctx, rows))
+// ErrLookupsMoved says the lookup table went on past where a filler
+// thought it stood (another filler added the same rows): nothing was
+// added.
+var ErrLookupsMoved = errors.New("store: the ledger's lookup table moved on meanwhile")
+
+// AddLedgerLookups stores the lookup rows of the records after through
+// (which must be where the table stands, else ErrLookupsMoved), in index
+// order without gaps.
+func (s *Store) AddLedgerLookups(ctx context.Context, through int64, rows []LedgerLookup) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	for i, r := range rows {
+		if r.Index != through+1+int64(i) {
+			return fmt.Errorf("store: lookup rows from %d are not in order", through+1)
+		}
 	}
 	return s.classify(s.lookups.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		res := db.Exec(`UPDATE ledger_lookup_state SET looked_up = ? WHERE id = 1 AND looked_up = ?`, rows[len(rows)-1].Index, through)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrLookupsMoved
+		}
+		if s.dialect == SQLite {
+			return addSQLiteLookups(ctx, db, rows)
+		}
 		w := &rowWriter{db: db, maxArgs: argsPerStatement(s.dialect)}
 		for _, r := range rows {
-			w.add("ledger_lookup", "idx, hash_key, patient_key, leaf_hash, patient, rec_type, time_us, data", "ON CONFLICT (idx) DO NOTHING",
-				r.Index, r.HashKey, r.PatientKey, r.LeafHash, r.Patient, r.Type, r.TimeUs, r.Data)
+			w.add("ledger_lookup", "idx, hash_key, patient_key, time_us", "", r.Index, r.HashKey, r.PatientKey, r.TimeUs)
 		}
 		return w.flush()
 	}))
+}
+
+// addSQLiteLookups inserts lookup rows one prepared single-row statement
+// at a time: SQLite then parses once and keeps no statement journal,
+// which a multi-row INSERT needs (it may fail half done) and which cost a
+// fifth of the filler's time (BENCHMARKS.md).
+func addSQLiteLookups(ctx context.Context, db *gorm.DB, rows []LedgerLookup) error {
+	stmt, err := db.Statement.ConnPool.PrepareContext(ctx, `INSERT INTO ledger_lookup (idx, hash_key, patient_key, time_us) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r.Index, r.HashKey, r.PatientKey, r.TimeUs); err != nil {
+			return fmt.Errorf("store: add ledger lookups: %w", err)
+		}
+	}
+	return nil
+}
+
+// LedgerIndexesOf lists the indexes of the records whose patient key is
+// patientKey with times in [fromUs, toUs), after index after (-1: from
+// the start), in order, at most limit.
+func (s *Store) LedgerIndexesOf(ctx context.Context, patientKey, fromUs, toUs, after int64, limit int) ([]int64, error) {
+	var idx []int64
+	err := s.lookups.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE patient_key = ? AND time_us >= ? AND time_us < ? AND idx > ?
+ORDER BY idx LIMIT ?`, patientKey, fromUs, toUs, after, limit).Scan(&idx).Error
+	return idx, s.classify(err)
+}
+
+// LedgerIndexesByHash lists the indexes of the records whose leaf hash
+// key is hashKey, in order.
+func (s *Store) LedgerIndexesByHash(ctx context.Context, hashKey int64) ([]int64, error) {
+	var idx []int64
+	err := s.lookups.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE hash_key = ? ORDER BY idx LIMIT 100`, hashKey).Scan(&idx).Error
+	return idx, s.classify(err)
 }
 
 // LedgerRecord is one integrated record.
@@ -131,70 +188,40 @@ type LedgerRecord struct {
 	Data  []byte
 }
 
-// LedgerRecordsOf lists the records about a patient (by pseudonym and its
-// key) of the given types (none: all) with times in [fromUs, toUs), after
-// index after (-1: from the start), in index order, at most limit.
-func (s *Store) LedgerRecordsOf(ctx context.Context, patientKey int64, patient string, types []string, fromUs, toUs, after int64, limit int) ([]LedgerRecord, error) {
-	var b builder
-	b.w("SELECT idx, data FROM ledger_lookup WHERE patient_key = ").arg(patientKey).w(" AND patient = ").arg(patient).
-		w(" AND time_us >= ").arg(fromUs).w(" AND time_us < ").arg(toUs).w(" AND idx > ").arg(after)
-	if len(types) > 0 {
-		list(b.w(" AND rec_type IN "), types)
+// LedgerPartRange asks for the parts of entry bundle N that begin at
+// positions From to To.
+type LedgerPartRange struct {
+	N        int64
+	From, To int
+}
+
+// LedgerBundleParts returns the parts of entry bundles in the given
+// ranges, in (n, pos) order.
+func (s *Store) LedgerBundleParts(ctx context.Context, ranges []LedgerPartRange) ([]LedgerTilePart, error) {
+	if len(ranges) == 0 {
+		return nil, nil
 	}
-	b.w(" ORDER BY idx LIMIT ").arg(limit)
-	rows, err := s.lookups.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	var b builder
+	b.w("SELECT level, n, pos, data FROM ledger_tiles WHERE level = -1 AND (")
+	for i, r := range ranges {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		b.w("(n = ").arg(r.N).w(" AND pos >= ").arg(r.From).w(" AND pos <= ").arg(r.To).w(")")
+	}
+	b.w(") ORDER BY n, pos")
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: ledger records: %w", err))
+		return nil, s.classify(fmt.Errorf("store: ledger bundle parts: %w", err))
 	}
 	defer rows.Close()
-	var out []LedgerRecord
+	var out []LedgerTilePart
 	for rows.Next() {
-		var r LedgerRecord
-		if err := rows.Scan(&r.Index, &r.Data); err != nil {
+		var p LedgerTilePart
+		if err := rows.Scan(&p.Level, &p.N, &p.Pos, &p.Data); err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, p)
 	}
 	return out, rows.Err()
-}
-
-// LedgerIndexByHash returns the index of the record with the given leaf
-// hash (and its key), or ErrNotFound.
-func (s *Store) LedgerIndexByHash(ctx context.Context, hashKey int64, leafHash []byte) (int64, error) {
-	var idx []int64
-	if err := s.lookups.WithContext(ctx).Raw(`SELECT idx FROM ledger_lookup WHERE hash_key = ? AND leaf_hash = ? ORDER BY idx LIMIT 1`, hashKey, bindable(leafHash)).Scan(&idx).Error; err != nil {
-		return 0, s.classify(err)
-	}
-	if len(idx) == 0 {
-		return 0, ErrNotFound
-	}
-	return idx[0], nil
-}
-
-// addSQLiteLookups inserts lookup rows one prepared single-row statement
-// at a time: SQLite then parses once and keeps no statement journal,
-// which a multi-row INSERT needs (it may fail half done) and which cost a
-// fifth of the filler's time (BENCHMARKS.md).
-func (s *Store) addSQLiteLookups(ctx context.Context, rows []LedgerLookup) error {
-	sqlDB, err := s.lookups.DB()
-	if err != nil {
-		return err
-	}
-	tx, err := sqlDB.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO ledger_lookup (idx, hash_key, patient_key, leaf_hash, patient, rec_type, time_us, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.Index, r.HashKey, r.PatientKey, r.LeafHash, r.Patient, r.Type, r.TimeUs, r.Data); err != nil {
-			return fmt.Errorf("store: add ledger lookups: %w", err)
-		}
-	}
-	return tx.Commit()
 }

@@ -25,23 +25,23 @@ CREATE TABLE ledger_tiles (
 ALTER TABLE ledger_state ADD COLUMN root BYTEA NOT NULL DEFAULT ''::bytea;
 
 -- The lookups by leaf hash (proofs by hash) and by patient and time
--- (AuditEvent search), filled shortly after each append, off its path.
--- Their indexes are keyed by 64-bit integers (the first eight bytes of the
--- leaf hash; of a hash of the patient's pseudonym): random keys, so every
--- batch of lookups writes pages all over both indexes, and small keys make
--- those pages few (BENCHMARKS.md). A query checks the full leaf hash or
--- pseudonym in the row. The row carries the record itself, so that
--- listing a patient's records reads no entry bundle.
+-- (AuditEvent search), filled shortly after each append, off its path
+-- (store/lookups.go). A row holds a record's index and time and 64-bit
+-- keys: the first eight bytes of its leaf hash, and of a hash of its
+-- patient's pseudonym. Small rows make the random index pages every batch
+-- of lookups writes few (BENCHMARKS.md); the record itself is read from
+-- the log and checked. ledger_lookup_state says how far the table goes.
 DROP TABLE ledger_lookup;
 CREATE TABLE ledger_lookup (
-    idx         BIGINT  NOT NULL PRIMARY KEY,
-    hash_key    BIGINT  NOT NULL,
-    patient_key BIGINT  NOT NULL, -- 0 when the record is about no patient
-    leaf_hash   BYTEA   NOT NULL,
-    patient     TEXT    NOT NULL, -- the pseudonym; '' for none
-    rec_type    TEXT    NOT NULL,
-    time_us     BIGINT  NOT NULL,
-    data        BYTEA   NOT NULL
+    idx         BIGINT NOT NULL,
+    hash_key    BIGINT NOT NULL,
+    patient_key BIGINT NOT NULL, -- 0 when the record is about no patient
+    time_us     BIGINT NOT NULL
 );
 CREATE INDEX ledger_lookup_hash ON ledger_lookup (hash_key);
 CREATE INDEX ledger_lookup_patient ON ledger_lookup (patient_key, time_us, idx);
+CREATE TABLE ledger_lookup_state (
+    id        INTEGER NOT NULL PRIMARY KEY,
+    looked_up BIGINT  NOT NULL
+);
+INSERT INTO ledger_lookup_state (id, looked_up) VALUES (1, -1);
