@@ -64,13 +64,18 @@ func (h *hashCache) commit(added map[int64]tlog.Hash) {
 	}
 }
 
-// stored returns a reader of the tree as stored now, and its size.
-func (l *Log) stored(ctx context.Context) (tlog.HashReader, int64, error) {
+// stored returns a reader of a stored tree of at least atLeast records (the
+// one this sequencer last committed when it has that many, else the one
+// stored now), and its size.
+func (l *Log) stored(ctx context.Context, atLeast int64) (tlog.HashReader, int64, error) {
+	if e := l.edge.Load(); e != nil && e.size >= atLeast && e.size > 0 {
+		return l.hashes.reader(tlog.Tree{N: e.size, Hash: e.root}, nil), e.size, nil
+	}
 	size, root, err := l.st.LedgerState(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	return l.hashes.reader(tlog.Tree{N: size, Hash: tlog.Hash(pad(root))}, nil), size, nil
+	return l.hashes.reader(tlog.Tree{N: size, Hash: pad(root)}, nil), size, nil
 }
 
 // pad returns a stored root as a hash (the empty tree's stored root is
@@ -91,8 +96,8 @@ type edge struct {
 // from its last batch, or read from the store when another sequencer
 // integrated since.
 func (l *Log) edgeAt(ctx context.Context, size int64) (edge, error) {
-	if l.edge.size == size && (size == 0 || l.edge.root != tlog.Hash{}) {
-		return l.edge, nil
+	if e := l.edge.Load(); e != nil && e.size == size {
+		return *e, nil
 	}
 	got, root, err := l.st.LedgerState(ctx)
 	if err != nil {

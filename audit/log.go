@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ehrledger/ehrledger/store"
@@ -56,7 +57,7 @@ type Log struct {
 	kick    chan struct{}
 
 	hashes *hashCache
-	edge   edge // the sequencer's: the tree as its last batch left it
+	edge   atomic.Pointer[edge] // the tree as this sequencer's last batch left it
 	recent recentRecords
 
 	cpMu       sync.RWMutex
@@ -260,7 +261,7 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		return 0, err // nothing of the batch was cached
 	}
 	l.hashes.commit(added)
-	l.edge = next
+	l.edge.Store(&next)
 	l.recent.add(first, placed)
 	for i, p := range batch {
 		p.index = first + int64(i)

@@ -94,7 +94,7 @@ func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
 // upTo returns a reader of the stored tree, which must have at least size
 // records.
 func (l *Log) upTo(ctx context.Context, size int64) (tlog.HashReader, error) {
-	r, n, err := l.stored(ctx)
+	r, n, err := l.stored(ctx, size)
 	if err != nil {
 		return nil, err
 	}

@@ -47,16 +47,15 @@ func entries(bundle []byte) ([][]byte, error) {
 }
 
 // tileStore reads hash tiles from the store (a tlog.TileReader), keeping
-// full ones, which never change, in a cache once tlog has authenticated
-// them.
+// those tlog authenticated in a cache.
 type tileStore struct {
-	st   *store.Store
-	full *lru.Cache[tlog.Tile, []byte]
+	st    *store.Store
+	cache *lru.Cache[tlog.Tile, []byte] // by tile and width
 }
 
 func newTileStore(st *store.Store) *tileStore {
 	c, _ := lru.New[tlog.Tile, []byte](1024) // 8 MiB
-	return &tileStore{st: st, full: c}
+	return &tileStore{st: st, cache: c}
 }
 
 func (ts *tileStore) Height() int { return TileHeight }
@@ -68,7 +67,7 @@ func (ts *tileStore) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	var keys []store.LedgerTileKey
 	var at []int
 	for i, t := range tiles {
-		if d, ok := ts.full.Get(t); ok {
+		if d, ok := ts.cache.Get(t); ok {
 			out[i] = d
 			continue
 		}
@@ -96,12 +95,12 @@ func (ts *tileStore) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	return out, nil
 }
 
-// SaveTiles implements tlog.TileReader: it caches full tiles.
+// SaveTiles implements tlog.TileReader: it caches the tiles tlog
+// authenticated. A partial one is cached too: a tile of a given width
+// never changes, the log only adds wider ones.
 func (ts *tileStore) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 	for i, t := range tiles {
-		if t.W == tileWidth {
-			ts.full.Add(t, data[i])
-		}
+		ts.cache.Add(t, data[i])
 	}
 }
 
