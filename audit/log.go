@@ -179,7 +179,7 @@ func (l *Log) Run(ctx context.Context) error {
 		case <-poll.C:
 			l.integrate(ctx)
 		case <-sign.C:
-			if _, err := l.Sign(ctx); err != nil && !errors.Is(err, store.ErrNotLeaseHolder) {
+			if _, err := l.Sign(ctx); err != nil && !errors.Is(err, store.ErrNotLeaseHolder) && ctx.Err() == nil {
 				l.log.Error("ledger: signing a checkpoint failed", "err", err)
 			}
 		}
@@ -390,7 +390,7 @@ func (l *Log) verifyStored(ctx context.Context) error {
 	const batch = 16 * tileWidth
 	for from := int64(0); from < size; from += batch {
 		to := min(from+batch, size)
-		recs, err := l.records(ctx, from, to)
+		recs, err := l.Records(ctx, from, to)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if recs, err = l.records(ctx, last+1, min(last+1+int64(limit), size)); err != nil {
+		if recs, err = l.Records(ctx, last+1, min(last+1+int64(limit), size)); err != nil {
 			return 0, err
 		}
 	}
@@ -75,7 +75,7 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	for i, r := range recs {
 		rows[i] = lookupOf(r)
 	}
-	if err := l.st.AddLedgerLookups(ctx, last, rows); errors.Is(err, store.ErrLookupsMoved) {
+	if err := l.st.AddLedgerLookups(ctx, last, rows); errors.Is(err, store.ErrCursorMoved) {
 		return 0, nil // another filler added them
 	} else if err != nil {
 		return 0, err

@@ -200,9 +200,9 @@ func (l *Log) recordsAt(ctx context.Context, indexes []int64) (map[int64][]byte,
 	return out, nil
 }
 
-// records returns the stored records with indexes in [from, to) (those
+// Records returns the stored records with indexes in [from, to) (those
 // stored: the caller checks the count against the tree size), in order.
-func (l *Log) records(ctx context.Context, from, to int64) ([]store.LedgerRecord, error) {
+func (l *Log) Records(ctx context.Context, from, to int64) ([]store.LedgerRecord, error) {
 	if from >= to {
 		return nil, nil
 	}

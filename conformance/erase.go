@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -92,4 +93,25 @@ func testErase(t *testing.T, c *client, run string) {
 	c.do(http.MethodGet, "/Patient/"+kept, nil).want(t, http.StatusOK)
 	c.do(http.MethodGet, "/Observation/"+kept+"-o2/_history/1", nil).want(t, http.StatusOK)
 	c.do(http.MethodPut, "/Observation/"+kept+"-o9", fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o9","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, kept, kept)).want(t, http.StatusCreated)
+
+	// The stored write AuditEvents go on past the erased patient's write
+	// records (none is stored about the patient any more), and none of
+	// the erased patient's can be found.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var b struct{ Entry []json.RawMessage }
+		json.Unmarshal(c.do(http.MethodGet, "/Patient/"+kept+"/AuditEvent", nil).want(t, http.StatusOK).body, &b)
+		if len(b.Entry) == 5 { // the patient, its three observations, and the one written after the erasure
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other patient has %d write AuditEvents, want 5", len(b.Entry))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var none struct{ Entry []json.RawMessage }
+	json.Unmarshal(c.do(http.MethodGet, "/Patient/"+gone+"/AuditEvent", nil).want(t, http.StatusOK).body, &none)
+	if len(none.Entry) != 0 {
+		t.Errorf("the erased patient still has %d AuditEvents", len(none.Entry))
+	}
 }

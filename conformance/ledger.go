@@ -272,4 +272,72 @@ func testAuditEvents(t *testing.T, c *client, run string) {
 		t.Fatalf("date=lt2000 finds %d events", len(none.Entry))
 	}
 	c.do(http.MethodGet, "/AuditEvent", nil).want(t, http.StatusBadRequest)
+
+	// Writes are also stored as AuditEvent resources, in the patient's
+	// compartment, shortly after their records are integrated: the
+	// create above, and the deletion of an Observation of the patient.
+	var created int64 = -1
+	for _, e := range got.Entry {
+		if strings.HasSuffix(e.Resource.Meta.Profile[0], "PatientCreate") {
+			created = e.Resource.Extension[0].ValueInteger
+		}
+	}
+	if created < 0 {
+		t.Fatalf("no PatientCreate AuditEvent among %+v", got.Entry)
+	}
+	obs := "/Observation/" + p + "-o"
+	c.do(http.MethodPut, obs, fmt.Sprintf(`{"resourceType":"Observation","id":"%s-o","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, p, p)).want(t, http.StatusCreated)
+	c.do(http.MethodDelete, obs, nil).want(t, http.StatusNoContent)
+	type stored struct {
+		Entry []struct {
+			Resource struct {
+				ID   string `json:"id"`
+				Meta struct {
+					VersionID string   `json:"versionId"`
+					Profile   []string `json:"profile"`
+				} `json:"meta"`
+				Extension []struct {
+					ValueInteger int64 `json:"valueInteger"`
+				} `json:"extension"`
+				Entity []struct {
+					What struct{ Reference string } `json:"what"`
+				} `json:"entity"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	var compartment stored
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		compartment = stored{}
+		json.Unmarshal(c.do(http.MethodGet, "/Patient/"+p+"/AuditEvent", nil).want(t, http.StatusOK).body, &compartment)
+		if len(compartment.Entry) == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var profiles []string
+	for _, e := range compartment.Entry {
+		ae := e.Resource
+		if len(ae.Extension) != 1 || ae.ID != "ledger-"+strconv.FormatInt(ae.Extension[0].ValueInteger, 10) || ae.Meta.VersionID != "1" ||
+			len(ae.Entity) < 2 || ae.Entity[0].What.Reference != "Patient/"+p {
+			t.Fatalf("not a stored BALP AuditEvent about the patient citing its record: %+v", ae)
+		}
+		profile := ae.Meta.Profile[0]
+		profiles = append(profiles, profile[strings.LastIndex(profile, ".")+1:]+" "+ae.Entity[1].What.Reference)
+	}
+	slices.Sort(profiles)
+	want := []string{"PatientCreate Observation/" + p + "-o/_history/1", "PatientCreate Patient/" + p + "/_history/1", "PatientDelete Observation/" + p + "-o/_history/2"}
+	if !slices.Equal(profiles, want) {
+		t.Fatalf("the patient's compartment holds the write AuditEvents %v, want %v", profiles, want)
+	}
+	var one struct {
+		ResourceType string `json:"resourceType"`
+		Extension    []struct {
+			ValueInteger int64 `json:"valueInteger"`
+		} `json:"extension"`
+	}
+	json.Unmarshal(c.do(http.MethodGet, "/AuditEvent/ledger-"+strconv.FormatInt(created, 10), nil).want(t, http.StatusOK).body, &one)
+	if one.ResourceType != "AuditEvent" || len(one.Extension) != 1 || one.Extension[0].ValueInteger != created {
+		t.Fatalf("GET /AuditEvent/ledger-%d: %+v", created, one)
+	}
 }

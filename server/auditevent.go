@@ -128,12 +128,15 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 		ae["action"] = "R"
 		subtype = append(subtype, coding(lifecycle, "disclose", "Disclose Record Lifecycle Event"))
 	case audit.TypeWrite:
-		profile, action := "PatientUpdate", "U"
-		switch rec.Interaction {
-		case "create":
-			profile, action = "PatientCreate", "C"
-		case "delete":
-			profile, action = "PatientDelete", "D"
+		profile, action := "Update", "U"
+		switch {
+		case rec.Interaction == "delete":
+			profile, action = "Delete", "D"
+		case rec.Interaction == "create" || len(rec.Resources) > 0 && strings.HasSuffix(rec.Resources[0].Ref, "/_history/1"):
+			profile, action = "Create", "C" // a POST, or a PUT that created
+		}
+		if patient != "" {
+			profile = "Patient" + profile
 		}
 		ae["meta"] = map[string]any{"profile": []any{balpPrefix + profile}}
 		ae["type"] = coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation")
@@ -159,11 +162,14 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 	if rec.Purpose != "" {
 		ae["purposeOfEvent"] = []any{map[string]any{"coding": []any{coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", rec.Purpose, "")}}}
 	}
-	entities := []any{map[string]any{
-		"what": map[string]any{"reference": "Patient/" + patient},
-		"type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person"),
-		"role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient"),
-	}}
+	var entities []any
+	if patient != "" {
+		entities = append(entities, map[string]any{
+			"what": map[string]any{"reference": "Patient/" + patient},
+			"type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person"),
+			"role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient"),
+		})
+	}
 	for _, res := range rec.Resources {
 		e := map[string]any{
 			"what": map[string]any{"reference": res.Ref},

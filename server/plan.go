@@ -216,7 +216,9 @@ func (s *Server) planDelete(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 	if cur == nil || cur.Deleted {
 		return nothing, nil
 	}
-	v := &store.Version{Type: op.typ, ID: id, VersionID: cur.VersionID + 1, Updated: s.stamp(cur), Method: http.MethodDelete, Deleted: true}
+	// The owner is kept for the write record (which names the patient
+	// whose data was deleted); a deletion stores no body to seal.
+	v := &store.Version{Type: op.typ, ID: id, VersionID: cur.VersionID + 1, Updated: s.stamp(cur), Method: http.MethodDelete, Deleted: true, Owner: cur.Owner}
 	return change{write: &store.Write{Version: v}, v: v, status: http.StatusNoContent, msg: "deleted " + op.typ + "/" + id}, nil
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -26,6 +27,10 @@ func newServer(t *testing.T, dsn string) *httptest.Server {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.RunAuditEvents(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return hs
 }
 

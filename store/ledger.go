@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"gorm.io/gorm"
 )
 
-// The ledger's tables (migration 0004): the store keeps them; package
+// The ledger's tables (migrations 0004 and 0005): the store keeps them; package
 // audit decides what goes in and does the Merkle arithmetic.
 
 // MaxLedgerRecord is the largest record the ledger takes: an entry bundle
@@ -273,6 +275,38 @@ func (s *Store) LedgerIndexes(ctx context.Context, queueIDs []int64) (map[int64]
 		out[q] = i
 	}
 	return out, rows.Err()
+}
+
+// LedgerCursor returns how far the work named name has gone through the
+// log: the index of the last record it dealt with (-1: none).
+func (s *Store) LedgerCursor(ctx context.Context, name string) (int64, error) {
+	var through []int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT through FROM ledger_cursors WHERE name = ?`, name).Scan(&through).Error; err != nil {
+		return 0, s.classify(err)
+	}
+	if len(through) == 0 {
+		return -1, nil
+	}
+	return through[0], nil
+}
+
+// AdvanceLedgerCursor moves the cursor named name from from to to inside
+// the transaction, or returns ErrCursorMoved when it is not at from.
+func (tx *Tx) AdvanceLedgerCursor(ctx context.Context, name string, from, to int64) error {
+	db := tx.db.WithContext(ctx)
+	var res *gorm.DB
+	if from == -1 {
+		res = db.Exec(`INSERT INTO ledger_cursors (name, through) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, to)
+	} else {
+		res = db.Exec(`UPDATE ledger_cursors SET through = ? WHERE name = ? AND through = ?`, to, name, from)
+	}
+	if res.Error != nil {
+		return fmt.Errorf("store: ledger cursor %s: %w", name, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return ErrCursorMoved
+	}
+	return nil
 }
 
 // LedgerCheckpoint is a signed checkpoint as stored.

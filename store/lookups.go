@@ -110,13 +110,13 @@ func (s *Store) LedgerLookedUp(ctx context.Context) (int64, error) {
 	return n, s.classify(err)
 }
 
-// ErrLookupsMoved says the lookup table went on past where a filler
-// thought it stood (another filler added the same rows): nothing was
-// added.
-var ErrLookupsMoved = errors.New("store: the ledger's lookup table moved on meanwhile")
+// ErrCursorMoved says work derived from the log went on past where a
+// worker thought it stood (another worker did the same work): nothing was
+// done.
+var ErrCursorMoved = errors.New("store: work derived from the ledger moved on meanwhile")
 
 // AddLedgerLookups stores the lookup rows of the records after through
-// (which must be where the table stands, else ErrLookupsMoved), in index
+// (which must be where the table stands, else ErrCursorMoved), in index
 // order without gaps.
 func (s *Store) AddLedgerLookups(ctx context.Context, through int64, rows []LedgerLookup) error {
 	if len(rows) == 0 {
@@ -133,7 +133,7 @@ func (s *Store) AddLedgerLookups(ctx context.Context, through int64, rows []Ledg
 			return res.Error
 		}
 		if res.RowsAffected != 1 {
-			return ErrLookupsMoved
+			return ErrCursorMoved
 		}
 		if s.dialect == SQLite {
 			return addSQLiteLookups(ctx, db, rows)

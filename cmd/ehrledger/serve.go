@@ -56,6 +56,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	auditDone := make(chan struct{})
+	go func() { srv.RunAuditEvents(lctx); close(auditDone) }()
+	defer func() { stopLedger(); <-auditDone }()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

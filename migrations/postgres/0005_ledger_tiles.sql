@@ -21,6 +21,14 @@ CREATE TABLE ledger_tiles (
     PRIMARY KEY (level, n, pos)
 );
 
+-- How far work derived from the log has gone through it, by name: the
+-- write AuditEvents the server stores from write records
+-- (server/auditwrites.go).
+CREATE TABLE ledger_cursors (
+    name    TEXT   NOT NULL PRIMARY KEY,
+    through BIGINT NOT NULL
+);
+
 -- The root of the tree of ledger_state.size records, written with it.
 ALTER TABLE ledger_state ADD COLUMN root BYTEA NOT NULL DEFAULT ''::bytea;
 

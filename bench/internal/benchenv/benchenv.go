@@ -134,6 +134,8 @@ func StartKeys(ctx context.Context, dsn, mode string) (srv *server.Server, base 
 		stopLedger()
 		return nil, "", nil, nil, err
 	}
+	auditDone := make(chan struct{})
+	go func() { srv.RunAuditEvents(lctx); close(auditDone) }()
 	base, stopHTTP, err := Listen(srv)
 	if err != nil {
 		stopLedger()
@@ -143,6 +145,7 @@ func StartKeys(ctx context.Context, dsn, mode string) (srv *server.Server, base 
 		stopHTTP()
 		stopLedger()
 		<-ledgerDone
+		<-auditDone
 		st.Close()
 		os.RemoveAll(keyDir)
 	}, nil
