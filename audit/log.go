@@ -62,6 +62,7 @@ type Log struct {
 
 	cpMu       sync.RWMutex
 	checkpoint store.LedgerCheckpoint // the newest signed one
+	onDemand   sync.Mutex             // one on-demand signature at a time
 }
 
 type pendingRecord struct {
@@ -350,6 +351,28 @@ func (l *Log) Sign(ctx context.Context) ([]byte, error) {
 		l.checkpoint = cp
 	}
 	l.cpMu.Unlock()
+	return signed, nil
+}
+
+// SignCovering returns a signed checkpoint whose tree holds record n:
+// the newest one if it does, else one it signs now (on demand). A record
+// not integrated yet is ErrBadRequest.
+func (l *Log) SignCovering(ctx context.Context, n int64) ([]byte, error) {
+	if cp := l.Checkpoint(); cp.Note != nil && cp.Size > n {
+		return cp.Note, nil
+	}
+	l.onDemand.Lock() // requests that arrive together share one signature
+	defer l.onDemand.Unlock()
+	if cp := l.Checkpoint(); cp.Note != nil && cp.Size > n {
+		return cp.Note, nil
+	}
+	signed, err := l.Sign(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cp := l.Checkpoint(); cp.Size <= n {
+		return nil, fmt.Errorf("%w: the log has %d records, not record %d yet", ErrBadRequest, cp.Size, n)
+	}
 	return signed, nil
 }
 

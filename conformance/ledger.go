@@ -57,9 +57,16 @@ func (c *client) checkpoint(t *testing.T, n int64) *log.Checkpoint {
 	if err != nil {
 		t.Fatalf("/ledger/key: %v", err)
 	}
+	// The server signs one on demand when the newest does not hold record
+	// n, and answers 404 while record n waits to be integrated.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		raw := c.do(http.MethodGet, "/ledger/checkpoint", nil).want(t, http.StatusOK).body
+		r := c.do(http.MethodGet, "/ledger/checkpoint?covers="+strconv.FormatInt(n, 10), nil)
+		if r.StatusCode == http.StatusNotFound && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		raw := r.want(t, http.StatusOK).body
 		cp, _, _, err := log.ParseCheckpoint(raw, v.Name(), v)
 		if err != nil {
 			t.Fatalf("/ledger/checkpoint does not verify with /ledger/key: %v\n%s", err, raw)
@@ -131,6 +138,14 @@ func testLedger(t *testing.T, c *client, run string) {
 	if len(idx) != 1 {
 		t.Fatalf("a read names %v in Ledger-Index, want one record", idx)
 	}
+	// A checkpoint whose tree holds the record is signed on demand, at
+	// once (the periodic one comes every second).
+	lines := strings.Split(string(c.do(http.MethodGet, "/ledger/checkpoint?covers="+strconv.FormatInt(idx[0], 10), nil).want(t, http.StatusOK).body), "\n")
+	if size, err := strconv.ParseInt(lines[min(1, len(lines)-1)], 10, 64); err != nil || size <= idx[0] {
+		t.Fatalf("GET /ledger/checkpoint?covers=%d answers a tree of size %q", idx[0], lines[min(1, len(lines)-1)])
+	}
+	c.do(http.MethodGet, "/ledger/checkpoint?covers=999999999999", nil).want(t, http.StatusNotFound)
+	c.do(http.MethodGet, "/ledger/checkpoint?covers=x", nil).want(t, http.StatusBadRequest)
 	cp := c.checkpoint(t, idx[0])
 	rec, data := c.record(t, cp, idx[0])
 	sum := sha256.Sum256(read.body)

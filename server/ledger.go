@@ -118,18 +118,30 @@ func (s *Server) putAndRecord(ctx context.Context, tx *store.Tx, writes []store.
 
 // The ledger's read-only HTTP face (docs/ledger.md).
 
+// ledgerCheckpoint serves the newest signed checkpoint; with covers=N, a
+// checkpoint whose tree holds record N, signed on demand when the newest
+// does not (404 while record N is not integrated).
 func (s *Server) ledgerCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	cp := s.ledger.Checkpoint()
-	if cp.Note == nil {
+	note := s.ledger.Checkpoint().Note
+	if c := r.URL.Query().Get("covers"); c != "" {
+		n, err := strconv.ParseInt(c, 10, 64)
+		if err != nil || n < 0 {
+			return reqErr(errInvalid, "invalid", "covers must be a record index")
+		}
+		if note, err = s.ledger.SignCovering(r.Context(), n); err != nil {
+			return err
+		}
+	}
+	if note == nil {
 		signed, err := s.ledger.Sign(r.Context())
 		if err != nil {
 			return reqErr(errUnavailable, "transient", "no checkpoint has been signed yet")
 		}
-		cp.Note = signed
+		note = signed
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(cp.Note)
+	w.Write(note)
 	return nil
 }
 
