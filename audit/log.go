@@ -180,7 +180,7 @@ func (l *Log) Run(ctx context.Context) error {
 		case <-poll.C:
 			l.integrate(ctx)
 		case <-sign.C:
-			if _, err := l.Sign(ctx); err != nil && !errors.Is(err, store.ErrNotLeaseHolder) && ctx.Err() == nil {
+			if err := l.signOrFollow(ctx); err != nil && ctx.Err() == nil {
 				l.log.Error("ledger: signing a checkpoint failed", "err", err)
 			}
 		}
@@ -352,6 +352,33 @@ func (l *Log) Sign(ctx context.Context) ([]byte, error) {
 	}
 	l.cpMu.Unlock()
 	return signed, nil
+}
+
+// signOrFollow signs a checkpoint when this log is the sequencer (or
+// none is); a replica that is not takes the newest one the sequencer
+// stored, after checking its signature, instead of signing its own.
+func (l *Log) signOrFollow(ctx context.Context) error {
+	holder, until, err := l.st.LedgerLease(ctx)
+	if err != nil {
+		return err
+	}
+	if holder == l.holder || !until.After(time.Now()) {
+		_, err := l.Sign(ctx)
+		return err
+	}
+	cps, err := l.st.LedgerCheckpoints(ctx, 1)
+	if err != nil || len(cps) == 0 {
+		return err
+	}
+	if _, _, _, err := log.ParseCheckpoint(cps[0].Note, l.cfg.Origin, l.cfg.Verifier); err != nil {
+		return fmt.Errorf("%w: the newest stored checkpoint does not verify with the configured key: %v", ErrTampered, err)
+	}
+	l.cpMu.Lock()
+	if cps[0].Size > l.checkpoint.Size {
+		l.checkpoint = cps[0]
+	}
+	l.cpMu.Unlock()
+	return nil
 }
 
 // SignCovering returns a signed checkpoint whose tree holds record n:

@@ -301,7 +301,14 @@ func TestTwoReplicasShareOneLog(t *testing.T) {
 		if n, _ := st.LedgerSize(ctx); n != 200 || len(seen) != 200 {
 			t.Fatalf("size %d, %d distinct indexes, want 200", n, len(seen))
 		}
-		time.Sleep(200 * time.Millisecond) // both sign checkpoints meanwhile
+		// The sequencer signs; the other replica serves what it signed.
+		deadline := time.Now().Add(5 * time.Second)
+		for logs[0].Checkpoint().Size != 200 || logs[1].Checkpoint().Size != 200 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the replicas serve checkpoints of %d and %d records, want 200", logs[0].Checkpoint().Size, logs[1].Checkpoint().Size)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if _, err := audit.Open(ctx, st, cfg); err != nil {
 			t.Fatalf("the shared log does not verify: %v", err)
 		}

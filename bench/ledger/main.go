@@ -63,13 +63,14 @@ func main() {
 		leaves int64
 		r      benchenv.Result
 		fill   time.Duration
+		verify time.Duration // Open's check of the whole stored log
 	}
 	var rows []row
 	var proofs []proofRow
 	for _, db := range strings.Split(*dbs, ",") {
 		db = strings.TrimSpace(db)
 		for _, c := range conc {
-			l, stop := open(ctx, db, *pg)
+			l, _, stop := open(ctx, db, *pg)
 			var seq atomic.Int64
 			r := benchenv.Measure(*duration, c, func(int) error {
 				_, err := l.Append(ctx, [][]byte{record(seq.Add(1), *size)})
@@ -80,7 +81,7 @@ func main() {
 			rows = append(rows, row{db, c, r, behind, caughtUp})
 		}
 		if *proofLeaves > 0 {
-			l, stop := open(ctx, db, *pg)
+			l, reopen, stop := open(ctx, db, *pg)
 			start := time.Now()
 			fill(ctx, l, *proofLeaves, *size)
 			filled := time.Since(start)
@@ -88,8 +89,11 @@ func main() {
 				_, err := l.ProveInclusion(ctx, mrand.Int64N(*proofLeaves), *proofLeaves)
 				return err
 			})
+			start = time.Now()
+			reopen()
+			verified := time.Since(start)
 			stop()
-			proofs = append(proofs, proofRow{db, *proofLeaves, r, filled})
+			proofs = append(proofs, proofRow{db, *proofLeaves, r, filled, verified})
 		}
 	}
 	fmt.Println("| log | appenders | appends/s | p50 | p99 | errors | lookups behind at the end | caught up after |")
@@ -99,16 +103,18 @@ func main() {
 			r.behind, benchenv.Millis(r.caughtUp))
 	}
 	if len(proofs) > 0 {
-		fmt.Println("\n| database | records | inclusion proofs/s | p50 | p99 | filled at |")
-		fmt.Println("|---|---:|---:|---:|---:|---:|")
+		fmt.Println("\n| database | records | inclusion proofs/s | p50 | p99 | filled at | start-up check of the whole log |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 		for _, p := range proofs {
-			fmt.Printf("| %s | %d | %.0f | %s | %s | %.0f records/s |\n", p.db, p.leaves, p.r.Rate(), benchenv.Millis(p.r.Quantile(0.5)), benchenv.Millis(p.r.Quantile(0.99)), float64(p.leaves)/p.fill.Seconds())
+			fmt.Printf("| %s | %d | %.0f | %s | %s | %.0f records/s | %.1f s |\n", p.db, p.leaves, p.r.Rate(), benchenv.Millis(p.r.Quantile(0.5)), benchenv.Millis(p.r.Quantile(0.99)),
+				float64(p.leaves)/p.fill.Seconds(), p.verify.Seconds())
 		}
 	}
 }
 
-// open makes a fresh database with a running ledger.
-func open(ctx context.Context, db, pg string) (*audit.Log, func()) {
+// open makes a fresh database with a running ledger; reopen opens the
+// log again (verifying all of it, as a server does at start).
+func open(ctx context.Context, db, pg string) (l *audit.Log, reopen, stop func()) {
 	dsn, cleanup, err := benchenv.Database(ctx, db, pg)
 	if err != nil {
 		fatal(err)
@@ -122,14 +128,20 @@ func open(ctx context.Context, db, pg string) (*audit.Log, func()) {
 	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	l, err := audit.Open(ctx, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
+	cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log}
+	l, err = audit.Open(ctx, st, cfg)
 	if err != nil {
 		fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { l.Run(rctx); close(done) }()
-	return l, func() { cancel(); <-done; st.Close(); cleanup() }
+	reopen = func() {
+		if _, err := audit.Open(ctx, st, cfg); err != nil {
+			fatal(err)
+		}
+	}
+	return l, reopen, func() { cancel(); <-done; st.Close(); cleanup() }
 }
 
 // catchUp waits until every appended record has its lookup row (the
