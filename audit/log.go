@@ -58,6 +58,7 @@ type Log struct {
 
 	hashes *hashCache
 	edge   atomic.Pointer[edge] // the tree as this sequencer's last batch left it
+	follow time.Time            // until then, queued records are left to the lease holder
 	recent recentRecords
 
 	cpMu       sync.RWMutex
@@ -230,6 +231,9 @@ func (l *Log) integrate(ctx context.Context) {
 // it placed.
 func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, error) {
 	if len(batch) == 0 {
+		if time.Now().Before(l.follow) {
+			return 0, nil // another replica sequences: its lease is not checked again yet
+		}
 		if queued, err := l.st.LedgerQueued(ctx); err != nil || !queued {
 			return 0, err
 		}
@@ -252,7 +256,10 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		})
 	if errors.Is(err, store.ErrNotLeaseHolder) {
 		// Another replica sequences: hand the records over through the
-		// queue and wait for their indexes there.
+		// queue and wait for their indexes there; leave queued records to
+		// it for a second instead of trying its lease every poll (a dead
+		// sequencer's lease runs out only after LeaseTTL anyway).
+		l.follow = time.Now().Add(time.Second)
 		if len(batch) == 0 {
 			return 0, nil
 		}
