@@ -37,6 +37,20 @@ func run(t *testing.T, l *audit.Log) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// runLogs opens n running logs on one store (n server replicas).
+func runLogs(t *testing.T, st *store.Store, cfg audit.Config, n int) []*audit.Log {
+	logs := make([]*audit.Log, n)
+	for i := range logs {
+		l, err := audit.Open(context.Background(), st, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, l)
+		logs[i] = l
+	}
+	return logs
+}
+
 func TestLog(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
@@ -268,15 +282,7 @@ func TestTwoReplicasShareOneLog(t *testing.T) {
 		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
 		signer, verifier := keys(t)
 		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: 50 * time.Millisecond}
-		var logs [2]*audit.Log
-		for i := range logs {
-			l, err := audit.Open(ctx, st, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			run(t, l)
-			logs[i] = l
-		}
+		logs := runLogs(t, st, cfg, 2)
 		var mu sync.Mutex
 		seen := map[int64]bool{}
 		var wg sync.WaitGroup
@@ -325,15 +331,7 @@ func TestSequencerTakesOverAPartialTree(t *testing.T) {
 		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
 		signer, verifier := keys(t)
 		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour, Holder: "host:/data"}
-		var logs [2]*audit.Log
-		for i := range logs {
-			l, err := audit.Open(ctx, st, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			run(t, l)
-			logs[i] = l
-		}
+		logs := runLogs(t, st, cfg, 2)
 		want := map[int64]string{}
 		for i := range 600 {
 			rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d"}`, i)

@@ -23,7 +23,18 @@ const lookupBatch = 5000
 // the appends' path: AuditEvent search and proofs by leaf hash see a
 // record a moment after its append. Only the sequencer fills them.
 func (l *Log) fillLookups(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	Follow(ctx, 200*time.Millisecond, lookupBatch, l.addLookups, func(err error) {
+		l.log.Error("ledger: filling the lookup table failed", "err", err)
+	})
+}
+
+// Follow runs work derived from the log: every interval, step (which
+// goes through at most limit records past where its work stands, and
+// says how many) runs again and again until it has caught up; an error
+// goes to fail and waits for the next interval. Follow returns when ctx
+// ends.
+func Follow(ctx context.Context, every time.Duration, limit int, step func(ctx context.Context, limit int) (int, error), fail func(error)) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -32,14 +43,14 @@ func (l *Log) fillLookups(ctx context.Context) {
 		case <-t.C:
 		}
 		for {
-			n, err := l.addLookups(ctx, lookupBatch)
+			n, err := step(ctx, limit)
 			if err != nil {
 				if ctx.Err() == nil {
-					l.log.Error("ledger: filling the lookup table failed", "err", err)
+					fail(err)
 				}
 				break
 			}
-			if n < lookupBatch {
+			if n < limit {
 				break
 			}
 		}

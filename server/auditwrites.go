@@ -34,27 +34,9 @@ const writeAuditBatch = 500
 // RunAuditEvents stores the AuditEvents of write records as the ledger
 // integrates them, until ctx ends.
 func (s *Server) RunAuditEvents(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for {
-			n, err := s.storeWriteAuditEvents(ctx, writeAuditBatch)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Error("ledger: storing write AuditEvents failed", "err", err)
-				}
-				break
-			}
-			if n < writeAuditBatch {
-				break
-			}
-		}
-	}
+	audit.Follow(ctx, 250*time.Millisecond, writeAuditBatch, s.storeWriteAuditEvents, func(err error) {
+		s.log.Error("ledger: storing write AuditEvents failed", "err", err)
+	})
 }
 
 // storeWriteAuditEvents stores the AuditEvents of the write records among

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
-	"github.com/glebarez/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -55,14 +53,8 @@ INSERT INTO ledger_lookup_state (id, looked_up) VALUES (1, -1);
 // openLookups opens (creating it if needed) the lookup file of the SQLite
 // database at dsn.
 func openLookups(ctx context.Context, dsn string) (*gorm.DB, error) {
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "busy_timeout(30000)")
-	q.Add("_pragma", "cache_size(-65536)")
-	q.Set("_txlock", "immediate")
 	path := strings.TrimPrefix(dsn, "sqlite:") + "-lookup"
-	db, err := gorm.Open(sqlite.Open("file:"+path+"?"+q.Encode()), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	db, err := gorm.Open(sqliteFile(path, "synchronous(NORMAL)"), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
 	}

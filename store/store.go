@@ -196,17 +196,24 @@ func dialectorFor(dsn string) (Dialect, gorm.Dialector, error) {
 			return "", nil, fmt.Errorf("store: create %s: %w", dir, err)
 		}
 	}
+	return SQLite, sqliteFile(path, "synchronous(FULL)", "foreign_keys(1)"), nil
+}
+
+// sqliteFile opens a SQLite file in WAL mode whose write transactions
+// take the lock at BEGIN and wait for it, with the given further pragmas.
+func sqliteFile(path string, pragmas ...string) gorm.Dialector {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "busy_timeout(30000)")
-	q.Add("_pragma", "foreign_keys(1)")
 	// 64 MiB of page cache per connection (SQLite's default is 2 MiB): the
 	// search indexes touch many pages per write, and re-reading them from
 	// the OS cost a fifth of ingest time (BENCHMARKS.md).
 	q.Add("_pragma", "cache_size(-65536)")
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
 	q.Set("_txlock", "immediate")
-	return SQLite, sqlite.Open("file:" + path + "?" + q.Encode()), nil
+	return sqlite.Open("file:" + path + "?" + q.Encode())
 }
 
 // withCustomPlans asks PostgreSQL to plan every execution of a cached

@@ -48,11 +48,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -63,6 +65,7 @@ import (
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
+	badger_as "github.com/transparency-dev/tessera/storage/posix/antispam"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -73,6 +76,7 @@ func main() {
 	dir := flag.String("dir", "", "directory in which each level's log directory is made (default: os.TempDir())")
 	batchAge := flag.Duration("batch-age", tessera.DefaultBatchMaxAge, "tessera batch max age")
 	batchSize := flag.Uint("batch-size", 0, "tessera batch max size (0: the number of appenders; tessera's default is 256)")
+	antispam := flag.Bool("antispam", true, "also run each level with tessera's persistent antispam (a Badger follower indexing entries by hash)")
 	flag.Parse()
 	var conc []int
 	for _, s := range strings.Split(*levels, ",") {
@@ -90,9 +94,18 @@ func main() {
 		if bs == 0 {
 			bs = uint(c)
 		}
-		r := run(*dir, c, *duration, *size, bs, *batchAge)
-		rows = append(rows, fmt.Sprintf("| tessera posix | %d | %.0f | %s | %s | %d |",
-			c, float64(len(r.lat))/duration.Seconds(), millis(r.quantile(0.5)), millis(r.quantile(0.99)), r.errors))
+		for _, as := range []bool{false, true} {
+			if as && !*antispam {
+				continue
+			}
+			name := "tessera posix"
+			if as {
+				name += " + badger antispam"
+			}
+			r := run(*dir, c, *duration, *size, bs, *batchAge, as)
+			rows = append(rows, fmt.Sprintf("| %s | %d | %.0f | %s | %s | %d |",
+				name, c, float64(len(r.lat))/duration.Seconds(), millis(r.quantile(0.5)), millis(r.quantile(0.99)), r.errors))
+		}
 	}
 	fmt.Println("| log | appenders | appends/s | p50 | p99 | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
@@ -107,7 +120,7 @@ type result struct {
 }
 
 // run measures c appenders on a fresh log for d.
-func run(dir string, c int, d time.Duration, size int, batchSize uint, batchAge time.Duration) result {
+func run(dir string, c int, d time.Duration, size int, batchSize uint, batchAge time.Duration, antispam bool) result {
 	path, err := os.MkdirTemp(dir, "tessera-bench-") // dir "" is os.TempDir()
 	if err != nil {
 		fatal(err)
@@ -131,6 +144,17 @@ func run(dir string, c int, d time.Duration, size int, batchSize uint, batchAge 
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(signer).
 		WithBatching(batchSize, batchAge)
+	if antispam {
+		// Tessera's own lookup of entries by hash, the counterpart of
+		// ehrledger's lookup rows: a follower indexes integrated entries in
+		// Badger, and appends are pushed back (ErrPushback, counted as
+		// errors) while it trails by more than its threshold.
+		as, err := badger_as.NewAntispam(ctx, filepath.Join(path, ".antispam"), badger_as.AntispamOpts{})
+		if err != nil {
+			fatal(err)
+		}
+		opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
+	}
 	app, shutdown, _, err := tessera.NewAppender(ctx, driver, opts)
 	if err != nil {
 		fatal(err)
@@ -151,8 +175,17 @@ func run(dir string, c int, d time.Duration, size int, batchSize uint, batchAge 
 				e := tessera.NewEntry(record(n.Add(1), size))
 				t := time.Now()
 				_, err := app.Add(ctx, e)()
+				// Pushed back (the antispam follower trails): a client
+				// backs off and tries again; the append is done when it
+				// has its index.
+				for errors.Is(err, tessera.ErrPushback) && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+					_, err = app.Add(ctx, e)()
+				}
 				if done := time.Now(); err != nil {
-					errs++
+					if !errors.Is(err, tessera.ErrPushback) {
+						errs++
+					}
 				} else if done.Before(deadline) {
 					lat = append(lat, done.Sub(t))
 				}
