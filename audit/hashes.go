@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ehrledger/ehrledger/store"
@@ -46,6 +47,10 @@ func (h *hashCache) reader(tree tlog.Tree, staged map[int64]tlog.Hash) tlog.Hash
 			return out, nil
 		}
 		got, err := tiles.ReadHashes(miss)
+		var read readError
+		if errors.As(err, &read) {
+			return nil, read.err // the store failed, the tiles were not checked
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: the stored tiles do not give the tree of size %d: %v", ErrTampered, tree.N, err)
 		}

@@ -79,7 +79,7 @@ func (ts *tileStore) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	got, err := ts.st.LedgerTiles(context.Background(), keys)
 	if err != nil {
-		return nil, err
+		return nil, readError{err}
 	}
 	for j, d := range got {
 		t := tiles[at[j]]
@@ -94,6 +94,12 @@ func (ts *tileStore) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// readError is a store error reading tiles, told apart from tlog finding
+// them inconsistent.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
 
 // SaveTiles implements tlog.TileReader: it caches the tiles tlog
 // authenticated. A partial one is cached too: a tile of a given width
