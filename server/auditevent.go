@@ -26,10 +26,12 @@ const (
 
 // auditEvents is GET /AuditEvent?patient=...: the ledger's records about
 // one patient as IHE BALP AuditEvents, in ledger order, each citing its
-// ledger index. AuditEvents are not stored resources: they are built from
-// the records, so that a disclosure costs one durable write. Parameters:
-// patient (required), date (with prefixes, repeatable), _count and the
-// _page cursor.
+// ledger index, built from the records (disclosure AuditEvents are not
+// stored, so that a disclosure costs one durable write; write ones are
+// stored too, auditwrites.go). Parameters: patient (required), date (with
+// prefixes, repeatable), agent (the recipient's client id or
+// Organization/<id>; repeatable, each a comma-separated list), _count and
+// the _page cursor.
 func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	params := r.URL.Query()
 	patient := strings.TrimPrefix(params.Get("patient"), "Patient/")
@@ -71,33 +73,68 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	leaves, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(patient), from, to, after, count+1)
-	if err != nil {
-		return err
+	type listed struct {
+		index int64
+		rec   *audit.Record
+	}
+	var found []listed
+	for len(found) <= count {
+		recs, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(patient), from, to, after, count+1)
+		if err != nil {
+			return err
+		}
+		for _, lr := range recs {
+			rec, err := audit.ParseRecord(lr.Data)
+			if err != nil {
+				return err
+			}
+			after = lr.Index
+			if byAgents(rec, params["agent"]) && len(found) <= count {
+				found = append(found, listed{lr.Index, rec})
+			}
+		}
+		if len(recs) <= count {
+			break
+		}
 	}
 	base := s.baseURL(r)
 	b := bundle{ResourceType: "Bundle", Type: "searchset"}
 	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
-	if len(leaves) > count {
-		leaves = leaves[:count]
+	if len(found) > count {
+		found = found[:count]
 		next := url.Values{}
 		for k, vs := range params {
 			next[k] = vs
 		}
-		next.Set("_page", strconv.FormatInt(leaves[len(leaves)-1].Index, 10))
+		next.Set("_page", strconv.FormatInt(found[len(found)-1].index, 10))
 		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + "/AuditEvent?" + next.Encode()})
 	}
-	for _, lf := range leaves {
-		rec, err := audit.ParseRecord(lf.Data)
-		if err != nil {
-			return err
-		}
-		ae, _ := json.Marshal(s.auditEvent(lf.Index, rec, patient)) // plain maps always marshal
-		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(lf.Index, 10),
+	for _, f := range found {
+		ae, _ := json.Marshal(s.auditEvent(f.index, f.rec, patient)) // plain maps always marshal
+		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10),
 			Resource: ae, Search: &bundleSearch{Mode: "match"}})
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
+}
+
+// byAgents says whether a record's recipient matches every agent
+// parameter: each a comma-separated list of which one must match, an
+// Organization/<id> reference the recipient's organisation, anything else
+// its client id.
+func byAgents(rec *audit.Record, agents []string) bool {
+	for _, a := range agents {
+		ok := false
+		for _, v := range strings.Split(a, ",") {
+			if r := rec.Recipient; r != nil && v != "" && (v == r.Client || v == r.Organization) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // auditEvent is the BALP AuditEvent of record n about patient.
@@ -151,8 +188,14 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 	}
 	ae["subtype"] = subtype
 	who := map[string]any{"display": "unidentified client"}
-	if rec.Recipient != nil && rec.Recipient.Client != "" {
-		who = map[string]any{"identifier": map[string]any{"value": rec.Recipient.Client}}
+	if rc := rec.Recipient; rc != nil && (rc.Client != "" || rc.Organization != "") {
+		who = map[string]any{}
+		if rc.Client != "" {
+			who["identifier"] = map[string]any{"value": rc.Client}
+		}
+		if rc.Organization != "" {
+			who["reference"] = rc.Organization
+		}
 	}
 	ae["agent"] = []any{
 		map[string]any{"type": map[string]any{"coding": []any{coding(dicom, "110152", "Destination Role ID")}}, "who": who, "requestor": true},

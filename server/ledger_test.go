@@ -3,12 +3,16 @@ package server_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/internal/testdb"
@@ -76,5 +80,91 @@ func TestNoRecordNoData(t *testing.T) {
 			t.Fatalf("the provider's own Organization with the ledger stopped: %v %v", err, res.Status)
 		}
 		res.Body.Close()
+	})
+}
+
+// TestAuditEventsByAgent lists a patient's records by recipient: records
+// appended with recipients (as authorised requests make them) are found by
+// client id or organisation, and paged.
+func TestAuditEventsByAgent(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		st, kr := testkeys.Open(t, store.Config{DSN: dsn, Logger: log})
+		ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
+		srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv)
+		defer hs.Close()
+		var recs [][]byte
+		for i, who := range []audit.Recipient{{Client: "client-a"}, {Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"},
+			{Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"}} {
+			rec := audit.Record{Type: audit.TypeDisclosure, Time: audit.FormatTime(time.Now()), Patient: pseudonyms.Of("p"), Recipient: &who,
+				Interaction: "read", Resources: []audit.Resource{{Ref: fmt.Sprintf("Observation/o%d/_history/1", i)}}}
+			recs = append(recs, rec.Bytes())
+		}
+		if _, err := ledger.Append(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		list := func(query string) (clients []string, next string) {
+			t.Helper()
+			res, err := hs.Client().Get(hs.URL + "/AuditEvent?" + query)
+			if err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("GET /AuditEvent?%s: %v %v", query, err, res.Status)
+			}
+			defer res.Body.Close()
+			var b struct {
+				Entry []struct {
+					Resource struct {
+						Agent []struct {
+							Who struct {
+								Identifier struct{ Value string } `json:"identifier"`
+								Reference  string                 `json:"reference"`
+							} `json:"who"`
+						} `json:"agent"`
+					} `json:"resource"`
+				} `json:"entry"`
+				Link []struct{ Relation, URL string } `json:"link"`
+			}
+			json.NewDecoder(res.Body).Decode(&b)
+			for _, e := range b.Entry {
+				clients = append(clients, e.Resource.Agent[0].Who.Identifier.Value+" "+e.Resource.Agent[0].Who.Reference)
+			}
+			for _, l := range b.Link {
+				if l.Relation == "next" {
+					next = l.URL[strings.Index(l.URL, "?")+1:]
+				}
+			}
+			return clients, next
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		const p = "patient=Patient/p"
+		for all, _ := list(p); len(all) < 5; all, _ = list(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the patient's records are not listed: %v", all)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for query, want := range map[string][]string{
+			"&agent=client-a":                       {"client-a ", "client-a ", "client-a "},
+			"&agent=Organization/o1":                {"client-b Organization/o1", "client-b Organization/o1"},
+			"&agent=client-a,Organization/o1":       {"client-a ", "client-b Organization/o1", "client-a ", "client-b Organization/o1", "client-a "},
+			"&agent=client-a&agent=client-b":        nil,
+			"&agent=nobody":                         nil,
+			"&agent=client-b&agent=Organization/o1": {"client-b Organization/o1", "client-b Organization/o1"},
+		} {
+			if got, _ := list(p + query); !slices.Equal(got, want) {
+				t.Errorf("%s lists %q, want %q", query, got, want)
+			}
+		}
+		page, next := list(p + "&agent=client-a&_count=2")
+		if len(page) != 2 || next == "" {
+			t.Fatalf("agent=client-a&_count=2: %q, next %q", page, next)
+		}
+		if rest, _ := list(next); len(rest) != 1 {
+			t.Fatalf("the next page of agent=client-a lists %q, want the third", rest)
+		}
 	})
 }
