@@ -67,7 +67,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	var err error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
 		tx := &Tx{db: nil, dialect: s.dialect, s: s}
-		err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		err = s.writer.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 			tx.db = db
 			return fn(tx)
 		}, opts)
