@@ -96,8 +96,9 @@ func testErase(t *testing.T, c *client, run string) {
 
 	// The stored write AuditEvents go on past the erased patient's write
 	// records (none is stored about the patient any more), and none of
-	// the erased patient's can be found.
-	deadline := time.Now().Add(10 * time.Second)
+	// the erased patient's can be found. They follow the log in order, so
+	// those of every write the suite made before come first.
+	deadline := time.Now().Add(writeAuditEventsWait)
 	for {
 		var b struct{ Entry []json.RawMessage }
 		json.Unmarshal(c.do(http.MethodGet, "/Patient/"+kept+"/AuditEvent", nil).want(t, http.StatusOK).body, &b)

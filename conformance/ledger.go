@@ -219,6 +219,12 @@ func testLedger(t *testing.T, c *client, run string) {
 	c.do(http.MethodGet, "/ledger/proof/inclusion?index=x", nil).want(t, http.StatusBadRequest)
 }
 
+// writeAuditEventsWait bounds the wait for stored write AuditEvents: the
+// server stores them in log order, so a test waits for those of every
+// write the suite made before it (thousands: slow under the race
+// detector, which instruments the pure-Go SQLite too).
+const writeAuditEventsWait = 2 * time.Minute
+
 // testAuditEvents checks the ledger's AuditEvent view: a patient's reads
 // come back as BALP PrivacyDisclosure AuditEvents citing the records the
 // reads named, filtered by date and paged.
@@ -321,7 +327,7 @@ func testAuditEvents(t *testing.T, c *client, run string) {
 		} `json:"entry"`
 	}
 	var compartment stored
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(writeAuditEventsWait)
 	for {
 		compartment = stored{}
 		json.Unmarshal(c.do(http.MethodGet, "/Patient/"+p+"/AuditEvent", nil).want(t, http.StatusOK).body, &compartment)

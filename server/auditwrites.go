@@ -55,18 +55,54 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	var writes []store.Write
+	// The records name patients only by pseudonym: a patient is the owner
+	// of the version a record names (of the one before, for a deletion),
+	// read for the whole batch at once, without opening bodies.
+	type pending struct {
+		index int64
+		rec   *audit.Record
+		ref   store.VersionRef
+	}
+	var todo []pending
+	var refs []store.VersionRef
 	for _, lr := range recs {
 		rec, err := audit.ParseRecord(lr.Data)
 		if err != nil || rec.Type != audit.TypeWrite || len(rec.Resources) == 0 {
 			continue
 		}
-		w, err := s.writeAuditEvent(ctx, lr.Index, rec)
-		if err != nil {
-			return 0, err
+		ref, ok := splitVersionRef(rec.Resources[0].Ref)
+		if !ok {
+			continue
 		}
+		todo = append(todo, pending{lr.Index, rec, ref})
+		refs = append(refs, ref)
+		if ref.VersionID > 1 {
+			refs = append(refs, store.VersionRef{Type: ref.Type, ID: ref.ID, VersionID: ref.VersionID - 1})
+		}
+	}
+	owners, err := s.store.VersionOwners(ctx, refs)
+	if err != nil {
+		return 0, err
+	}
+	var writes []store.Write
+	var ids []string
+	for _, p := range todo {
+		var patient string
+		if p.rec.Patient != "" {
+			o := owners[p.ref]
+			if o.Owner == "" && p.ref.VersionID > 1 { // a deletion
+				o = owners[store.VersionRef{Type: p.ref.Type, ID: p.ref.ID, VersionID: p.ref.VersionID - 1}]
+			}
+			var ok bool
+			patient, ok = strings.CutPrefix(o.Owner, "Patient/")
+			if !ok || o.Erased || s.pseudonyms.Of(patient) != p.rec.Patient {
+				continue // crypto-shredded, or not the patient the record names: nothing true to store
+			}
+		}
+		w := s.writeAuditEvent(p.index, p.rec, patient)
 		if w != nil {
 			writes = append(writes, *w)
+			ids = append(ids, w.Version.ID)
 		}
 	}
 	last := recs[len(recs)-1].Index
@@ -74,12 +110,14 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 		if err := tx.AdvanceLedgerCursor(ctx, writeAuditCursor, through, last); err != nil {
 			return err
 		}
-		fresh := writes[:0:0]
+		// A client may have written an AuditEvent of one of these ids first.
+		existing, err := tx.Existing(ctx, "AuditEvent", ids)
+		if err != nil {
+			return err
+		}
+		fresh := make([]store.Write, 0, len(writes))
 		for _, w := range writes {
-			// A client may have written an AuditEvent of that id first.
-			if cur, err := currentOrNil(ctx, tx, "AuditEvent", w.Version.ID); err != nil {
-				return err
-			} else if cur == nil {
+			if !existing[w.Version.ID] {
 				fresh = append(fresh, w)
 			}
 		}
@@ -94,53 +132,27 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 	return len(recs), nil
 }
 
-// writeAuditEvent builds the stored AuditEvent of write record n, or nil
-// when the patient it is about was erased meanwhile.
-func (s *Server) writeAuditEvent(ctx context.Context, n int64, rec *audit.Record) (*store.Write, error) {
-	var patient string
-	if rec.Patient != "" {
-		// The record names the patient only by pseudonym: the patient is
-		// the owner of the version it records (of the one before, for a
-		// deletion).
-		typ, id, vid, ok := splitVersionRef(rec.Resources[0].Ref)
-		if !ok {
-			return nil, nil
-		}
-		v, err := s.store.VRead(ctx, typ, id, vid)
-		if err == nil && v.Deleted && vid > 1 {
-			v, err = s.store.VRead(ctx, typ, id, vid-1)
-		}
-		var erased *store.ErasedError
-		if errors.As(err, &erased) || errors.Is(err, store.ErrNotFound) || err == nil && v.Erased {
-			return nil, nil // crypto-shredded: nothing about the patient is stored any more
-		}
-		if err != nil {
-			return nil, err
-		}
-		patient, _ = strings.CutPrefix(v.Owner, "Patient/")
-		if patient == "" || s.pseudonyms.Of(patient) != rec.Patient {
-			return nil, nil // not the patient the record names: nothing true to store
-		}
-	}
+// writeAuditEvent builds the stored AuditEvent of write record n about
+// patient ("" for none), or nil when it does not validate.
+func (s *Server) writeAuditEvent(n int64, rec *audit.Record, patient string) *store.Write {
 	body, err := json.Marshal(s.auditEvent(n, rec, patient))
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var in *incoming
+		if in, err = s.parseResource(body, "AuditEvent"); err == nil {
+			return s.newVersion(in, nil, http.MethodPost, http.StatusCreated).write
+		}
 	}
-	in, err := s.parseResource(body, "AuditEvent")
-	if err != nil {
-		// Not transient: retrying would stop every later AuditEvent.
-		s.log.Error("ledger: the AuditEvent of a write record is not valid; not stored", "index", n, "err", err)
-		return nil, nil
-	}
-	return s.newVersion(in, nil, http.MethodPost, http.StatusCreated).write, nil
+	// Not transient: retrying would stop every later AuditEvent.
+	s.log.Error("ledger: the AuditEvent of a write record is not valid; not stored", "index", n, "err", err)
+	return nil
 }
 
 // splitVersionRef splits "Type/id/_history/vid".
-func splitVersionRef(ref string) (typ, id string, vid int64, ok bool) {
+func splitVersionRef(ref string) (store.VersionRef, bool) {
 	parts := strings.Split(ref, "/")
 	if len(parts) != 4 || parts[2] != "_history" {
-		return "", "", 0, false
+		return store.VersionRef{}, false
 	}
 	vid, err := strconv.ParseInt(parts[3], 10, 64)
-	return parts[0], parts[1], vid, err == nil
+	return store.VersionRef{Type: parts[0], ID: parts[1], VersionID: vid}, err == nil
 }

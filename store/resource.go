@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -278,6 +279,85 @@ func (tx *Tx) seal(ctx context.Context, writes []Write) ([][]byte, error) {
 		if out[i], err = keys[v.Owner].Seal(bodyAAD(v.Type, v.ID, v.VersionID), v.Body); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// VersionRef names one version of a resource.
+type VersionRef struct {
+	Type      string
+	ID        string
+	VersionID int64
+}
+
+// VersionOwner is the data key owner of a stored version ("" for a
+// deletion, which seals nothing) and whether that key was erased.
+type VersionOwner struct {
+	Owner  string
+	Erased bool
+}
+
+// VersionOwners returns the owner of each stored version named (versions
+// not stored are left out), without opening any body.
+func (s *Store) VersionOwners(ctx context.Context, refs []VersionRef) (map[VersionRef]VersionOwner, error) {
+	want := make(map[VersionRef]bool, len(refs))
+	byType := map[string][]string{}
+	for _, r := range refs {
+		if !want[r] {
+			want[r] = true
+			byType[r.Type] = append(byType[r.Type], r.ID)
+		}
+	}
+	out := make(map[VersionRef]VersionOwner, len(refs))
+	for typ, ids := range byType {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		for start := 0; start < len(ids); start += 500 {
+			// Every version of those resources (a few each), kept when named.
+			var b builder
+			b.w(`SELECT v.res_id, v.version_id, v.key_owner, k.erased_us FROM resource_versions v` + versionKeys + ` WHERE v.res_type = `).arg(typ)
+			list(b.w(" AND v.res_id IN "), ids[start:min(start+500, len(ids))])
+			rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+			if err != nil {
+				return nil, s.classify(fmt.Errorf("store: version owners: %w", err))
+			}
+			for rows.Next() {
+				r := VersionRef{Type: typ}
+				var owner sql.NullString
+				var erased sql.NullInt64
+				if err := rows.Scan(&r.ID, &r.VersionID, &owner, &erased); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				if want[r] {
+					out[r] = VersionOwner{Owner: owner.String, Erased: erased.Valid}
+				}
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// Existing returns which of the ids of a type have a stored resource,
+// inside the transaction.
+func (tx *Tx) Existing(ctx context.Context, typ string, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var b builder
+	list(b.w("SELECT res_id FROM resources WHERE res_type = ").arg(typ).w(" AND res_id IN "), ids)
+	var found []string
+	if err := tx.db.WithContext(ctx).Raw(b.sql(), b.args...).Scan(&found).Error; err != nil {
+		return nil, fmt.Errorf("store: existing %s: %w", typ, err)
+	}
+	for _, id := range found {
+		out[id] = true
 	}
 	return out, nil
 }
