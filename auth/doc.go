@@ -1,6 +1,7 @@
-// Package auth is the resource-server half of SMART on FHIR authorization:
-// it verifies the JWT access tokens that clients present as Bearer tokens
-// and evaluates the SMART scopes they carry.
+// Package auth implements SMART on FHIR authorization: it verifies the JWT
+// access tokens that clients present as Bearer tokens, evaluates the SMART
+// scopes they carry, and issues such tokens to backend services through an
+// embedded authorization server.
 //
 // A Verifier checks a token's signature against the JSON Web Key Set of
 // one of the trusted issuers (fetched over HTTP, cached, refetched on key
@@ -15,9 +16,16 @@
 // access is confined to the patient in context, and which query
 // constraints the resources must meet.
 //
+// Server is an embedded authorization server for SMART Backend Services:
+// registered clients authenticate with a JWT assertion signed by one of
+// their keys (RS384 or ES384, RFC 7523, each assertion usable once) and
+// obtain short-lived access tokens carrying the system/ scopes they may
+// have, their purposes of use, actor and roles. It serves its token
+// endpoint and the JWKS a Verifier needs to accept those tokens.
+//
 // The package stands alone for now. The HTTP server will use it later to
-// authenticate requests; an embedded authorization server issuing the
-// tokens and the consent actors deciding what a grant may reach will be
-// added then. Scopes only delegate access: the server still applies the
-// user's or client's own permissions and the patient's consents on top.
+// authenticate requests and mount the authorization server; the consent
+// actors deciding what a grant may reach will be added then. Scopes only
+// delegate access: the server still applies the user's or client's own
+// permissions and the patient's consents on top.
 package auth
