@@ -36,20 +36,6 @@ const (
 // RSA-2048 and P-384 keys, the server's P-256 key, and keys nobody
 // registered.
 var asTestKeys = sync.OnceValue(func() map[string]any {
-	rsaKey := func() *rsa.PrivateKey {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	}
-	ecKey := func(c elliptic.Curve) *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(c, rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	}
 	return map[string]any{
 		"client-rsa":  rsaKey(),
 		"client-ec":   ecKey(elliptic.P384()),

@@ -54,21 +54,24 @@ func (k signingKey) public() jose.JSONWebKey {
 // withKid returns the same key under another kid.
 func (k signingKey) withKid(kid string) signingKey { k.kid = kid; return k }
 
+// rsaKey and ecKey make test keys (2048-bit RSA; ECDSA on a curve).
+func rsaKey() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func ecKey(c elliptic.Curve) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 var testKeys = sync.OnceValue(func() map[string]signingKey {
-	rsaKey := func() *rsa.PrivateKey {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	}
-	ecKey := func(c elliptic.Curve) *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(c, rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	}
 	return map[string]signingKey{
 		"a-rsa":   {kid: "a-rsa", alg: jose.RS256, priv: rsaKey()},
 		"a-ec":    {kid: "a-ec", alg: jose.ES256, priv: ecKey(elliptic.P256())},
