@@ -51,41 +51,45 @@ func runLogs(t *testing.T, st *store.Store, cfg audit.Config, n int) []*audit.Lo
 	return logs
 }
 
+// appendConcurrently runs workers appenders at once, worker w appending
+// each records one by one to logs[w%len(logs)], and returns the record
+// given each index; an index given twice is an error.
+func appendConcurrently(t *testing.T, logs []*audit.Log, workers, each int) map[int64]string {
+	var mu sync.Mutex
+	seen := map[int64]string{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)
+				idx, err := logs[w%len(logs)].Append(context.Background(), [][]byte{[]byte(rec)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if prev, dup := seen[idx[0]]; dup {
+					t.Errorf("index %d given to %s and %s", idx[0], prev, rec)
+				}
+				seen[idx[0]] = rec
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return seen
+}
+
 func TestLog(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
 		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
 		signer, verifier := keys(t)
 		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour}
-		l, err := audit.Open(ctx, st, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		run(t, l)
+		l := runLogs(t, st, cfg, 1)[0]
 
 		// 50 appenders at once, 20 records each: 1,000 distinct indexes.
-		var mu sync.Mutex
-		seen := map[int64]string{}
-		var wg sync.WaitGroup
-		for w := range 50 {
-			wg.Go(func() {
-				for i := range 20 {
-					rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)
-					idx, err := l.Append(ctx, [][]byte{[]byte(rec)})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					if prev, dup := seen[idx[0]]; dup {
-						t.Errorf("index %d given to %s and %s", idx[0], prev, rec)
-					}
-					seen[idx[0]] = rec
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		seen := appendConcurrently(t, []*audit.Log{l}, 50, 20)
 		if len(seen) != 1000 {
 			t.Fatalf("%d indexes for 1,000 records", len(seen))
 		}
@@ -283,27 +287,7 @@ func TestTwoReplicasShareOneLog(t *testing.T) {
 		signer, verifier := keys(t)
 		cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: 50 * time.Millisecond}
 		logs := runLogs(t, st, cfg, 2)
-		var mu sync.Mutex
-		seen := map[int64]bool{}
-		var wg sync.WaitGroup
-		for w := range 20 {
-			wg.Go(func() {
-				for i := range 10 {
-					idx, err := logs[w%2].Append(ctx, [][]byte{fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					if seen[idx[0]] {
-						t.Errorf("index %d given twice", idx[0])
-					}
-					seen[idx[0]] = true
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		seen := appendConcurrently(t, logs, 20, 10)
 		if n, _ := st.LedgerSize(ctx); n != 200 || len(seen) != 200 {
 			t.Fatalf("size %d, %d distinct indexes, want 200", n, len(seen))
 		}
