@@ -353,11 +353,7 @@ func (l *Log) Sign(ctx context.Context) ([]byte, error) {
 	if err := l.st.AddLedgerCheckpoint(ctx, cp); err != nil {
 		return nil, err
 	}
-	l.cpMu.Lock()
-	if cp.Size >= l.checkpoint.Size {
-		l.checkpoint = cp
-	}
-	l.cpMu.Unlock()
+	l.keepNewest(cp)
 	return signed, nil
 }
 
@@ -380,12 +376,17 @@ func (l *Log) signOrFollow(ctx context.Context) error {
 	if _, _, _, err := log.ParseCheckpoint(cps[0].Note, l.cfg.Origin, l.cfg.Verifier); err != nil {
 		return fmt.Errorf("%w: the newest stored checkpoint does not verify with the configured key: %v", ErrTampered, err)
 	}
-	l.cpMu.Lock()
-	if cps[0].Size > l.checkpoint.Size {
-		l.checkpoint = cps[0]
-	}
-	l.cpMu.Unlock()
+	l.keepNewest(cps[0])
 	return nil
+}
+
+// keepNewest makes cp the checkpoint served, unless a larger one is.
+func (l *Log) keepNewest(cp store.LedgerCheckpoint) {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
+	if cp.Size >= l.checkpoint.Size {
+		l.checkpoint = cp
+	}
 }
 
 // SignCovering returns a signed checkpoint whose tree holds record n:
