@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,25 +24,31 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
+// EmbeddedIssuerPath is where the embedded authorization server is
+// mounted under the FHIR base URL: its issuer is <base>/auth, its token
+// endpoint <base>/auth/token and its keys <base>/auth/jwks. A Verifier
+// names it as Issuer{URL: EmbeddedIssuerPath, Keys: s.PublicKeys()}.
+const EmbeddedIssuerPath = "/auth"
+
 // ServerConfig configures the embedded authorization server.
 type ServerConfig struct {
-	// Issuer is this authorization server's issuer URL, the "iss" of the
-	// access tokens it signs.
-	Issuer string
-	// TokenURL is the absolute URL of the token endpoint as clients reach
-	// it. Client assertions must carry it as "aud".
-	TokenURL string
-	// Audience is the FHIR base URL the access tokens are meant for, their
-	// "aud".
-	Audience string
-	// Clients are the registered clients; ids must be unique.
-	Clients []Client
+	// BaseURL returns the FHIR base URL a request reached, such as
+	// https://ehr.example/fhir: the audience of the tokens issued to it,
+	// the base of the issuer (<base>/auth) and of the token endpoint that
+	// client assertions must name (<base>/auth/token).
+	BaseURL func(r *http.Request) string
+	// Clients are the registered clients.
+	Clients Registry
+	// Assertions remembers the client assertions used, so that each is
+	// used once; nil means a bounded in-memory log, right for one process
+	// only (a restart or another replica would accept an assertion again).
+	Assertions AssertionLog
 	// Key is the private key signing the access tokens: ECDSA P-256 (ES256)
 	// or RSA of at least 2048 bits (RS256), with a kid. Its "alg", if set,
 	// must be the one its type implies.
 	Key *jose.JSONWebKey
 	// Lifetime is the validity of the access tokens; 0 means 5 minutes,
-	// and it may not exceed 1 hour.
+	// and it may not exceed MaxLifetime.
 	Lifetime time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -51,8 +58,6 @@ const (
 	// defaultLifetime is the validity of access tokens when
 	// ServerConfig.Lifetime is 0.
 	defaultLifetime = 5 * time.Minute
-	// maxLifetime is the longest ServerConfig.Lifetime accepted.
-	maxLifetime = time.Hour
 	// maxFormBytes bounds the body of a token request.
 	maxFormBytes = 64 << 10
 	// maxAssertionAhead is how far in the future a client assertion may
@@ -67,6 +72,9 @@ const (
 	// jwksMaxAge is the time clients may cache the JWKS, in seconds.
 	jwksMaxAge = 300
 )
+
+// MaxLifetime is the longest validity of an access token.
+const MaxLifetime = time.Hour
 
 // Values of token request parameters.
 const (
@@ -83,33 +91,30 @@ var assertionAlgs = []jose.SignatureAlgorithm{jose.RS384, jose.ES384}
 
 // Server is the embedded authorization server for SMART Backend Services
 // (the client credentials grant with JWT client authentication). It issues
-// signed JWT access tokens that a Verifier configured with its Issuer,
-// its /jwks URL and its Audience accepts. It is an http.Handler, safe for
-// concurrent use.
+// signed JWT access tokens that a Verifier trusting
+// Issuer{URL: EmbeddedIssuerPath, Keys: PublicKeys()} accepts. It is an
+// http.Handler, safe for concurrent use.
 type Server struct {
-	issuer   string
-	tokenURL string
-	audience string
-	clients  map[string]*registeredClient
-	signer   jose.Signer
-	jwks     []byte
-	lifetime time.Duration
-	now      func() time.Time
-	replay   *replayCache
+	baseURL    func(r *http.Request) string
+	clients    Registry
+	assertions AssertionLog
+	signer     jose.Signer
+	public     jose.JSONWebKey
+	jwks       []byte
+	lifetime   time.Duration
+	now        func() time.Time
 }
 
-// NewServer checks cfg and returns a Server. The Clients are copied: later
-// changes to cfg do not affect the server.
+// NewServer checks cfg and returns a Server.
 func NewServer(cfg ServerConfig) (*Server, error) {
-	for _, u := range []struct{ name, value string }{
-		{"issuer", cfg.Issuer}, {"token URL", cfg.TokenURL}, {"audience", cfg.Audience},
-	} {
-		if err := checkAbsoluteURL(u.value); err != nil {
-			return nil, fmt.Errorf("auth: server %s: %w", u.name, err)
-		}
+	if cfg.BaseURL == nil {
+		return nil, errors.New("auth: server needs BaseURL")
 	}
-	if cfg.Lifetime < 0 || cfg.Lifetime > maxLifetime {
-		return nil, fmt.Errorf("auth: token lifetime %v is not between 0 and %v", cfg.Lifetime, maxLifetime)
+	if cfg.Clients == nil {
+		return nil, errors.New("auth: server needs a client registry")
+	}
+	if cfg.Lifetime < 0 || cfg.Lifetime > MaxLifetime {
+		return nil, fmt.Errorf("auth: token lifetime %v is not between 0 and %v", cfg.Lifetime, MaxLifetime)
 	}
 	alg, err := serverAlgorithm(cfg.Key)
 	if err != nil {
@@ -129,15 +134,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("auth: signing key: %w", err)
 	}
 	s := &Server{
-		issuer:   cfg.Issuer,
-		tokenURL: strings.TrimSuffix(cfg.TokenURL, "/"),
-		audience: cfg.Audience,
-		clients:  map[string]*registeredClient{},
-		signer:   signer,
-		jwks:     jwks,
-		lifetime: cfg.Lifetime,
-		now:      cfg.Now,
-		replay:   newReplayCache(maxReplayEntries),
+		baseURL:    cfg.BaseURL,
+		clients:    cfg.Clients,
+		assertions: cfg.Assertions,
+		signer:     signer,
+		public:     pub,
+		jwks:       jwks,
+		lifetime:   cfg.Lifetime,
+		now:        cfg.Now,
+	}
+	if s.assertions == nil {
+		s.assertions = newReplayCache(maxReplayEntries)
 	}
 	if s.lifetime == 0 {
 		s.lifetime = defaultLifetime
@@ -145,18 +152,21 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for _, c := range cfg.Clients {
-		rc, err := checkClient(c)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-		if _, dup := s.clients[rc.ID]; dup {
-			return nil, fmt.Errorf("auth: client %q registered twice", rc.ID)
-		}
-		s.clients[rc.ID] = rc
-	}
 	return s, nil
 }
+
+// PublicKeys returns the keys that verify the server's tokens.
+func (s *Server) PublicKeys() []jose.JSONWebKey { return []jose.JSONWebKey{s.public} }
+
+// IssuerURL returns the issuer identifier of the tokens issued at the
+// FHIR base URL base.
+func IssuerURL(base string) string { return strings.TrimSuffix(base, "/") + EmbeddedIssuerPath }
+
+// TokenURL returns the token endpoint under the FHIR base URL base.
+func TokenURL(base string) string { return IssuerURL(base) + "/token" }
+
+// JWKSURL returns the key set endpoint under the FHIR base URL base.
+func JWKSURL(base string) string { return IssuerURL(base) + "/jwks" }
 
 // checkAbsoluteURL checks that s is an absolute http or https URL.
 func checkAbsoluteURL(s string) error {
@@ -267,17 +277,21 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": sanitize(e.desc)})
 }
 
-// tokenResponse is the successful answer of the token endpoint.
-type tokenResponse struct {
+func (e *oauthError) Error() string { return "auth: " + e.code + ": " + e.desc }
+
+// Token is an issued access token, as the token endpoint answers it.
+type Token struct {
 	AccessToken string `json:"access_token"`
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
 	Scope       string `json:"scope"`
+	// Patient is the patient in context, for patient/ scopes.
+	Patient string `json:"patient,omitempty"`
 }
 
 // serveToken handles a token request.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	resp, oerr := s.issue(w, r)
+	resp, oerr := s.tokenRequest(w, r)
 	if oerr != nil {
 		writeOAuthError(w, oerr)
 		return
@@ -289,8 +303,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// issue checks a token request and mints its access token.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
+// tokenRequest checks a token request and mints its access token.
+func (s *Server) tokenRequest(w http.ResponseWriter, r *http.Request) (*Token, *oauthError) {
 	form, oerr := readForm(w, r)
 	if oerr != nil {
 		return nil, oerr
@@ -302,52 +316,116 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	default:
 		return nil, &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type", desc: "only the client_credentials grant is supported"}
 	}
+	base := strings.TrimSuffix(s.baseURL(r), "/")
 	now := s.now()
-	client, oerr := s.authenticate(form, now)
+	client, oerr := s.authenticate(r.Context(), form, TokenURL(base), now)
 	if oerr != nil {
 		return nil, oerr
 	}
-	rawScope := form.Get("scope")
-	if strings.TrimSpace(rawScope) == "" {
+	if strings.TrimSpace(form.Get("scope")) == "" {
 		return nil, badRequest("scope is required")
 	}
-	requested, _ := ParseScopes(rawScope)
-	granted := grantScopes(requested, client.Scopes)
-	if len(granted) == 0 {
-		return nil, &oauthError{status: http.StatusBadRequest, code: "invalid_scope", desc: "none of the requested scopes may be granted to this client; Backend Services grants system/ resource scopes only"}
+	return s.mint(client, base, form.Get("scope"), strings.Fields(form.Get("purpose_of_use")), "", 0, now)
+}
+
+// TokenRequest is what Issue is asked for.
+type TokenRequest struct {
+	// Client is the id of a registered client.
+	Client string
+	// Scope holds the requested scopes, space-separated.
+	Scope string
+	// Purposes are the requested purposes of use; none asks for all the
+	// client's.
+	Purposes []string
+	// Patient is the patient in context for patient/ scopes. A client
+	// registered for one patient has that patient whatever is asked.
+	Patient string
+	// Lifetime is the token's validity; 0 means the server's, and it may
+	// not exceed MaxLifetime.
+	Lifetime time.Duration
+}
+
+// Issue mints an access token for a registered client at the FHIR base
+// URL base, without a client assertion: for the operator's own tools
+// (ehrledger token), never in answer to a network request. The scopes and
+// purposes granted follow the same rules as at the token endpoint; an
+// error says why nothing could be granted.
+func (s *Server) Issue(ctx context.Context, base string, req TokenRequest) (*Token, error) {
+	if req.Lifetime < 0 || req.Lifetime > MaxLifetime {
+		return nil, fmt.Errorf("auth: token lifetime %v is not between 0 and %v", req.Lifetime, MaxLifetime)
 	}
-	purposes, oerr := choosePurposes(form.Get("purpose_of_use"), client.Purposes)
+	if err := checkAbsoluteURL(base); err != nil {
+		return nil, fmt.Errorf("auth: base URL: %w", err)
+	}
+	c, err := s.clients.Client(ctx, req.Client)
+	if err != nil {
+		return nil, err
+	}
+	client, err := checkClient(*c)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	tok, oerr := s.mint(client, strings.TrimSuffix(base, "/"), req.Scope, req.Purposes, req.Patient, req.Lifetime, s.now())
 	if oerr != nil {
 		return nil, oerr
 	}
+	return tok, nil
+}
 
+// mint grants what client may have of the requested scopes and purposes
+// and signs the access token.
+func (s *Server) mint(client *registeredClient, base, rawScope string, purposes []string, patient string, lifetime time.Duration, now time.Time) (*Token, *oauthError) {
+	switch {
+	case client.Patient == "":
+	case patient != "" && patient != client.Patient:
+		return nil, badRequest("this client acts for one patient only; it cannot have another in context")
+	default:
+		patient = client.Patient
+	}
+	if patient != "" && !fhirID.MatchString(patient) {
+		return nil, badRequest("the patient in context is not a FHIR resource id")
+	}
+	requested, _ := ParseScopes(rawScope)
+	granted := grantScopes(requested, client.Scopes, patient != "")
+	if len(granted) == 0 {
+		return nil, &oauthError{status: http.StatusBadRequest, code: "invalid_scope", desc: "none of the requested scopes may be granted to this client (patient/ scopes need a patient in context)"}
+	}
+	purposes, oerr := choosePurposes(purposes, client.Purposes)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if lifetime == 0 {
+		lifetime = s.lifetime
+	}
 	scopeText := make([]string, len(granted))
 	for i, sc := range granted {
 		scopeText[i] = sc.Raw
 	}
 	claims := accessClaims{
-		Issuer:       s.issuer,
-		Audience:     s.audience,
+		Issuer:       IssuerURL(base),
+		Audience:     base,
 		Subject:      client.ID,
 		ClientID:     client.ID,
 		Scope:        strings.Join(scopeText, " "),
+		Patient:      patient,
 		PurposeOfUse: purposes,
 		Actor:        client.Actor,
 		Roles:        client.Roles,
 		IssuedAt:     now.Unix(),
 		NotBefore:    now.Unix(),
-		Expiry:       now.Add(s.lifetime).Unix(),
+		Expiry:       now.Add(lifetime).Unix(),
 		ID:           randomID(),
 	}
 	tok, err := jwt.Signed(s.signer).Claims(claims).Serialize()
 	if err != nil {
 		return nil, &oauthError{status: http.StatusInternalServerError, code: "server_error", desc: "the access token could not be signed"}
 	}
-	return &tokenResponse{
+	return &Token{
 		AccessToken: tok,
 		TokenType:   "bearer",
-		ExpiresIn:   int64(s.lifetime / time.Second),
+		ExpiresIn:   int64(lifetime / time.Second),
 		Scope:       claims.Scope,
+		Patient:     patient,
 	}, nil
 }
 
@@ -358,6 +436,7 @@ type accessClaims struct {
 	Subject      string   `json:"sub"`
 	ClientID     string   `json:"client_id"`
 	Scope        string   `json:"scope"`
+	Patient      string   `json:"patient,omitempty"`
 	PurposeOfUse []string `json:"purpose_of_use,omitempty"`
 	Actor        string   `json:"actor"`
 	Roles        []string `json:"roles,omitempty"`
@@ -407,7 +486,7 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 
 // authenticate checks the client assertion of a token request (RFC 7523
 // and SMART Backend Services) and returns the client it authenticates.
-func (s *Server) authenticate(form url.Values, now time.Time) (*registeredClient, *oauthError) {
+func (s *Server) authenticate(ctx context.Context, form url.Values, tokenURL string, now time.Time) (*registeredClient, *oauthError) {
 	switch form.Get("client_assertion_type") {
 	case AssertionTypeJWTBearer:
 	case "":
@@ -440,9 +519,12 @@ func (s *Server) authenticate(form url.Values, now time.Time) (*registeredClient
 	if err := josejson.Unmarshal(jws.UnsafePayloadWithoutVerification(), &unverified); err != nil {
 		return nil, badClient("the client assertion's payload is not a JSON claims set")
 	}
-	client, ok := s.clients[unverified.Issuer]
-	if !ok {
-		return nil, badClient("unknown client")
+	client, oerr := s.lookup(ctx, unverified.Issuer)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if len(client.keys) == 0 {
+		return nil, badClient("this client has no registered keys, so it cannot authenticate here")
 	}
 	if id := form.Get("client_id"); id != "" && id != client.ID {
 		return nil, badClient("client_id does not name the client of the assertion")
@@ -465,7 +547,7 @@ func (s *Server) authenticate(form url.Values, now time.Time) (*registeredClient
 	if claims.Issuer != client.ID || claims.Subject != client.ID {
 		return nil, badClient("the client assertion's iss and sub must both be the client id")
 	}
-	if !audienceHas(claims.Audience, s.tokenURL) {
+	if !audienceHas(claims.Audience, tokenURL) {
 		return nil, badClient("the client assertion's aud must be the token endpoint URL")
 	}
 	if claims.Expiry == nil {
@@ -490,13 +572,38 @@ func (s *Server) authenticate(form url.Values, now time.Time) (*registeredClient
 	case len(claims.ID) > maxJTIBytes:
 		return nil, badClient(fmt.Sprintf("the client assertion's jti is longer than %d bytes", maxJTIBytes))
 	}
-	switch s.replay.add(client.ID, claims.ID, exp.Add(assertionLeeway), now) {
-	case replaySeen:
-		return nil, badClient("the client assertion was already used: each needs a new jti")
-	case replayOverflow:
+	fresh, err := s.assertions.UseAssertion(ctx, client.ID, claims.ID, exp.Add(assertionLeeway), now)
+	switch {
+	case errors.Is(err, ErrAssertionLogFull):
 		return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "too many client assertions in use; retry later", retryAfter: true}
+	case err != nil:
+		return nil, unavailable()
+	case !fresh:
+		return nil, badClient("the client assertion was already used: each needs a new jti")
 	}
 	return client, nil
+}
+
+// lookup finds a registered client and checks its registration.
+func (s *Server) lookup(ctx context.Context, id string) (*registeredClient, *oauthError) {
+	c, err := s.clients.Client(ctx, id)
+	switch {
+	case errors.Is(err, ErrUnknownClient):
+		return nil, badClient("unknown client")
+	case err != nil:
+		return nil, unavailable()
+	}
+	client, err := checkClient(*c)
+	if err != nil {
+		return nil, badClient("the client's registration is not valid")
+	}
+	return client, nil
+}
+
+// unavailable is the answer when the registry or the assertion log
+// cannot be reached.
+func unavailable() *oauthError {
+	return &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the authorization server cannot reach its storage; retry later", retryAfter: true}
 }
 
 // audienceHas reports whether aud holds want, ignoring a trailing slash.
@@ -509,11 +616,10 @@ func audienceHas(aud jwt.Audience, want string) bool {
 	return false
 }
 
-// choosePurposes checks the requested purposes of use (space-separated)
-// against the client's allowed ones, and returns them without repeats; an
-// empty request gives all the allowed ones.
-func choosePurposes(raw string, allowed []string) ([]string, *oauthError) {
-	requested := strings.Fields(raw)
+// choosePurposes checks the requested purposes of use against the
+// client's allowed ones, and returns them without repeats; an empty
+// request gives all the allowed ones.
+func choosePurposes(requested, allowed []string) ([]string, *oauthError) {
 	if len(requested) == 0 {
 		return allowed, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,10 +27,9 @@ import (
 )
 
 const (
-	asIssuer   = "https://ehr.example/auth"
-	asAudience = "https://ehr.example/fhir"
-	rsaClient  = "backend-rsa"
-	ecClient   = "backend-ec"
+	rsaClient     = "backend-rsa"
+	ecClient      = "backend-ec"
+	patientClient = "patient-app"
 )
 
 // asTestKeys are the keys of the authorization server tests: the clients'
@@ -54,14 +54,17 @@ func clientRSA() signingKey {
 }
 func clientEC() signingKey { return signingKey{kid: "ec-1", alg: jose.ES384, priv: asKey("client-ec")} }
 
-// asFixture is an authorization server mounted under /auth/ of a test
-// HTTP server, with a settable clock.
+// asFixture is an authorization server mounted under /fhir/auth/ of a
+// test HTTP server whose FHIR base is /fhir, with a settable clock.
 type asFixture struct {
 	t        *testing.T
 	clock    *clock
 	srv      *httptest.Server
+	base     string // the FHIR base URL: the tokens' audience
+	issuer   string
 	tokenURL string
 	jwksURL  string
+	as       *auth.Server
 	jti      atomic.Int64
 }
 
@@ -84,7 +87,7 @@ func testClients() []auth.Client {
 			Actor:    "Organization/clinic",
 			Roles:    []string{"registry", "lab"},
 			Purposes: []string{"TREAT", "HOPERAT"},
-			Scopes:   scopes("system/Observation.rs system/Patient.r system/Condition.rs?category=problem-list-item patient/*.cruds user/*.cruds"),
+			Scopes:   scopes("system/Observation.rs system/Patient.r system/Condition.rs?category=problem-list-item patient/*.cruds user/Observation.rs ehrledger/admin"),
 		},
 		{
 			ID:       ecClient,
@@ -92,6 +95,14 @@ func testClients() []auth.Client {
 			Actor:    "Practitioner/123",
 			Purposes: []string{"TREAT", "ETREAT", "PUBHLTH"},
 			Scopes:   scopes("system/*.rs"),
+		},
+		{
+			ID:       patientClient,
+			Keys:     jose.JSONWebKeySet{Keys: []jose.JSONWebKey{clientEC().withKid("pt-1").public()}},
+			Actor:    "Patient/p-1",
+			Purposes: []string{"PATRQT"},
+			Scopes:   scopes("patient/*.rs"),
+			Patient:  "p-1",
 		},
 	}
 }
@@ -108,15 +119,19 @@ func newASFixture(t *testing.T, edit func(*auth.ServerConfig)) *asFixture {
 		handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.srv.Close)
-	f.tokenURL = f.srv.URL + "/auth/token"
-	f.jwksURL = f.srv.URL + "/auth/jwks"
+	f.base = f.srv.URL + "/fhir"
+	f.issuer = f.base + "/auth"
+	f.tokenURL = f.base + "/auth/token"
+	f.jwksURL = f.base + "/auth/jwks"
+	registry, err := auth.NewStaticRegistry(testClients()...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := auth.ServerConfig{
-		Issuer:   asIssuer,
-		TokenURL: f.tokenURL,
-		Audience: asAudience,
-		Clients:  testClients(),
-		Key:      serverKey(),
-		Now:      f.clock.Now,
+		BaseURL: func(*http.Request) string { return f.base },
+		Clients: registry,
+		Key:     serverKey(),
+		Now:     f.clock.Now,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -125,8 +140,9 @@ func newASFixture(t *testing.T, edit func(*auth.ServerConfig)) *asFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.as = as
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", http.StripPrefix("/auth", as))
+	mux.Handle("/fhir/auth/", http.StripPrefix("/fhir/auth", as))
 	handler = mux
 	return f
 }
@@ -255,8 +271,8 @@ func wantError(t *testing.T, r reply, status int, code, sent string) {
 func (f *asFixture) verifier() *auth.Verifier {
 	f.t.Helper()
 	v, err := auth.NewVerifier(auth.Config{
-		Issuers:  []auth.Issuer{{URL: asIssuer, JWKSURL: f.jwksURL}},
-		Audience: asAudience,
+		Issuers:  []auth.Issuer{{URL: f.issuer, JWKSURL: f.jwksURL}},
+		Audience: f.base,
 		Now:      f.clock.Now,
 	})
 	if err != nil {
@@ -300,7 +316,7 @@ func TestTokenIssuedAndVerified(t *testing.T) {
 	form.Set("client_id", rsaClient)
 	tok, scope := f.wantToken(f.post(form))
 
-	wantScope := "system/Observation.rs system/Patient.r system/Condition.rs?category=problem-list-item"
+	wantScope := "system/Observation.rs system/Patient.r user/Observation.rs system/Condition.rs?category=problem-list-item"
 	if scope != wantScope {
 		t.Errorf("scope %q, want %q", scope, wantScope)
 	}
@@ -308,7 +324,7 @@ func TestTokenIssuedAndVerified(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the issued token does not verify: %v", err)
 	}
-	if claims.Issuer != asIssuer || claims.Subject != rsaClient || claims.ClientID != rsaClient {
+	if claims.Issuer != f.issuer || claims.Subject != rsaClient || claims.ClientID != rsaClient {
 		t.Errorf("iss %q sub %q client %q", claims.Issuer, claims.Subject, claims.ClientID)
 	}
 	if got := scopeStrings(claims.Scopes); !slices.Equal(got, strings.Fields(wantScope)) {
@@ -337,7 +353,7 @@ func TestTokenIssuedAndVerified(t *testing.T) {
 	if header["alg"] != "ES256" || header["kid"] != "as-1" {
 		t.Errorf("token header %v", header)
 	}
-	if raw["actor"] != "Organization/clinic" || raw["aud"] != asAudience {
+	if raw["actor"] != "Organization/clinic" || raw["aud"] != f.base {
 		t.Errorf("actor %v aud %v", raw["actor"], raw["aud"])
 	}
 	if roles, _ := raw["roles"].([]any); len(roles) != 2 || roles[0] != "registry" || roles[1] != "lab" {
@@ -517,7 +533,7 @@ func TestTokenRefusals(t *testing.T) {
 			return tokenForm(tok, "system/Observation.rs")
 		}, 401, "invalid_client"},
 		{"aud is the FHIR base", func() url.Values {
-			return tokenForm(f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["aud"] = asAudience }), "system/Observation.rs")
+			return tokenForm(f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["aud"] = f.base }), "system/Observation.rs")
 		}, 401, "invalid_client"},
 		{"no aud", func() url.Values {
 			return tokenForm(f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["aud"] = nil }), "system/Observation.rs")
@@ -571,8 +587,11 @@ func TestTokenRefusals(t *testing.T) {
 		{"only a patient scope", func() url.Values {
 			return tokenForm(f.assertion(rsaClient, clientRSA(), nil), "patient/Observation.rs")
 		}, 400, "invalid_scope"},
-		{"only a user scope", func() url.Values {
+		{"a user scope beyond the registered one", func() url.Values {
 			return tokenForm(f.assertion(rsaClient, clientRSA(), nil), "user/*.rs openid")
+		}, 400, "invalid_scope"},
+		{"a system scope for a patient's client", func() url.Values {
+			return tokenForm(f.assertion(patientClient, clientEC().withKid("pt-1"), nil), "system/*.rs")
 		}, 400, "invalid_scope"},
 		{"constraint dropped", func() url.Values {
 			return tokenForm(f.assertion(rsaClient, clientRSA(), nil), "system/Condition.rs")
@@ -679,7 +698,7 @@ func TestAssertionReplay(t *testing.T) {
 	wantError(t, f.post(tokenForm(b, "system/Observation.rs")), 401, "invalid_client", b)
 
 	// A refused assertion does not use up its jti.
-	refused := f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["jti"] = "j-x"; c["aud"] = asAudience })
+	refused := f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["jti"] = "j-x"; c["aud"] = f.base })
 	wantError(t, f.post(tokenForm(refused, "system/Observation.rs")), 401, "invalid_client", refused)
 	f.wantToken(f.post(tokenForm(f.assertion(rsaClient, clientRSA(), func(c map[string]any) { c["jti"] = "j-x" }), "system/Observation.rs")))
 }
@@ -716,13 +735,15 @@ func TestNewServerChecksConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registry, err := auth.NewStaticRegistry(testClients()...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	valid := func() auth.ServerConfig {
 		return auth.ServerConfig{
-			Issuer:   asIssuer,
-			TokenURL: "https://ehr.example/auth/token",
-			Audience: asAudience,
-			Clients:  testClients(),
-			Key:      serverKey(),
+			BaseURL: func(*http.Request) string { return "https://ehr.example/fhir" },
+			Clients: registry,
+			Key:     serverKey(),
 		}
 	}
 	if _, err := auth.NewServer(valid()); err != nil {
@@ -734,11 +755,10 @@ func TestNewServerChecksConfig(t *testing.T) {
 		t.Fatalf("RSA server key refused: %v", err)
 	}
 	bad := map[string]func(*auth.ServerConfig){
-		"no issuer":          func(c *auth.ServerConfig) { c.Issuer = "" },
-		"relative token URL": func(c *auth.ServerConfig) { c.TokenURL = "/auth/token" },
-		"no audience":        func(c *auth.ServerConfig) { c.Audience = "" },
-		"no key":             func(c *auth.ServerConfig) { c.Key = nil },
-		"key without kid":    func(c *auth.ServerConfig) { c.Key = &jose.JSONWebKey{Key: asKey("server")} },
+		"no base URL":     func(c *auth.ServerConfig) { c.BaseURL = nil },
+		"no registry":     func(c *auth.ServerConfig) { c.Clients = nil },
+		"no key":          func(c *auth.ServerConfig) { c.Key = nil },
+		"key without kid": func(c *auth.ServerConfig) { c.Key = &jose.JSONWebKey{Key: asKey("server")} },
 		"public key": func(c *auth.ServerConfig) {
 			c.Key = &jose.JSONWebKey{Key: &asKey("server").(*ecdsa.PrivateKey).PublicKey, KeyID: "k"}
 		},
@@ -750,20 +770,8 @@ func TestNewServerChecksConfig(t *testing.T) {
 		"symmetric key": func(c *auth.ServerConfig) {
 			c.Key = &jose.JSONWebKey{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "k"}
 		},
-		"negative lifetime":  func(c *auth.ServerConfig) { c.Lifetime = -time.Second },
-		"lifetime over 1h":   func(c *auth.ServerConfig) { c.Lifetime = time.Hour + time.Second },
-		"duplicate client":   func(c *auth.ServerConfig) { c.Clients = append(c.Clients, c.Clients[0]) },
-		"client without id":  func(c *auth.ServerConfig) { c.Clients[0].ID = "" },
-		"client without key": func(c *auth.ServerConfig) { c.Clients[0].Keys = jose.JSONWebKeySet{} },
-		"client key no kid":  func(c *auth.ServerConfig) { c.Clients[0].Keys.Keys[0].KeyID = "" },
-		"client P-256 key": func(c *auth.ServerConfig) {
-			c.Clients[1].Keys.Keys[0].Key = &asKey("p256").(*ecdsa.PrivateKey).PublicKey
-		},
-		"client RS256 key":     func(c *auth.ServerConfig) { c.Clients[0].Keys.Keys[0].Algorithm = "RS256" },
-		"client small RSA":     func(c *auth.ServerConfig) { c.Clients[0].Keys.Keys[0].Key = &rsaSmall.PublicKey },
-		"client without actor": func(c *auth.ServerConfig) { c.Clients[0].Actor = "" },
-		"client bad actor":     func(c *auth.ServerConfig) { c.Clients[0].Actor = "clinic" },
-		"client bad purpose":   func(c *auth.ServerConfig) { c.Clients[0].Purposes = []string{"TREAT", ""} },
+		"negative lifetime": func(c *auth.ServerConfig) { c.Lifetime = -time.Second },
+		"lifetime over 1h":  func(c *auth.ServerConfig) { c.Lifetime = time.Hour + time.Second },
 	}
 	for name, edit := range bad {
 		cfg := valid()
@@ -772,18 +780,65 @@ func TestNewServerChecksConfig(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+func TestRegistrationChecks(t *testing.T) {
+	rsaSmall, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.NewStaticRegistry(testClients()...); err != nil {
+		t.Fatalf("valid clients refused: %v", err)
+	}
+	bad := map[string]func([]auth.Client) []auth.Client{
+		"duplicate client":  func(c []auth.Client) []auth.Client { return append(c, c[0]) },
+		"client without id": func(c []auth.Client) []auth.Client { c[0].ID = ""; return c },
+		"client key no kid": func(c []auth.Client) []auth.Client { c[0].Keys.Keys[0].KeyID = ""; return c },
+		"client P-256 key": func(c []auth.Client) []auth.Client {
+			c[1].Keys.Keys[0].Key = &asKey("p256").(*ecdsa.PrivateKey).PublicKey
+			return c
+		},
+		"client RS256 key":     func(c []auth.Client) []auth.Client { c[0].Keys.Keys[0].Algorithm = "RS256"; return c },
+		"client small RSA":     func(c []auth.Client) []auth.Client { c[0].Keys.Keys[0].Key = &rsaSmall.PublicKey; return c },
+		"client without actor": func(c []auth.Client) []auth.Client { c[0].Actor = ""; return c },
+		"client bad actor":     func(c []auth.Client) []auth.Client { c[0].Actor = "clinic"; return c },
+		"client bad purpose":   func(c []auth.Client) []auth.Client { c[0].Purposes = []string{"TREAT", ""}; return c },
+		"client bad patient":   func(c []auth.Client) []auth.Client { c[2].Patient = "p 1"; return c },
+		"client bad scope": func(c []auth.Client) []auth.Client {
+			c[0].Scopes = append(c[0].Scopes, auth.Scope{Raw: "two words"})
+			return c
+		},
+	}
+	for name, edit := range bad {
+		if _, err := auth.NewStaticRegistry(edit(testClients())...); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 
 	// A private client key is reduced to its public half and still works.
 	f := newASFixture(t, func(c *auth.ServerConfig) {
-		c.Clients[1].Keys.Keys[0] = jose.JSONWebKey{Key: asKey("client-ec"), KeyID: "ec-1"}
+		clients := testClients()
+		clients[1].Keys.Keys[0] = jose.JSONWebKey{Key: asKey("client-ec"), KeyID: "ec-1"}
+		r, err := auth.NewStaticRegistry(clients...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := r[ecClient].Keys.Keys[0]; !k.IsPublic() {
+			t.Error("the registry keeps a private key")
+		}
+		c.Clients = r
 	})
 	f.wantToken(f.post(tokenForm(f.assertion(ecClient, clientEC(), nil), "system/Observation.rs")))
 }
 
-func TestServerCopiesClients(t *testing.T) {
+func TestRegistryCopiesClients(t *testing.T) {
 	clients := testClients()
-	f := newASFixture(t, func(c *auth.ServerConfig) { c.Clients = clients })
-	// Changing the caller's slices after NewServer grants nothing more.
+	r, err := auth.NewStaticRegistry(clients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newASFixture(t, func(c *auth.ServerConfig) { c.Clients = r })
+	// Changing the caller's slices after registration grants nothing more.
 	clients[0].Scopes[0], _ = auth.ParseScope("system/*.cruds")
 	clients[0].Purposes[0] = "HRESCH"
 	_, scope := f.wantToken(f.post(tokenForm(f.assertion(rsaClient, clientRSA(), nil), "system/*.cruds system/Observation.rs")))
@@ -793,4 +848,117 @@ func TestServerCopiesClients(t *testing.T) {
 	v := tokenForm(f.assertion(rsaClient, clientRSA(), nil), "system/Observation.rs")
 	v.Set("purpose_of_use", "HRESCH")
 	wantError(t, f.post(v), 400, "invalid_request", v.Get("client_assertion"))
+}
+
+func TestClientJSONRoundTrip(t *testing.T) {
+	for _, c := range testClients() {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back auth.Client
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		again, _ := json.Marshal(back)
+		if string(again) != string(b) {
+			t.Errorf("round trip changed the client:\n%s\n%s", b, again)
+		}
+		if back.ID != c.ID || back.Actor != c.Actor || back.Patient != c.Patient || len(back.Keys.Keys) != len(c.Keys.Keys) ||
+			!slices.Equal(scopeStrings(back.Scopes), scopeStrings(c.Scopes)) {
+			t.Errorf("round trip lost fields: %+v", back)
+		}
+	}
+	var c auth.Client
+	if err := json.Unmarshal([]byte(`{"client_id":"x","actor":"Organization/x","scope":"system/observation.rs"}`), &c); err == nil {
+		t.Error("a malformed scope in a registration was accepted")
+	}
+}
+
+func TestPatientClient(t *testing.T) {
+	f := newASFixture(t, nil)
+	pt := clientEC().withKid("pt-1")
+	r := f.post(tokenForm(f.assertion(patientClient, pt, nil), "patient/Observation.rs patient/*.cruds system/*.rs"))
+	tok, scope := f.wantToken(r)
+	if scope != "patient/Observation.rs" {
+		t.Errorf("scope %q, want only the covered patient scope", scope)
+	}
+	if r.body["patient"] != "p-1" {
+		t.Errorf("token answer patient %v, want p-1", r.body["patient"])
+	}
+	claims, err := f.verifier().Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Patient != "p-1" || claims.Actor != "Patient/p-1" || !slices.Equal(claims.PurposeOfUse, []string{"PATRQT"}) {
+		t.Errorf("patient %q actor %q purposes %q", claims.Patient, claims.Actor, claims.PurposeOfUse)
+	}
+	if g, ok := claims.Scopes.Allow("Observation", auth.SearchType); !ok || !g.PatientOnly() {
+		t.Errorf("patient token grant %+v %v, want patient-confined", g, ok)
+	}
+}
+
+func TestIssue(t *testing.T) {
+	f := newASFixture(t, nil)
+	ctx := context.Background()
+	tok, err := f.as.Issue(ctx, f.base, auth.TokenRequest{Client: rsaClient, Scope: "system/Observation.rs ehrledger/admin user/Observation.r openid", Lifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Scope != "system/Observation.rs ehrledger/admin user/Observation.r" || tok.ExpiresIn != 3600 {
+		t.Errorf("scope %q expires_in %d", tok.Scope, tok.ExpiresIn)
+	}
+	claims, err := f.verifier().Verify(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !claims.Scopes.Contains(auth.AdminScope) || claims.Actor != "Organization/clinic" || !slices.Equal(claims.Roles, []string{"registry", "lab"}) {
+		t.Errorf("claims %+v", claims)
+	}
+
+	// patient/ scopes need a patient; with one, the token carries it.
+	if _, err := f.as.Issue(ctx, f.base, auth.TokenRequest{Client: rsaClient, Scope: "patient/*.rs"}); err == nil {
+		t.Error("patient scope without a patient granted")
+	}
+	tok, err = f.as.Issue(ctx, f.base, auth.TokenRequest{Client: rsaClient, Scope: "patient/*.rs", Patient: "p-9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims, err = f.verifier().Verify(ctx, tok.AccessToken); err != nil || claims.Patient != "p-9" {
+		t.Fatalf("patient %v: %v", claims, err)
+	}
+	// A patient's client cannot have another patient in context.
+	if _, err := f.as.Issue(ctx, f.base, auth.TokenRequest{Client: patientClient, Scope: "patient/*.rs", Patient: "p-2"}); err == nil {
+		t.Error("a patient's client got another patient in context")
+	}
+	for name, req := range map[string]auth.TokenRequest{
+		"unknown client":      {Client: "nobody", Scope: "system/*.rs"},
+		"purpose not allowed": {Client: rsaClient, Scope: "system/Observation.rs", Purposes: []string{"HRESCH"}},
+		"lifetime over 1h":    {Client: rsaClient, Scope: "system/Observation.rs", Lifetime: 2 * time.Hour},
+		"escalated scope":     {Client: ecClient, Scope: "system/*.cruds"},
+	} {
+		if _, err := f.as.Issue(ctx, f.base, req); err == nil {
+			t.Errorf("%s: issued", name)
+		}
+	}
+	if _, err := f.as.Issue(ctx, f.base, auth.TokenRequest{Client: "nobody", Scope: "system/*.rs"}); !errors.Is(err, auth.ErrUnknownClient) {
+		t.Errorf("unknown client: %v, want ErrUnknownClient", err)
+	}
+}
+
+func TestKeylessClientCannotAuthenticate(t *testing.T) {
+	f := newASFixture(t, func(c *auth.ServerConfig) {
+		clients := testClients()
+		clients[0].Keys = jose.JSONWebKeySet{}
+		r, err := auth.NewStaticRegistry(clients...)
+		if err != nil {
+			t.Fatalf("a client without keys was refused: %v", err)
+		}
+		c.Clients = r
+	})
+	a := f.assertion(rsaClient, clientRSA(), nil)
+	wantError(t, f.post(tokenForm(a, "system/Observation.rs")), 401, "invalid_client", a)
+	if _, err := f.as.Issue(context.Background(), f.base, auth.TokenRequest{Client: rsaClient, Scope: "system/Observation.rs"}); err != nil {
+		t.Errorf("Issue for a keyless client: %v", err)
+	}
 }

@@ -34,6 +34,12 @@ type Claims struct {
 	// FHIRUser is the "fhirUser" claim: the URL of the FHIR resource
 	// (Practitioner, Patient, RelatedPerson...) of the signed-in user.
 	FHIRUser string
+	// Actor is the "actor" claim: the FHIR reference of the party the
+	// client acts for ("Organization/clinic", "Practitioner/123"), as the
+	// embedded authorization server puts it in its tokens.
+	Actor string
+	// Roles is the "roles" claim: the client's roles.
+	Roles []string
 	// PurposeOfUse is the "purpose_of_use" claim, v3 ActReason codes such
 	// as "TREAT", following the IHE IUA model; the claim may be a string or
 	// an array of strings.
@@ -53,6 +59,8 @@ type extClaims struct {
 	Patient      string          `json:"patient"`
 	FHIRUser     string          `json:"fhirUser"`
 	PurposeOfUse json.RawMessage `json:"purpose_of_use"`
+	Actor        string          `json:"actor"`
+	Roles        json.RawMessage `json:"roles"`
 }
 
 // fhirID is the syntax of a FHIR resource id.
@@ -93,6 +101,13 @@ func (e extClaims) fill(c *Claims) error {
 		if strings.TrimSpace(p) == "" {
 			return errors.New("purpose_of_use claim: empty code")
 		}
+	}
+	if e.Actor != "" && !actorPattern.MatchString(e.Actor) {
+		return errors.New("actor claim is not a FHIR reference such as Organization/clinic")
+	}
+	c.Actor = e.Actor
+	if c.Roles, err = stringOrList(e.Roles); err != nil {
+		return fmt.Errorf("roles claim: %w", err)
 	}
 	return nil
 }

@@ -17,15 +17,15 @@
 // constraints the resources must meet.
 //
 // Server is an embedded authorization server for SMART Backend Services:
-// registered clients authenticate with a JWT assertion signed by one of
-// their keys (RS384 or ES384, RFC 7523, each assertion usable once) and
-// obtain short-lived access tokens carrying the system/ scopes they may
-// have, their purposes of use, actor and roles. It serves its token
-// endpoint and the JWKS a Verifier needs to accept those tokens.
+// registered clients (a Registry) authenticate with a JWT assertion signed
+// by one of their keys (RS384 or ES384, RFC 7523, each assertion usable
+// once through an AssertionLog) and obtain short-lived access tokens
+// carrying the scopes they may have, their purposes of use, actor and
+// roles, and for a patient's own client that patient in context. It is
+// mounted at <base>/auth (EmbeddedIssuerPath) and serves its token
+// endpoint and its JWKS; Issue mints tokens for the operator's tools. A
+// Verifier trusts it as the issuer relative to each request's base URL.
 //
-// The package stands alone for now. The HTTP server will use it later to
-// authenticate requests and mount the authorization server; the consent
-// actors deciding what a grant may reach will be added then. Scopes only
-// delegate access: the server still applies the user's or client's own
-// permissions and the patient's consents on top.
+// Scopes only delegate access: the server still applies the patient's
+// consents on top.
 package auth

@@ -30,7 +30,8 @@ const (
 	minRSABits = 2048
 )
 
-// keySet caches the verification keys of one issuer, by kid.
+// keySet caches the verification keys of one issuer, by kid. A static
+// set (no url) holds keys given in the configuration and never fetches.
 type keySet struct {
 	url    string
 	client *http.Client
@@ -48,6 +49,12 @@ type keySet struct {
 // lookup returns the keys with the given kid, fetching the JWKS when the
 // kid is unknown or the keys are stale, at most once per s.every.
 func (s *keySet) lookup(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
+	if s.url == "" {
+		if keys := s.keys[kid]; len(keys) > 0 {
+			return keys, nil
+		}
+		return nil, errors.New("kid not among the issuer's configured keys")
+	}
 	keys, fresh := s.get(kid)
 	if len(keys) > 0 && fresh {
 		return keys, nil
@@ -118,6 +125,21 @@ func (s *keySet) fetch(ctx context.Context) error {
 	s.fetched = s.now()
 	s.mu.Unlock()
 	return nil
+}
+
+// staticKeys makes the key set of an issuer whose keys are configured:
+// their public halves, each with a kid and strong enough for the
+// accepted algorithms.
+func staticKeys(given []jose.JSONWebKey) (*keySet, error) {
+	s := &keySet{keys: map[string][]jose.JSONWebKey{}}
+	for _, k := range given {
+		pub := k.Public()
+		if k.KeyID == "" || !pub.Valid() || !usableKey(pub.Key) {
+			return nil, fmt.Errorf("key %q is not an RSA (2048 bits or more) or P-256/P-384 key with a kid", k.KeyID)
+		}
+		s.keys[k.KeyID] = append(s.keys[k.KeyID], pub)
+	}
+	return s, nil
 }
 
 // parseJWKS reads a JWKS document and keeps the usable signature keys by

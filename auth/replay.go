@@ -2,6 +2,8 @@ package auth
 
 import (
 	"container/heap"
+	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -9,6 +11,20 @@ import (
 // maxReplayEntries bounds the number of unexpired assertion ids the replay
 // cache holds; past it, new assertions are refused until some expire.
 const maxReplayEntries = 100_000
+
+// AssertionLog remembers the client assertions the token endpoint
+// accepted, so that each is used once (RFC 7523, section 3).
+type AssertionLog interface {
+	// UseAssertion records that client used the assertion jti, which
+	// stays valid until until. It returns false when that pair is already
+	// recorded and not expired at now. Of concurrent calls with one pair,
+	// exactly one returns true. An error wrapping ErrAssertionLogFull
+	// says no more can be recorded for now.
+	UseAssertion(ctx context.Context, client, jti string, until, now time.Time) (bool, error)
+}
+
+// ErrAssertionLogFull is returned by an AssertionLog that is full.
+var ErrAssertionLogFull = errors.New("auth: too many client assertions in use")
 
 // replayCache remembers the (client, jti) pairs of accepted assertions
 // until their expiry, so that each assertion is used once.
@@ -54,6 +70,17 @@ func (c *replayCache) add(client, jti string, until, now time.Time) replayOutcom
 	c.seen[k] = until
 	heap.Push(&c.queue, expiryEntry{key: k, until: until})
 	return replayFresh
+}
+
+// UseAssertion implements AssertionLog in memory, for one process.
+func (c *replayCache) UseAssertion(_ context.Context, client, jti string, until, now time.Time) (bool, error) {
+	switch c.add(client, jti, until, now) {
+	case replaySeen:
+		return false, nil
+	case replayOverflow:
+		return false, ErrAssertionLogFull
+	}
+	return true, nil
 }
 
 // size returns the number of remembered assertions.

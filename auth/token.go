@@ -17,11 +17,18 @@ import (
 // Issuer is an authorization server whose access tokens are accepted.
 type Issuer struct {
 	// URL is the issuer identifier, compared exactly with the "iss" claim.
+	// A URL that starts with "/" is relative to the audience of each
+	// verification: "/auth" names the issuer at <audience>/auth, whatever
+	// base URL the request reached, which is how an authorization server
+	// embedded in the resource server is named (EmbeddedIssuerPath).
 	URL string
 	// JWKSURL is the http or https URL of the issuer's JSON Web Key Set.
 	// Outside tests it should be https: the keys it serves decide which
-	// tokens are genuine.
+	// tokens are genuine. Leave it empty when Keys are given.
 	JWKSURL string
+	// Keys, when set, are the issuer's verification keys, used as they are
+	// and never fetched: the embedded authorization server's own keys.
+	Keys []jose.JSONWebKey
 }
 
 // Config configures a Verifier.
@@ -29,7 +36,9 @@ type Config struct {
 	// Issuers are the trusted authorization servers; at least one.
 	Issuers []Issuer
 	// Audience is this server's FHIR base URL; the "aud" claim must
-	// contain it (a trailing slash on either side is ignored).
+	// contain it (a trailing slash on either side is ignored). It may be
+	// empty when every call names its audience (VerifyAt): a server
+	// that derives its base URL from each request.
 	Audience string
 	// Leeway is the clock skew allowed on exp, nbf and iat; 0 means 30s.
 	Leeway time.Duration
@@ -87,6 +96,8 @@ type Verifier struct {
 	leeway   time.Duration
 	now      func() time.Time
 	issuers  map[string]*keySet
+	// relative are the issuers named relative to the audience, by path.
+	relative map[string]*keySet
 }
 
 // NewVerifier checks cfg and returns a Verifier. It fetches nothing: each
@@ -94,9 +105,6 @@ type Verifier struct {
 func NewVerifier(cfg Config) (*Verifier, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("auth: no issuer configured")
-	}
-	if strings.TrimSuffix(cfg.Audience, "/") == "" {
-		return nil, errors.New("auth: no audience configured")
 	}
 	if cfg.Leeway < 0 || cfg.RefetchEvery < 0 {
 		return nil, errors.New("auth: negative leeway or refetch interval")
@@ -106,6 +114,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		leeway:   cfg.Leeway,
 		now:      cfg.Now,
 		issuers:  map[string]*keySet{},
+		relative: map[string]*keySet{},
 	}
 	if v.leeway == 0 {
 		v.leeway = defaultLeeway
@@ -125,8 +134,20 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if iss.URL == "" {
 			return nil, errors.New("auth: issuer without URL")
 		}
-		if _, dup := v.issuers[iss.URL]; dup {
+		set := v.issuers
+		if strings.HasPrefix(iss.URL, "/") {
+			set = v.relative
+		}
+		if _, dup := set[iss.URL]; dup {
 			return nil, fmt.Errorf("auth: issuer %q configured twice", iss.URL)
+		}
+		if len(iss.Keys) > 0 {
+			keys, err := staticKeys(iss.Keys)
+			if err != nil {
+				return nil, fmt.Errorf("auth: issuer %q: %w", iss.URL, err)
+			}
+			set[iss.URL] = keys
+			continue
 		}
 		u, err := url.Parse(iss.JWKSURL)
 		if err != nil {
@@ -135,22 +156,32 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, fmt.Errorf("auth: issuer %q: JWKS URL %q is not an absolute http(s) URL", iss.URL, iss.JWKSURL)
 		}
-		v.issuers[iss.URL] = &keySet{url: iss.JWKSURL, client: client, now: v.now, every: every}
+		set[iss.URL] = &keySet{url: iss.JWKSURL, client: client, now: v.now, every: every}
 	}
 	return v, nil
 }
 
-// Verify checks an access token (the part after "Bearer ") and returns
-// its claims. The token must be a JWS in compact form of at most 64 KiB,
+// Verify checks an access token (the part after "Bearer ") for the
+// configured audience and returns its claims. See VerifyAt.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	return v.VerifyAt(ctx, raw, v.audience)
+}
+
+// VerifyAt checks an access token (the part after "Bearer ") presented
+// at the FHIR base URL audience and returns its claims. The token must be a JWS in compact form of at most 64 KiB,
 // signed with RS256,
 // RS384, ES256 or ES384 by a key of its issuer's JWKS named by the "kid"
 // header; "iss" must be a configured issuer, "aud" must contain the
 // audience, "exp" must be present and not passed, and "nbf" and "iat", if
 // present, not in the future, all with the configured leeway. Every
 // refusal wraps ErrInvalidToken; Reason tells why.
-func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+func (v *Verifier) VerifyAt(ctx context.Context, raw, audience string) (*Claims, error) {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	audience = strings.TrimSuffix(audience, "/")
+	if audience == "" {
+		return nil, refuse(ReasonAudience, "no audience to check the token against", nil)
 	}
 	if raw == "" || len(raw) > maxTokenBytes {
 		return nil, refuse(ReasonMalformed, "empty or oversized token", nil)
@@ -181,6 +212,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, refuse(ReasonClaims, "payload is not a JSON claims set", err)
 	}
 	keys, ok := v.issuers[unverified.Issuer]
+	if rel, under := strings.CutPrefix(unverified.Issuer, audience); !ok && under && strings.HasPrefix(rel, "/") {
+		keys, ok = v.relative[rel]
+	}
 	if !ok {
 		return nil, refuse(ReasonIssuer, fmt.Sprintf("issuer %q is not trusted", unverified.Issuer), nil)
 	}
@@ -204,7 +238,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if std.Issuer != unverified.Issuer {
 		return nil, refuse(ReasonIssuer, "issuer changed between reads", nil)
 	}
-	if err := v.checkClaims(std); err != nil {
+	if err := v.checkClaims(std, audience); err != nil {
 		return nil, err
 	}
 	c := &Claims{
@@ -242,9 +276,9 @@ func verifyWith(jws *jose.JSONWebSignature, candidates []jose.JSONWebKey, alg jo
 }
 
 // checkClaims checks audience and times of verified registered claims.
-func (v *Verifier) checkClaims(std jwt.Claims) error {
-	if !v.audienceMatches(std.Audience) {
-		return refuse(ReasonAudience, fmt.Sprintf("aud %q does not contain %q", []string(std.Audience), v.audience), nil)
+func (v *Verifier) checkClaims(std jwt.Claims, audience string) error {
+	if !audienceHas(std.Audience, audience) {
+		return refuse(ReasonAudience, fmt.Sprintf("aud %q does not contain %q", []string(std.Audience), audience), nil)
 	}
 	if std.Expiry == nil {
 		return refuse(ReasonNoExpiry, "", nil)
@@ -260,15 +294,4 @@ func (v *Verifier) checkClaims(std jwt.Claims) error {
 	default:
 		return refuse(ReasonClaims, "", err)
 	}
-}
-
-// audienceMatches reports whether aud holds the configured audience,
-// ignoring a trailing slash.
-func (v *Verifier) audienceMatches(aud jwt.Audience) bool {
-	for _, a := range aud {
-		if strings.TrimSuffix(a, "/") == v.audience {
-			return true
-		}
-	}
-	return false
 }

@@ -720,8 +720,10 @@ func TestNewVerifierChecksConfig(t *testing.T) {
 	ok := auth.Issuer{URL: issuerA, JWKSURL: "https://as-a.example/jwks"}
 	cases := map[string]auth.Config{
 		"no issuer":          {Audience: audience},
-		"no audience":        {Issuers: []auth.Issuer{ok}},
-		"slash audience":     {Issuers: []auth.Issuer{ok}, Audience: "/"},
+		"weak static key": {Issuers: []auth.Issuer{{URL: "/auth", Keys: []jose.JSONWebKey{
+			{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "k"}}}}},
+		"static key without kid": {Issuers: []auth.Issuer{{URL: "/auth", Keys: []jose.JSONWebKey{
+			{Key: &key("a-ec").priv.(*ecdsa.PrivateKey).PublicKey}}}}},
 		"negative leeway":    {Issuers: []auth.Issuer{ok}, Audience: audience, Leeway: -time.Second},
 		"negative refetch":   {Issuers: []auth.Issuer{ok}, Audience: audience, RefetchEvery: -time.Second},
 		"issuer without URL": {Issuers: []auth.Issuer{{JWKSURL: ok.JWKSURL}}, Audience: audience},
@@ -738,4 +740,65 @@ func TestNewVerifierChecksConfig(t *testing.T) {
 	if _, err := auth.NewVerifier(auth.Config{Issuers: []auth.Issuer{ok}, Audience: audience}); err != nil {
 		t.Errorf("valid config: %v", err)
 	}
+}
+
+// TestEmbeddedIssuer checks an issuer named relative to the audience, with
+// configured keys: the issuer at <base>/auth for whatever base a request
+// reached.
+func TestEmbeddedIssuer(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	priv := key("a-ec")
+	v, err := auth.NewVerifier(auth.Config{
+		Issuers: []auth.Issuer{{URL: "/auth", Keys: []jose.JSONWebKey{{Key: priv.priv, KeyID: priv.kid}}}},
+		Now:     c.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{clock: c, v: v}
+	ctx := context.Background()
+	for _, base := range []string{"http://127.0.0.1:8080", "https://ehr.example/fhir"} {
+		cl := f.claims(base + "/auth")
+		cl["aud"] = base
+		tok := sign(t, priv, cl)
+		if _, err := v.VerifyAt(ctx, tok, base); err != nil {
+			t.Errorf("token of %s/auth at %s: %v", base, base, err)
+		}
+		if _, err := v.VerifyAt(ctx, tok, base+"/"); err != nil {
+			t.Errorf("trailing slash on the audience: %v", err)
+		}
+	}
+	cl := f.claims("http://127.0.0.1:8080/auth")
+	cl["aud"] = "http://127.0.0.1:8080"
+	tok := sign(t, priv, cl)
+	// Presented at another base, the issuer is another one.
+	wantReason(t, errOf(v.VerifyAt(ctx, tok, "http://localhost:8080")), auth.ReasonIssuer)
+	// The issuer's own audience must still match.
+	cl["iss"] = "http://localhost:8080/auth"
+	wantReason(t, errOf(v.VerifyAt(ctx, sign(t, priv, cl), "http://localhost:8080")), auth.ReasonAudience)
+	// Other keys, and the path's neighbours, are not the issuer.
+	cl = f.claims("http://h/auth")
+	cl["aud"] = "http://h"
+	wantReason(t, errOf(v.VerifyAt(ctx, sign(t, key("a-ec").withKid("other"), cl), "http://h")), auth.ReasonUnknownKey)
+	wantReason(t, errOf(v.VerifyAt(ctx, sign(t, key("a-rsa").withKid(priv.kid), cl), "http://h")), auth.ReasonAlgorithm)
+	cl["iss"] = "http://h/auth2"
+	wantReason(t, errOf(v.VerifyAt(ctx, sign(t, priv, cl), "http://h")), auth.ReasonIssuer)
+	// Without an audience nothing verifies.
+	wantReason(t, errOf(v.Verify(ctx, tok)), auth.ReasonAudience)
+}
+
+func TestActorAndRolesClaims(t *testing.T) {
+	f := newFixture(t)
+	cl := f.claims(issuerA)
+	cl["actor"] = "Organization/clinic"
+	cl["roles"] = []string{"registry", "lab"}
+	c, err := f.verify(sign(t, key("a-rsa"), cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Actor != "Organization/clinic" || !slices.Equal(c.Roles, []string{"registry", "lab"}) {
+		t.Errorf("actor %q roles %q", c.Actor, c.Roles)
+	}
+	cl["actor"] = "clinic"
+	wantReason(t, errOf(f.verify(sign(t, key("a-rsa"), cl))), auth.ReasonClaims)
 }
