@@ -719,7 +719,7 @@ func TestJWKSLimitsAndOddKeys(t *testing.T) {
 func TestNewVerifierChecksConfig(t *testing.T) {
 	ok := auth.Issuer{URL: issuerA, JWKSURL: "https://as-a.example/jwks"}
 	cases := map[string]auth.Config{
-		"no issuer":          {Audience: audience},
+		"no issuer": {Audience: audience},
 		"weak static key": {Issuers: []auth.Issuer{{URL: "/auth", Keys: []jose.JSONWebKey{
 			{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "k"}}}}},
 		"static key without kid": {Issuers: []auth.Issuer{{URL: "/auth", Keys: []jose.JSONWebKey{
