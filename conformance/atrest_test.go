@@ -160,7 +160,7 @@ func TestNoPHIAtRest(t *testing.T) {
 		data := t.TempDir()
 		p := serve(t, bin, "--data", data)
 		start := time.Now()
-		c := newClient(t, p.url)
+		c := p.client(t)
 		patients := loadPatients(t, c, 1000)
 		t.Logf("loaded in %v", time.Since(start))
 		// Every ledger record, as anyone may download it, is free of them
@@ -193,7 +193,7 @@ func TestNoPHIAtRest(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		dsn := testdb.Postgres(t)
 		p := serve(t, bin, "--data", t.TempDir(), "--db", dsn)
-		patients := loadPatients(t, newClient(t, p.url), 1000)
+		patients := loadPatients(t, p.client(t), 1000)
 		dump, err := exec.Command(pgDump(t), "--no-owner", dsn).Output()
 		if err != nil {
 			t.Fatalf("pg_dump: %v", err)

@@ -35,7 +35,37 @@ type process struct {
 	url  string
 	logs *strings.Builder
 	done chan error
+	bin  string
+	args []string // the serve flags after --addr, which "ehrledger token" takes too
 }
+
+// server is the process as the suite's Server: tokens come from
+// "ehrledger token" run with the process's flags.
+func (p *process) server() Server {
+	return Server{URL: p.url, Mint: func(t testing.TB, req TokenRequest) string {
+		t.Helper()
+		args := append([]string{"token"}, p.args...)
+		args = append(args, "--base-url", p.url, "--client", req.Client, "--scope", req.Scope)
+		if req.Patient != "" {
+			args = append(args, "--patient", req.Patient)
+		}
+		for _, pu := range req.Purposes {
+			args = append(args, "--purpose", pu)
+		}
+		cmd := exec.Command(p.bin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("ehrledger token: %v\n%s", err, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return lines[len(lines)-1]
+	}}
+}
+
+// client is a client of the process holding an admin token.
+func (p *process) client(t testing.TB) *client { return p.server().admin(t) }
 
 var urlLine = regexp.MustCompile(`serving FHIR R4 at (http://\S+)`)
 
@@ -50,7 +80,7 @@ func serve(t *testing.T, bin string, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, logs: logs, done: make(chan error, 1)}
+	p := &process{cmd: cmd, logs: logs, done: make(chan error, 1), bin: bin, args: args}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -99,21 +129,21 @@ func TestBinary(t *testing.T) {
 	bin := binary(t)
 	t.Run("embedded default", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir())
-		Run(t, p.url)
+		Run(t, p.server())
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
 	})
 	t.Run("search on the embedded default", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir())
-		RunSearch(t, p.url)
+		RunSearch(t, p.server())
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
 	})
 	t.Run("postgres", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir(), "--db", testdb.Postgres(t))
-		Run(t, p.url)
+		Run(t, p.server())
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
@@ -145,7 +175,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	bin := binary(t)
 	data := t.TempDir()
 	p := serve(t, bin, "--data", data)
-	c := newClient(t, p.url)
+	c := p.client(t)
 	id, _ := created(t, c, "Patient", `{"resourceType":"Patient","gender":"female"}`)
 
 	// A PUT whose body arrives over ~1.5 s is in flight when SIGTERM comes:
@@ -155,6 +185,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequestWithContext(context.Background(), "PUT", p.url+"/Patient/"+id, body)
 		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+c.token)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			result <- 0
@@ -174,7 +205,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 
 	// Everything answered 2xx survives a restart on the same data.
 	p = serve(t, bin, "--data", data)
-	c = newClient(t, p.url)
+	c = p.client(t)
 	res := c.do("GET", "/Patient/"+id, nil).want(t, http.StatusOK)
 	if res.Header.Get("ETag") != `W/"2"` {
 		t.Fatalf("after restart: ETag %s, want W/\"2\"", res.Header.Get("ETag"))
@@ -184,7 +215,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	p.cmd.Process.Kill()
 	<-p.done
 	p = serve(t, bin, "--data", data)
-	newClient(t, p.url).do("GET", "/Patient/"+id2, nil).want(t, http.StatusOK)
+	p.client(t).do("GET", "/Patient/"+id2, nil).want(t, http.StatusOK)
 }
 
 func TestServeRejectsBadConfiguration(t *testing.T) {

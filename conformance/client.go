@@ -11,15 +11,56 @@ import (
 	"time"
 )
 
-// client speaks to the server under test the way a FHIR client does.
-type client struct {
-	t    testing.TB
-	base string
-	http *http.Client
+// Server is a server under test: its FHIR base URL and how to get access
+// tokens of its embedded authorization server.
+type Server struct {
+	URL string
+	// Mint returns an access token for a registered client, as
+	// "ehrledger token" mints them (valid for an hour).
+	Mint func(t testing.TB, req TokenRequest) string
 }
 
-func newClient(t testing.TB, base string) *client {
-	return &client{t: t, base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 2 * time.Minute}}
+// TokenRequest asks Server.Mint for a token.
+type TokenRequest struct {
+	Client, Scope, Patient string
+	Purposes               []string
+}
+
+// adminScope is what the suite's own client works with: every resource
+// interaction and the administration.
+const adminScope = "system/*.cruds ehrledger/admin"
+
+// admin returns a client holding a token of the admin client, which the
+// embedded mode registers on first start.
+func (s Server) admin(t testing.TB) *client {
+	t.Helper()
+	return newClient(t, s.URL, s.Mint(t, TokenRequest{Client: "admin", Scope: adminScope}))
+}
+
+// as returns a client holding a token of the registered client req names.
+func (s Server) as(t testing.TB, req TokenRequest) *client {
+	t.Helper()
+	return newClient(t, s.URL, s.Mint(t, req))
+}
+
+// client speaks to the server under test the way a FHIR client does,
+// with its access token (none when empty).
+type client struct {
+	t     testing.TB
+	base  string
+	http  *http.Client
+	token string
+}
+
+func newClient(t testing.TB, base, token string) *client {
+	return &client{t: t, base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 2 * time.Minute}, token: token}
+}
+
+// withT is the same client reporting to another test.
+func (c *client) withT(t testing.TB) *client {
+	cc := *c
+	cc.t = t
+	return &cc
 }
 
 // response is an answer with its body read.
@@ -66,6 +107,9 @@ func (c *client) do(method, path string, body any, headers ...string) *response 
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		if headers[i+1] == "" {

@@ -41,7 +41,7 @@ func TestKeysCommands(t *testing.T) {
 					"--vault-transit-key", fmt.Sprintf("cli-test-%d", time.Now().UnixNano()))
 			}
 			p := serve(t, bin, flags...)
-			c := newClient(t, p.url)
+			c := p.client(t)
 			for i := range 5 {
 				c.do(http.MethodPut, fmt.Sprintf("/Patient/k%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"k%d","name":[{"family":"Keyed"}]}`, i)).want(t, http.StatusCreated)
 			}
@@ -69,7 +69,7 @@ func TestKeysCommands(t *testing.T) {
 			}
 
 			p = serve(t, bin, flags...)
-			c = newClient(t, p.url)
+			c = p.client(t)
 			c.do(http.MethodGet, "/Patient/k2", nil).want(t, http.StatusGone)
 			for _, path := range []string{"/Patient/k0", "/Patient/k4", "/Organization/org", "/Patient?family=keyed&_count=1"} {
 				c.do(http.MethodGet, path, nil).want(t, http.StatusOK)

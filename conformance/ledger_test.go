@@ -23,7 +23,7 @@ func TestLedgerVerifyAndTamper(t *testing.T) {
 	bin := binary(t)
 	data := t.TempDir()
 	p := serve(t, bin, "--data", data, "--ledger-checkpoint-interval", "100ms")
-	c := newClient(t, p.url)
+	c := p.client(t)
 	for i := range 300 {
 		c.do(http.MethodPut, fmt.Sprintf("/Patient/v%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"v%d"}`, i)).want(t, http.StatusCreated)
 	}
@@ -96,7 +96,7 @@ func TestLedgerSurvivesKill(t *testing.T) {
 	bin := binary(t)
 	data := t.TempDir()
 	p := serve(t, bin, "--data", data)
-	c := newClient(t, p.url)
+	c := p.client(t)
 	for i := range 20 {
 		c.do(http.MethodPut, fmt.Sprintf("/Patient/k%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"k%d"}`, i)).want(t, http.StatusCreated)
 	}
@@ -115,7 +115,9 @@ func TestLedgerSurvivesKill(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
 				id := fmt.Sprintf("k%d", (w+i)%20)
-				res, err := client.Get(p.url + "/Patient/" + id)
+				req, _ := http.NewRequest(http.MethodGet, p.url+"/Patient/"+id, nil)
+				req.Header.Set("Authorization", "Bearer "+c.token)
+				res, err := client.Do(req)
 				if err != nil {
 					return // the server is gone
 				}
@@ -141,7 +143,7 @@ func TestLedgerSurvivesKill(t *testing.T) {
 	}
 
 	p = serve(t, bin, "--data", data)
-	c = newClient(t, p.url)
+	c = p.client(t)
 	var maxIdx int64
 	for _, a := range got {
 		maxIdx = max(maxIdx, a.index)

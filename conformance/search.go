@@ -323,8 +323,8 @@ var searchCases = []searchCase{
 // RunSearch loads the search dataset into the server at base (which must
 // hold nothing else) and runs every search case, then the cases that
 // change data while searching.
-func RunSearch(t *testing.T, base string) {
-	c := newClient(t, base)
+func RunSearch(t *testing.T, srv Server) {
+	c := srv.admin(t)
 	var dataset []json.RawMessage
 	if err := json.Unmarshal(fixture(t, "search/dataset.json"), &dataset); err != nil {
 		t.Fatal(err)

@@ -32,10 +32,10 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 // Run drives every implemented interaction and error case against the
-// server at base. Each call uses fresh identifiers so that it can share a
+// server srv. Each call uses fresh identifiers so that it can share a
 // database with other runs.
-func Run(t *testing.T, base string) {
-	c := newClient(t, base)
+func Run(t *testing.T, srv Server) {
+	c := srv.admin(t)
 	run := newRunID()
 	for _, tc := range []struct {
 		name string
@@ -64,7 +64,7 @@ func Run(t *testing.T, base string) {
 		{"every disclosure is in the signed ledger before the data arrives", testLedger},
 		{"AuditEvents are the ledger's records about a patient", testAuditEvents},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClient(t, c.base), run) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 )
 
@@ -37,6 +38,9 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	patient := strings.TrimPrefix(params.Get("patient"), "Patient/")
 	if patient == "" || !idPattern.MatchString(patient) {
 		return reqErr(errInvalid, "required", "AuditEvent search needs patient=Patient/<id>: the ledger lists records by patient")
+	}
+	if err := mayListRecords(r, patient); err != nil {
+		return err
 	}
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	for _, v := range params["date"] {
@@ -116,6 +120,23 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
+}
+
+// mayListRecords checks that the caller may search AuditEvents about
+// patient: an unconstrained scope, or a patient scope of that patient.
+// A query constraint on AuditEvent cannot be applied to the ledger's
+// view and grants nothing here.
+func mayListRecords(r *http.Request, patient string) error {
+	rc, err := reachOf(r.Context(), "AuditEvent", auth.SearchType)
+	if err != nil || rc.all {
+		return err
+	}
+	for _, rule := range rc.rules {
+		if rule.Context == auth.Patient && rule.Query == nil && rc.patient == patient {
+			return nil
+		}
+	}
+	return forbidden("the access token's scopes do not reach the ledger's records about this patient")
 }
 
 // byAgents says whether a record's recipient matches every agent

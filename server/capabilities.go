@@ -42,9 +42,58 @@ type capImplementation struct {
 type capRest struct {
 	Mode          string           `json:"mode"`
 	Documentation string           `json:"documentation"`
+	Security      *capSecurity     `json:"security,omitempty"`
 	Resource      []capResource    `json:"resource"`
 	Interaction   []capInteraction `json:"interaction"`
 	Operation     []capOperation   `json:"operation"`
+}
+
+// capSecurity says how clients authenticate: SMART on FHIR, with the
+// token endpoint in the oauth-uris extension (SMART App Launch 1.0,
+// "Conformance", kept by 2.x for discovery from the CapabilityStatement).
+type capSecurity struct {
+	Extension   []capExtension `json:"extension,omitempty"`
+	Service     []capConcept   `json:"service"`
+	Description string         `json:"description"`
+}
+
+type capExtension struct {
+	URL       string         `json:"url"`
+	ValueURI  string         `json:"valueUri,omitempty"`
+	Extension []capExtension `json:"extension,omitempty"`
+}
+
+type capConcept struct {
+	Coding []capCoding `json:"coding"`
+	Text   string      `json:"text,omitempty"`
+}
+
+type capCoding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
+}
+
+// security is the CapabilityStatement's rest.security, nil when
+// authentication is off.
+func (s *Server) security(r *http.Request) *capSecurity {
+	if s.cfg.InsecureNoAuth {
+		return nil
+	}
+	sec := &capSecurity{
+		Service: []capConcept{{
+			Coding: []capCoding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}},
+			Text:   "OAuth2 bearer tokens using the SMART App Launch profile (Backend Services)",
+		}},
+		Description: "Every FHIR interaction needs a bearer access token; SMART v1 and v2 scopes decide what it may reach, and " +
+			"patient/ scopes confine it to the token's patient. See /.well-known/smart-configuration.",
+	}
+	if u := s.tokenURL(r); u != "" {
+		sec.Extension = []capExtension{{
+			URL:       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			Extension: []capExtension{{URL: "token", ValueURI: u}},
+		}}
+	}
+	return sec
 }
 
 type capResource struct {
@@ -113,6 +162,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 		Documentation: "Search takes every R4 search parameter listed per resource, with chaining, _has, _sort, _total, _summary, " +
 			"_elements, _include and _revinclude (:iterate); pages follow an opaque _page cursor. Conditional create, update, " +
 			"patch and delete take the same criteria. History pages with _count, _since and _page.",
+		Security:    s.security(r),
 		Interaction: interactions(systemInteractions),
 		Operation:   []capOperation{validateOp},
 		Resource:    make([]capResource, 0, len(types)),

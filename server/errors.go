@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -17,6 +18,7 @@ import (
 // Error families a handler returns; writeError alone turns them into HTTP.
 var (
 	errInvalid          = errors.New("invalid request")        // 400
+	errForbidden        = errors.New("forbidden")              // 403
 	errNotFound         = errors.New("not found")              // 404
 	errMethodNotAllowed = errors.New("method not allowed")     // 405
 	errNotAcceptable    = errors.New("not acceptable")         // 406
@@ -74,6 +76,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status == http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", s.allowed(r))
 	}
+	var unauth *unauthorizedError
+	if errors.As(err, &unauth) {
+		w.Header().Set("WWW-Authenticate", auth.Challenge(unauth.cause))
+	}
 	var del *store.DeletedError
 	if errors.As(err, &del) {
 		setVersionHeaders(w, del.VersionID, del.Updated)
@@ -109,7 +115,12 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		}
 		return status, issues
 	}
+	var unauth *unauthorizedError
 	switch {
+	case errors.As(err, &unauth) && unauth.cause == nil:
+		return http.StatusUnauthorized, one("login", "this endpoint needs an access token: send Authorization: Bearer <token>")
+	case errors.As(err, &unauth):
+		return http.StatusUnauthorized, one("login", "the access token was refused ("+auth.Reason(unauth.cause)+")")
 	case errors.As(err, &ve):
 		return ve.status(), ve.issues
 	case errors.As(err, &se):
@@ -157,6 +168,8 @@ func familyStatus(family error) int {
 	switch family {
 	case errInvalid:
 		return http.StatusBadRequest
+	case errForbidden:
+		return http.StatusForbidden
 	case errNotFound:
 		return http.StatusNotFound
 	case errMethodNotAllowed:

@@ -108,6 +108,9 @@ func (s sealer) Keys(ctx context.Context, wrapped []store.WrappedKey) (map[strin
 // administrator's operation; it answers an OperationOutcome saying how
 // many resources were withdrawn, and 410 when the patient was erased before.
 func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
+	if err := requireAdmin(r); err != nil {
+		return err
+	}
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	if typ != "Patient" {
 		return reqErr(errNotFound, "not-supported", "$erase is supported on Patient only")

@@ -52,11 +52,13 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 		return nil
 	}
 	now := audit.FormatTime(s.now())
+	c := callerOf(r.Context())
 	var recs [][]byte
 	for _, id := range order {
 		res := byPatient[id]
 		for start := 0; start < len(res); start += maxResourcesPerRecord {
 			rec := audit.Record{Type: audit.TypeDisclosure, Time: now, Patient: s.pseudonyms.Of(id),
+				Recipient: c.recipient(), Purpose: c.purposeOfUse(),
 				Interaction: interaction, Resources: res[start:min(start+maxResourcesPerRecord, len(res))]}
 			recs = append(recs, rec.Bytes())
 		}
@@ -78,10 +80,12 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 // so that a version and its record commit together.
 func (s *Server) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Write) error {
 	now := audit.FormatTime(s.now())
+	c := callerOf(ctx)
 	recs := make([][]byte, 0, len(writes))
 	for _, wr := range writes {
 		v := wr.Version
-		rec := audit.Record{Type: audit.TypeWrite, Time: now, Interaction: writeInteraction(v.Method)}
+		rec := audit.Record{Type: audit.TypeWrite, Time: now, Interaction: writeInteraction(v.Method),
+			Recipient: c.recipient(), Purpose: c.purposeOfUse()}
 		if id, ok := strings.CutPrefix(v.Owner, "Patient/"); ok {
 			rec.Patient = s.pseudonyms.Of(id)
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -42,16 +41,11 @@ func TestNoRecordNoData(t *testing.T) {
 		lctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { ledger.Run(lctx); close(done) }()
-		srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
 		put := func(path, body string) {
 			req, _ := http.NewRequest("PUT", hs.URL+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/fhir+json")
-			res, err := hs.Client().Do(req)
+			res, err := client.Do(req)
 			if err != nil || res.StatusCode != 201 {
 				t.Fatalf("PUT %s: %v %v", path, err, res.Status)
 			}
@@ -62,7 +56,7 @@ func TestNoRecordNoData(t *testing.T) {
 		stop()
 		<-done
 		for _, path := range []string{"/Patient/secret", "/Patient?_id=secret", "/Patient/secret/_history"} {
-			res, err := hs.Client().Get(hs.URL + path)
+			res, err := client.Get(hs.URL + path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +69,7 @@ func TestNoRecordNoData(t *testing.T) {
 				t.Fatalf("GET %s names a record that was not written", path)
 			}
 		}
-		res, err := hs.Client().Get(hs.URL + "/Organization/clinic")
+		res, err := client.Get(hs.URL + "/Organization/clinic")
 		if err != nil || res.StatusCode != 200 {
 			t.Fatalf("the provider's own Organization with the ledger stopped: %v %v", err, res.Status)
 		}
@@ -92,12 +86,7 @@ func TestAuditEventsByAgent(t *testing.T) {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		st, kr := testkeys.Open(t, store.Config{DSN: dsn, Logger: log})
 		ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
-		srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log})
 		var recs [][]byte
 		for i, who := range []audit.Recipient{{Client: "client-a"}, {Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"},
 			{Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"}} {
@@ -110,7 +99,7 @@ func TestAuditEventsByAgent(t *testing.T) {
 		}
 		list := func(query string) (clients []string, next string) {
 			t.Helper()
-			res, err := hs.Client().Get(hs.URL + "/AuditEvent?" + query)
+			res, err := client.Get(hs.URL + "/AuditEvent?" + query)
 			if err != nil || res.StatusCode != http.StatusOK {
 				t.Fatalf("GET /AuditEvent?%s: %v %v", query, err, res.Status)
 			}

@@ -19,6 +19,8 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	dbRetries *prometheus.CounterVec
+	// breakGlass counts requests made under the emergency purpose of use.
+	breakGlass prometheus.Counter
 }
 
 // NewMetrics makes the metric set with Go runtime and process collectors.
@@ -38,8 +40,12 @@ func NewMetrics() *Metrics {
 			Name: "ehrledger_db_transaction_retries_total",
 			Help: "Database transactions run again after a serialization conflict, by dialect.",
 		}, []string{"dialect"}),
+		breakGlass: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ehrledger_break_glass_requests_total",
+			Help: "Requests made under the emergency purpose of use ETREAT (break-glass), each with a reason; an alert should watch it.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.dbRetries,
+	m.reg.MustRegister(m.requests, m.latency, m.dbRetries, m.breakGlass,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

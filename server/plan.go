@@ -35,6 +35,7 @@ type writeOp struct {
 type change struct {
 	write  *store.Write   // nil when nothing is written
 	v      *store.Version // the version to answer with: written, or found
+	cur    *store.Version // the current version the write replaces, if any
 	status int            // 201, 200, or 204 for deletes
 	msg    string
 }
@@ -42,8 +43,17 @@ type change struct {
 // plan decides op inside tx: it reads what the interaction depends on
 // (matches, the current version), checks preconditions, and builds the
 // version to write without writing it. It may run more than once (InTx
-// retries); everything it sets on op.in is set again each time.
+// retries); everything it sets on op.in is set again each time. The
+// change is refused when the caller's scopes do not allow it.
 func (s *Server) plan(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+	ch, err := s.planOp(ctx, tx, op)
+	if err != nil {
+		return ch, err
+	}
+	return ch, authorizeWrite(ctx, op, ch)
+}
+
+func (s *Server) planOp(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
 	switch op.method {
 	case http.MethodPost:
 		return s.planCreate(ctx, tx, op)
@@ -114,7 +124,9 @@ func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 	if cur == nil || cur.Deleted {
 		status = http.StatusCreated
 	}
-	return s.newVersion(op.in, cur, http.MethodPut, status), nil
+	ch := s.newVersion(op.in, cur, http.MethodPut, status)
+	ch.cur = cur
+	return ch, nil
 }
 
 // updateTarget settles the id a conditional update writes: the one match,
@@ -191,7 +203,9 @@ func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (chan
 	if in.res.ID != id {
 		return change{}, &requestError{family: errUnprocessable, code: "processing", expression: "id", msg: "a patch must not change the resource's id"}
 	}
-	return s.newVersion(in, cur, http.MethodPatch, http.StatusOK), nil
+	ch := s.newVersion(in, cur, http.MethodPatch, http.StatusOK)
+	ch.cur = cur
+	return ch, nil
 }
 
 func (s *Server) planDelete(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
@@ -219,7 +233,7 @@ func (s *Server) planDelete(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 	// The owner is kept for the write record (which names the patient
 	// whose data was deleted); a deletion stores no body to seal.
 	v := &store.Version{Type: op.typ, ID: id, VersionID: cur.VersionID + 1, Updated: s.stamp(cur), Method: http.MethodDelete, Deleted: true, Owner: cur.Owner}
-	return change{write: &store.Write{Version: v}, v: v, status: http.StatusNoContent, msg: "deleted " + op.typ + "/" + id}, nil
+	return change{write: &store.Write{Version: v}, v: v, cur: cur, status: http.StatusNoContent, msg: "deleted " + op.typ + "/" + id}, nil
 }
 
 // newVersion builds the version after cur (nil: the first) of in.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
@@ -20,8 +21,14 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
+	if _, err := reachOf(r.Context(), typ, auth.Read); err != nil {
+		return err
+	}
 	v, err := s.store.Read(r.Context(), typ, id)
 	if err != nil {
+		return err
+	}
+	if err := s.checkVisible(r.Context(), auth.Read, v); err != nil {
 		return err
 	}
 	if notModified(r, v) {
@@ -56,9 +63,17 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || vid < 1 || !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
+	if _, err := reachOf(r.Context(), typ, auth.VRead); err != nil {
+		return err
+	}
 	v, err := s.store.VRead(r.Context(), typ, id, vid)
 	if err != nil {
 		return err
+	}
+	if !v.Erased {
+		if err := s.checkVisible(r.Context(), auth.VRead, v); err != nil {
+			return err
+		}
 	}
 	switch {
 	case v.Erased:
@@ -74,11 +89,11 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) historySystem(w http.ResponseWriter, r *http.Request) error {
-	return s.history(w, r, store.HistoryQuery{})
+	return s.history(w, r, store.HistoryQuery{}, auth.HistorySystem)
 }
 
 func (s *Server) historyType(w http.ResponseWriter, r *http.Request) error {
-	return s.history(w, r, store.HistoryQuery{Type: chi.URLParam(r, "type")})
+	return s.history(w, r, store.HistoryQuery{Type: chi.URLParam(r, "type")}, auth.HistoryType)
 }
 
 func (s *Server) historyInstance(w http.ResponseWriter, r *http.Request) error {
@@ -86,16 +101,34 @@ func (s *Server) historyInstance(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
-	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
+	if _, err := reachOf(r.Context(), typ, auth.HistoryInstance); err != nil {
+		return err
+	}
+	cur, err := s.store.Read(r.Context(), typ, id)
+	switch {
+	case err == nil:
+		// The resource as it is now decides, as for a read.
+		if err := s.checkVisible(r.Context(), auth.HistoryInstance, cur); err != nil {
+			return err
+		}
+	case !isDeleted(err):
 		return err // 404 for a resource that never existed; a deleted one has history
 	}
-	return s.history(w, r, store.HistoryQuery{Type: typ, ID: id})
+	return s.history(w, r, store.HistoryQuery{Type: typ, ID: id}, auth.HistoryInstance)
 }
 
 // history answers a history interaction with a Bundle of type history,
 // newest first, paged with an opaque cursor (_page) so pages stay correct
-// while new versions arrive.
-func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.HistoryQuery) error {
+// while new versions arrive. Versions the caller's scopes do not reach
+// are left out (the page's cursor still moves past them).
+func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.HistoryQuery, in auth.Interaction) error {
+	typ := q.Type
+	if typ == "" {
+		typ = "*"
+	}
+	if _, err := reachOf(r.Context(), typ, in); err != nil {
+		return err
+	}
 	params := r.URL.Query()
 	count := DefaultPageSize
 	for k, vs := range params {
@@ -148,9 +181,13 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 		next.Set("_page", store.CursorOf(&versions[len(versions)-1]).String())
 		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + r.URL.Path + "?" + next.Encode()})
 	}
-	b.Entry = make([]bundleEntry, 0, len(versions))
-	for i := range versions {
-		v := &versions[i]
+	shown, err := s.visible(r.Context(), in, versions)
+	if err != nil {
+		return err
+	}
+	b.Entry = make([]bundleEntry, 0, len(shown))
+	for i := range shown {
+		v := &shown[i]
 		if v.Erased {
 			continue // its data is gone; the page's cursor still moves past it
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
@@ -32,7 +33,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.answerSearch(w, r, q, params, "/"+typ)
+	return s.answerSearch(w, r, q, params, "/"+typ, auth.SearchType)
 }
 
 // compartmentSearch is GET /Patient/{id}/{type}: a search of type within
@@ -54,7 +55,7 @@ func (s *Server) compartmentSearch(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	q.Compartment = &fhir.Compartment{Type: "Patient", ID: id, Params: params}
-	return s.answerSearch(w, r, q, r.URL.Query(), "/Patient/"+id+"/"+typ)
+	return s.answerSearch(w, r, q, r.URL.Query(), "/Patient/"+id+"/"+typ, auth.SearchCompartment)
 }
 
 // searchParams merges the query string with a POST's form body.
@@ -86,9 +87,18 @@ func (s *Server) searchOptions(r *http.Request) fhir.SearchOptions {
 	}
 }
 
-// answerSearch runs q and answers with a searchset Bundle. path is where
-// the search was asked (for the self and next links).
-func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.SearchQuery, params url.Values, path string) error {
+// answerSearch runs q, narrowed to what the caller's scopes reach, and
+// answers with a searchset Bundle. path is where the search was asked
+// (for the self and next links).
+func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.SearchQuery, params url.Values, path string, in auth.Interaction) error {
+	rc, err := reachOf(r.Context(), q.Type, in)
+	if err != nil {
+		return err
+	}
+	filter, err := narrow(q, rc)
+	if err != nil {
+		return err
+	}
 	res, err := s.store.Search(r.Context(), q)
 	if err != nil {
 		return err
@@ -99,7 +109,7 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 		for i, id := range res.IDs {
 			keys[i] = store.Key{Type: q.Type, ID: id}
 		}
-		if err := s.addEntries(r, &b, q, keys); err != nil {
+		if err := s.addEntries(r, &b, q, keys, filter, in); err != nil {
 			return err
 		}
 	}
@@ -143,15 +153,25 @@ func queryString(v url.Values) string {
 	return "?" + v.Encode()
 }
 
-// addEntries reads the matches, then what _include and _revinclude bring,
-// and appends them to the Bundle.
-func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key) error {
-	seen, err := s.addVersions(r, b, q, matches, "match")
+// addEntries reads the matches (checking each against the caller's
+// scopes when filter is set), then what _include and _revinclude bring
+// that the caller may read, and appends them to the Bundle.
+func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key, filter bool, in auth.Interaction) error {
+	check := auth.Interaction(0)
+	if filter {
+		check = in
+	}
+	seen, err := s.addVersions(r, b, q, matches, "match", check)
 	if err != nil {
 		return err
 	}
+	// Includes follow from the matches shown only.
+	matches = slices.DeleteFunc(slices.Clone(matches), func(k store.Key) bool { return !seen[k] })
 	included, err := s.includes(r, q, matches, seen)
 	if err != nil {
+		return err
+	}
+	if included, err = s.visible(r.Context(), auth.Read, included); err != nil {
 		return err
 	}
 	base := s.baseURL(r)
@@ -162,11 +182,17 @@ func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, mat
 }
 
 // addVersions reads the live resources among keys and appends them with
-// the given search mode; it returns the keys added.
-func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, keys []store.Key, mode string) (map[store.Key]bool, error) {
+// the given search mode, those the caller may see with interaction check
+// when it is not 0; it returns the keys added.
+func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, keys []store.Key, mode string, check auth.Interaction) (map[store.Key]bool, error) {
 	versions, err := s.store.ReadMany(r.Context(), keys)
 	if err != nil {
 		return nil, err
+	}
+	if check != 0 {
+		if versions, err = s.visible(r.Context(), check, versions); err != nil {
+			return nil, err
+		}
 	}
 	base := s.baseURL(r)
 	seen := make(map[store.Key]bool, len(versions))
@@ -253,13 +279,22 @@ func keysOfType(keys []store.Key, typ string) []store.Key {
 
 // everything is GET /Patient/{id}/$everything: the patient, every
 // resource in their compartment, and the resources those refer to, paged
-// type by type with a cursor.
+// type by type with a cursor. It is authorized as a compartment search of
+// each type it returns: the types the caller's scopes do not reach are
+// left out, and the resources of partly reached ones checked one by one.
 func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	if typ != "Patient" {
 		return reqErr(errNotFound, "not-supported", "$everything is supported on Patient only")
 	}
-	if _, err := s.store.Read(r.Context(), typ, id); err != nil {
+	if _, err := reachOf(r.Context(), typ, auth.SearchCompartment); err != nil {
+		return err
+	}
+	patient, err := s.store.Read(r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if err := s.checkVisible(r.Context(), auth.SearchCompartment, patient); err != nil {
 		return err
 	}
 	params := r.URL.Query()
@@ -268,6 +303,10 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 		want := strings.Split(t, ",")
 		types = slices.DeleteFunc(types, func(x string) bool { return !slices.Contains(want, x) })
 	}
+	types = slices.DeleteFunc(types, func(t string) bool {
+		_, err := reachOf(r.Context(), t, auth.SearchCompartment)
+		return err != nil
+	})
 	count, err := pageSize(params)
 	if err != nil {
 		return err
@@ -307,23 +346,24 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := &fhir.SearchQuery{Type: typ}
 	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next, "")
-	seen, err := s.addVersions(r, &b, q, matches, "match")
+	seen, err := s.addVersions(r, &b, q, matches, "match", auth.SearchCompartment)
 	if err != nil {
 		return err
 	}
 	// Resources the page refers to outside the compartment (practitioners,
 	// organizations, medications...) come along once.
+	matches = slices.DeleteFunc(matches, func(k store.Key) bool { return !seen[k] })
 	refs, err := s.store.References(r.Context(), matches, "*", "")
 	if err != nil {
 		return err
 	}
 	var extra []store.Key
 	for _, k := range refs {
-		if !seen[k] && fhir.PatientCompartmentParams(k.Type) == nil && k.Type != "Patient" {
+		if !seen[k] && !compartmentType(k.Type) {
 			extra = append(extra, k)
 		}
 	}
-	if _, err := s.addVersions(r, &b, q, extra, "include"); err != nil {
+	if _, err := s.addVersions(r, &b, q, extra, "include", auth.Read); err != nil {
 		return err
 	}
 	if err := s.disclose(w, r, "everything", b.disclosed); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -50,6 +51,15 @@ type Config struct {
 	Logger  *slog.Logger
 	// Version is the software version shown in the CapabilityStatement.
 	Version string
+	// Issuers are the external authorization servers whose access tokens
+	// are accepted.
+	Issuers []Issuer
+	// Authority, when set, is the embedded authorization server, mounted
+	// at /auth and trusted beside Issuers.
+	Authority *Authority
+	// InsecureNoAuth serves every request without a token, with every
+	// scope: for development only. The caller should say so loudly.
+	InsecureNoAuth bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -67,10 +77,16 @@ type Server struct {
 	now        func() time.Time
 	limits     fhir.Limits
 	started    time.Time
+	// verifier checks access tokens (nil when authentication is off);
+	// authServer is the embedded authorization server, nil when off.
+	verifier   *auth.Verifier
+	authServer *auth.Server
 }
 
-// New checks cfg and builds the Server with its routes.
-func New(cfg Config) (*Server, error) {
+// New checks cfg and builds the Server with its routes. With an
+// Authority it registers the bootstrap clients that are not registered
+// yet.
+func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: Config.Store is required")
 	}
@@ -110,6 +126,18 @@ func New(cfg Config) (*Server, error) {
 		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started:    cfg.Now(),
 	}
+	if cfg.Authority != nil {
+		var err error
+		if s.authServer, err = newAuthorizationServer(ctx, cfg.Store, cfg.Authority, s.baseURL); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.InsecureNoAuth {
+		var err error
+		if s.verifier, err = newVerifier(cfg, s.authServer); err != nil {
+			return nil, err
+		}
+	}
 	fhir.ResourceTypes()                                             // load the R4 model now, not during the first request
 	s.metrics.dbRetries.WithLabelValues(string(cfg.Store.Dialect())) // show 0 before the first retry
 	s.metrics.watchKeys(cfg.Keys)
@@ -130,38 +158,53 @@ func (s *Server) routes() chi.Router {
 		return reqErr(errMethodNotAllowed, "not-supported", "%s is not supported on %s", r.Method, r.URL.Path)
 	}))
 
+	// Open to everyone: health, metrics, what the server can do, how to
+	// get a token, and the ledger, which holds nothing but PHI-free
+	// records and is meant to be published.
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Handle("/metrics", s.metrics.Handler())
-
 	r.Get("/metadata", s.handle("capabilities", s.capabilities))
-
-	// AuditEvent search is the ledger's view (docs/ledger.md), not a
-	// search of stored resources.
-	r.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
+	r.Get("/.well-known/smart-configuration", s.handleAs("smart-configuration", false, s.smartConfiguration))
+	if s.authServer != nil {
+		r.Post("/auth/token", s.authServer.ServeHTTP)
+		r.Get("/auth/jwks", s.authServer.ServeHTTP)
+	}
 	r.Get("/ledger/checkpoint", s.handleAs("ledger", false, s.ledgerCheckpoint))
 	r.Get("/ledger/key", s.handleAs("ledger", false, s.ledgerKey))
 	r.Get("/ledger/tile/*", s.handleAs("ledger", false, s.ledgerTile))
 	r.Get("/ledger/proof/inclusion", s.handleAs("ledger", false, s.ledgerInclusion))
 	r.Get("/ledger/proof/consistency", s.handleAs("ledger", false, s.ledgerConsistency))
-	r.Get("/_history", s.handle("history-system", s.historySystem))
-	r.Post("/", s.handle("transaction", s.transactionOrBatch))
+
+	// Everything else needs an access token.
+	a := r.With(s.authenticate)
+	if s.authServer != nil {
+		a.Get("/auth/clients", s.handleAs("clients", false, s.listClients))
+		a.Get("/auth/clients/{id}", s.handleAs("clients", false, s.getClient))
+		a.Put("/auth/clients/{id}", s.handleAs("clients", false, s.putClient))
+		a.Delete("/auth/clients/{id}", s.handleAs("clients", false, s.deleteClient))
+	}
+	// AuditEvent search is the ledger's view (docs/ledger.md), not a
+	// search of stored resources.
+	a.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
+	a.Get("/_history", s.handle("history-system", s.historySystem))
+	a.Post("/", s.handle("transaction", s.transactionOrBatch))
 
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow
 	// header of a 405, sees every method of a path.
-	t := r.With(s.checkType)
+	t := a.With(s.checkType)
 	t.Get("/{type}", s.handle("search-type", s.search))
 	t.Post("/{type}/_search", s.handle("search-type", s.search))
-	t.Post("/{type}", s.handle("create", s.create))
-	t.Put("/{type}", s.handle("conditional-update", s.conditionalUpdate))
-	t.Patch("/{type}", s.handle("conditional-patch", s.conditionalPatch))
-	t.Delete("/{type}", s.handle("conditional-delete", s.conditionalDelete))
+	t.Post("/{type}", s.handle("create", scoped(auth.Create, s.create)))
+	t.Put("/{type}", s.handle("conditional-update", scoped(auth.Update, s.conditionalUpdate)))
+	t.Patch("/{type}", s.handle("conditional-patch", scoped(auth.Patch, s.conditionalPatch)))
+	t.Delete("/{type}", s.handle("conditional-delete", scoped(auth.Delete, s.conditionalDelete)))
 	t.Get("/{type}/_history", s.handle("history-type", s.historyType))
 	t.Post("/{type}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}", s.handle("read", s.read))
-	t.Put("/{type}/{id}", s.handle("update", s.update))
-	t.Patch("/{type}/{id}", s.handle("patch", s.patch))
-	t.Delete("/{type}/{id}", s.handle("delete", s.delete))
+	t.Put("/{type}/{id}", s.handle("update", scoped(auth.Update, s.update)))
+	t.Patch("/{type}/{id}", s.handle("patch", scoped(auth.Patch, s.patch)))
+	t.Delete("/{type}/{id}", s.handle("delete", scoped(auth.Delete, s.delete)))
 	t.Get("/{type}/{id}/_history", s.handle("history-instance", s.historyInstance))
 	t.Get("/{type}/{id}/_history/{vid}", s.handle("vread", s.vread))
 	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))

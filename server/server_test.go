@@ -3,10 +3,12 @@ package server_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
 
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/conformance"
 	"github.com/ehrledger/ehrledger/internal/testdb"
 	"github.com/ehrledger/ehrledger/internal/testkeys"
@@ -14,14 +16,24 @@ import (
 	"github.com/ehrledger/ehrledger/store"
 )
 
+// testServer is a server on a loopback port with its embedded
+// authorization server.
+type testServer struct {
+	*httptest.Server
+	st        *store.Store
+	authority *server.Authority
+}
+
 // newServer serves a fresh database on a loopback port.
-func newServer(t *testing.T, dsn string) *httptest.Server {
+func newServer(t *testing.T, dsn string) *testServer {
 	t.Helper()
 	metrics := server.NewMetrics()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
 	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
-	srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Metrics: metrics, Logger: log})
+	authority := testkeys.Authority(t)
+	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
+		Metrics: metrics, Logger: log, Authority: authority})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +43,46 @@ func newServer(t *testing.T, dsn string) *httptest.Server {
 	done := make(chan struct{})
 	go func() { srv.RunAuditEvents(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return hs
+	return &testServer{Server: hs, st: st, authority: authority}
+}
+
+// suite is the server as the conformance suite drives it.
+func (s *testServer) suite() conformance.Server {
+	return conformance.Server{URL: s.URL, Mint: func(t testing.TB, req conformance.TokenRequest) string {
+		return s.token(t, auth.TokenRequest{Client: req.Client, Scope: req.Scope, Patient: req.Patient, Purposes: req.Purposes})
+	}}
+}
+
+// token mints a token of the server's authorization server.
+func (s *testServer) token(t testing.TB, req auth.TokenRequest) string {
+	return testkeys.Token(t, s.st, s.authority, s.URL, req)
+}
+
+// admin is an HTTP client acting as the admin client.
+func (s *testServer) admin(t testing.TB) *http.Client {
+	return testkeys.Bearer(s.Client(), s.token(t, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope}))
+}
+
+// serveAuthed serves cfg with an embedded authorization server on a
+// loopback port, closed when the test ends, and returns it with a client
+// acting as the admin client.
+func serveAuthed(t testing.TB, cfg server.Config) (*httptest.Server, *http.Client) {
+	t.Helper()
+	cfg.Authority = testkeys.Authority(t)
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	tok := testkeys.Token(t, cfg.Store, cfg.Authority, hs.URL, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope})
+	return hs, testkeys.Bearer(hs.Client(), tok)
 }
 
 // TestConformance runs the black-box suite in-process over every database.
 func TestConformance(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		conformance.Run(t, newServer(t, dsn).URL)
+		conformance.Run(t, newServer(t, dsn).suite())
 	})
 }
 
@@ -45,6 +90,6 @@ func TestConformance(t *testing.T) {
 // one.
 func TestSearch(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		conformance.RunSearch(t, newServer(t, dsn).URL)
+		conformance.RunSearch(t, newServer(t, dsn).suite())
 	})
 }

@@ -16,11 +16,12 @@ import (
 func TestTamperedBodiesFailClosed(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		hs := newServer(t, dsn)
+		client := hs.admin(t)
 		db := testdb.Raw(t, dsn)
 		put := func(path, body string) {
 			req, _ := http.NewRequest("PUT", hs.URL+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/fhir+json")
-			res, err := http.DefaultClient.Do(req)
+			res, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -30,7 +31,7 @@ func TestTamperedBodiesFailClosed(t *testing.T) {
 			}
 		}
 		get := func(path string) (int, string) {
-			res, err := http.Get(hs.URL + path)
+			res, err := client.Get(hs.URL + path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -37,7 +37,7 @@ func TestVault(t *testing.T) {
 		transitKey := fmt.Sprintf("server-test-%d", time.Now().UnixNano())
 		// start serves st with a keyring of its own, cold like a restarted
 		// server's.
-		start := func() *httptest.Server {
+		start := func() *served {
 			kms, err := keys.OpenVault(ctx, keys.VaultConfig{Address: proxy.URL, Token: env.Token, Key: transitKey, Timeout: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -47,19 +47,16 @@ func TestVault(t *testing.T) {
 				t.Fatal(err)
 			}
 			ledger, pseudonyms, _ := testkeys.Ledger(t, st, kr)
-			srv, err := server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return httptest.NewServer(srv)
+			hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
+			return &served{hs, client}
 		}
-		do := func(hs *httptest.Server, method, path, body string) (int, string) {
+		do := func(hs *served, method, path, body string) (int, string) {
 			t.Helper()
 			req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
 			if body != "" {
 				req.Header.Set("Content-Type", "application/fhir+json")
 			}
-			res, err := hs.Client().Do(req)
+			res, err := hs.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +64,7 @@ func TestVault(t *testing.T) {
 			b, _ := io.ReadAll(res.Body)
 			return res.StatusCode, string(b)
 		}
-		want := func(hs *httptest.Server, method, path, body string, status int) string {
+		want := func(hs *served, method, path, body string, status int) string {
 			t.Helper()
 			got, b := do(hs, method, path, body)
 			if got != status {
@@ -121,4 +118,10 @@ func TestVault(t *testing.T) {
 			t.Fatalf("1,000 reads of 10 patients cost %d Vault round trips", calls)
 		}
 	})
+}
+
+// served is a test server and a client acting as its admin.
+type served struct {
+	*httptest.Server
+	client *http.Client
 }

@@ -8,6 +8,11 @@
 // same path without a disclosure, hence without a ledger record: the
 // ledger's cost is read against read-org.
 //
+// -auth measures with access tokens (token: the product, every request
+// carrying a JWT the server verifies) and without (none:
+// --insecure-no-auth, the baseline); a table gives each figure's ratio to
+// none.
+//
 // -keys measures each database with several key set-ups: sealed (the
 // product: bodies sealed under per-patient keys from a local KMS, PHI
 // search values blind), vault (the same through Vault Transit) and plain
@@ -18,6 +23,7 @@
 //
 //	go run ./bench/load -db sqlite,postgres -duration 5s -concurrency 1,4,16
 //	go run ./bench/load -keys sealed,plain -ops create,read,read-cold,update
+//	go run ./bench/load -auth token,none -ops read,read-org
 //
 // PostgreSQL comes from -postgres or EHR_TEST_POSTGRES (bench/run.sh starts a
 // throwaway server); each run creates and drops its own database.
@@ -75,6 +81,7 @@ func main() {
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
 	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, update")
 	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
+	authModes := flag.String("auth", "token", "authentication set-ups to measure: token, none")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
 	stopProfile, err := benchenv.CPUProfile(*cpuprofile)
@@ -89,20 +96,21 @@ func main() {
 	ctx := context.Background()
 	fmt.Printf("load run: %s, %d CPUs, %s each, concurrency %v, %s\n\n", runtime.Version(), runtime.NumCPU(), *duration, conc, time.Now().UTC().Format(time.DateOnly))
 
-	client := benchenv.Client()
 	var rows []row
 	floor := map[int]benchenv.Result{}
 	for _, db := range strings.Split(*dbs, ",") {
-		for _, mode := range strings.Split(*keyModes, ",") {
+		for _, setup := range setups(*keyModes, *authModes) {
+			mode, authMode := setup[0], setup[1]
 			dsn, cleanup, err := benchenv.Database(ctx, strings.TrimSpace(db), *pg)
 			if err != nil {
 				fatal(err)
 			}
-			srv, base, kr, stop, err := benchenv.StartKeys(ctx, dsn, mode)
+			env, err := benchenv.Start(ctx, dsn, benchenv.Options{Keys: mode, NoAuth: authMode == "none"})
 			if err != nil {
 				fatal(err)
 			}
-			label := db + " (" + mode + ")"
+			srv, base, kr, client := env.Server, env.Base, env.Keys, env.Client
+			label := db + " (" + mode + ", " + authMode + ")"
 			if len(floor) == 0 {
 				// The floor runs in the same process and conditions as the
 				// first database's server, just before it.
@@ -177,10 +185,10 @@ func main() {
 					calls := kr.KMSCalls()
 					r := measure(*duration, c, client, op.req)
 					perK := float64(kr.KMSCalls()-calls) * 1000 / float64(max(1, r.N))
-					rows = append(rows, row{db: label, mode: mode, base: db, op: op.name, c: c, r: r, kms: perK})
+					rows = append(rows, row{db: label, mode: mode, auth: authMode, base: db, op: op.name, c: c, r: r, kms: perK})
 				}
 			}
-			stop()
+			env.Stop()
 			cleanup()
 		}
 	}
@@ -190,20 +198,39 @@ func main() {
 		ratio := r.r.Rate() / floor[r.c].Rate()
 		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.1f | %.3f |\n", r.db, r.op, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors, r.kms, ratio)
 	}
-	plain := map[string]benchenv.Result{}
-	for _, r := range rows {
-		if r.mode == "plain" {
-			plain[fmt.Sprint(r.base, r.op, r.c)] = r.r
+	ratios(rows, "plain", func(r row) string { return r.mode }, func(r row) string { return fmt.Sprint(r.base, r.auth, r.op, r.c) })
+	ratios(rows, "none", func(r row) string { return r.auth }, func(r row) string { return fmt.Sprint(r.base, r.mode, r.op, r.c) })
+}
+
+// setups pairs every key set-up with every authentication set-up.
+func setups(keyModes, authModes string) [][2]string {
+	var out [][2]string
+	for _, k := range strings.Split(keyModes, ",") {
+		for _, a := range strings.Split(authModes, ",") {
+			out = append(out, [2]string{strings.TrimSpace(k), strings.TrimSpace(a)})
 		}
 	}
-	if len(plain) == 0 {
+	return out
+}
+
+// ratios prints each row's figures against the baseline row that differs
+// from it only in the set-up setup returns (baseline is its value there);
+// same gives what must match. Nothing is printed without baselines.
+func ratios(rows []row, baseline string, setup, same func(row) string) {
+	base := map[string]benchenv.Result{}
+	for _, r := range rows {
+		if setup(r) == baseline {
+			base[same(r)] = r.r
+		}
+	}
+	if len(base) == 0 {
 		return
 	}
-	fmt.Println("\n| server | interaction | clients | req/s ÷ plain | p50 ÷ plain |")
+	fmt.Printf("\n| server | interaction | clients | req/s ÷ %s | p50 ÷ %s |\n", baseline, baseline)
 	fmt.Println("|---|---|---:|---:|---:|")
 	for _, r := range rows {
-		p, ok := plain[fmt.Sprint(r.base, r.op, r.c)]
-		if !ok || r.mode == "plain" {
+		p, ok := base[same(r)]
+		if !ok || setup(r) == baseline {
 			continue
 		}
 		fmt.Printf("| %s | %s | %d | %.3f | %.3f |\n", r.db, r.op, r.c, r.r.Rate()/p.Rate(), float64(r.r.Quantile(0.5))/float64(p.Quantile(0.5)))
@@ -211,10 +238,10 @@ func main() {
 }
 
 type row struct {
-	db, mode, base, op string
-	c                  int
-	r                  benchenv.Result
-	kms                float64 // KMS calls per 1,000 requests
+	db, mode, auth, base, op string
+	c                        int
+	r                        benchenv.Result
+	kms                      float64 // KMS calls per 1,000 requests
 }
 
 // measure runs c clients sending the requests next makes.

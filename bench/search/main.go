@@ -63,13 +63,14 @@ func main() {
 			if err != nil {
 				fatal(err)
 			}
-			_, base, stop, err := benchenv.Start(ctx, dsn)
+			env, err := benchenv.Start(ctx, dsn, benchenv.Options{})
 			if err != nil {
 				fatal(err)
 			}
+			base := env.Base
 			// PatientsFor estimates from the first (up to) 5,000 records.
 			pop := synth.New(synth.Config{Seed: *seed, Patients: synth.New(synth.Config{Seed: *seed, Patients: 5000}).PatientsFor(resources)})
-			client := benchenv.Client()
+			client := env.Client
 			fmt.Fprintf(os.Stderr, "loading %d patients into %s...\n", pop.Patients(), db)
 			load, err := loadPopulation(client, base, pop, *loaders)
 			if err != nil {
@@ -107,7 +108,7 @@ func main() {
 				}
 			}
 			raw.Close()
-			stop()
+			env.Stop()
 			cleanup()
 		}
 	}

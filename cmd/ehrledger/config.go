@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -42,6 +43,30 @@ type serveConfig struct {
 	LedgerOrigin          string        `yaml:"ledger_origin"`
 	LedgerKeyFile         string        `yaml:"ledger_key_file"`
 	LedgerCheckpointEvery time.Duration `yaml:"ledger_checkpoint_interval"`
+	// Auth: the embedded authorization server and the external issuers
+	// whose tokens are accepted; InsecureNoAuth turns authentication off.
+	Auth           authConfig `yaml:"auth"`
+	InsecureNoAuth bool       `yaml:"insecure_no_auth"`
+}
+
+// authConfig configures who may call the server.
+type authConfig struct {
+	// Server turns the embedded authorization server on (the default).
+	Server bool `yaml:"server"`
+	// KeyFile holds its token signing key (default: auth-key.json under
+	// data, created on first start).
+	KeyFile string `yaml:"key_file"`
+	// TokenLifetime is the validity of the tokens it issues.
+	TokenLifetime time.Duration `yaml:"token_lifetime"`
+	// Issuers are external authorization servers whose tokens are
+	// accepted.
+	Issuers []issuerConfig `yaml:"issuers"`
+}
+
+type issuerConfig struct {
+	URL      string `yaml:"url"`
+	JWKSURL  string `yaml:"jwks_url"`
+	TokenURL string `yaml:"token_url"`
 }
 
 type vaultConfig struct {
@@ -74,6 +99,7 @@ func defaultServeConfig() serveConfig {
 		Vault:                 vaultConfig{Mount: "transit", Key: "ehrledger"},
 		LedgerOrigin:          "localhost/ehrledger/main",
 		LedgerCheckpointEvery: time.Second,
+		Auth:                  authConfig{Server: true, TokenLifetime: 5 * time.Minute},
 	}
 }
 
@@ -122,6 +148,28 @@ var serveSettings = []setting{
 		c.LedgerCheckpointEvery, err = time.ParseDuration(v)
 		return err
 	}},
+	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only (true or false)", func(c *serveConfig, v string) (err error) {
+		c.InsecureNoAuth, err = strconv.ParseBool(v)
+		return err
+	}},
+	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (true or false)", func(c *serveConfig, v string) (err error) {
+		c.Auth.Server, err = strconv.ParseBool(v)
+		return err
+	}},
+	{"auth-key-file", "EHR_AUTH_KEY_FILE", "the embedded authorization server's signing key (default: auth-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.Auth.KeyFile = v; return nil }},
+	{"auth-token-lifetime", "EHR_AUTH_TOKEN_LIFETIME", "validity of the access tokens the embedded authorization server issues (at most 1h)", func(c *serveConfig, v string) (err error) {
+		c.Auth.TokenLifetime, err = time.ParseDuration(v)
+		return err
+	}},
+	{"auth-issuer", "EHR_AUTH_ISSUER", "an external authorization server whose tokens are accepted: its issuer URL (with --auth-jwks-url)", func(c *serveConfig, v string) error {
+		c.oneIssuer().URL = v
+		return nil
+	}},
+	{"auth-jwks-url", "EHR_AUTH_JWKS_URL", "the JWKS URL of --auth-issuer", func(c *serveConfig, v string) error { c.oneIssuer().JWKSURL = v; return nil }},
+	{"auth-token-url", "EHR_AUTH_TOKEN_URL", "the token endpoint of --auth-issuer, for /.well-known/smart-configuration", func(c *serveConfig, v string) error {
+		c.oneIssuer().TokenURL = v
+		return nil
+	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
 	{"vault-token", "EHR_VAULT_TOKEN", "Vault token (or use AppRole)", func(c *serveConfig, v string) error { c.Vault.Token = v; return nil }},
 	{"vault-role-id", "EHR_VAULT_ROLE_ID", "Vault AppRole role id", func(c *serveConfig, v string) error { c.Vault.RoleID = v; return nil }},
@@ -133,6 +181,15 @@ var serveSettings = []setting{
 	{"vault-tls-server-name", "EHR_VAULT_TLS_SERVER_NAME", "server name expected in Vault's certificate", func(c *serveConfig, v string) error { c.Vault.TLSServerName = v; return nil }},
 	{"vault-transit-mount", "EHR_VAULT_TRANSIT_MOUNT", "path of Vault's Transit engine", func(c *serveConfig, v string) error { c.Vault.Mount = v; return nil }},
 	{"vault-transit-key", "EHR_VAULT_TRANSIT_KEY", "name of the Transit key that wraps the data keys", func(c *serveConfig, v string) error { c.Vault.Key = v; return nil }},
+}
+
+// oneIssuer is the issuer the --auth-issuer flags set: the first one
+// configured, made if there is none.
+func (c *serveConfig) oneIssuer() *issuerConfig {
+	if len(c.Auth.Issuers) == 0 {
+		c.Auth.Issuers = []issuerConfig{{}}
+	}
+	return &c.Auth.Issuers[0]
 }
 
 // loadServeConfig reads defaults, file, environment and flags, in that
@@ -212,6 +269,15 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: key_cache_size and key_cache_ttl must be positive")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("config: log_format must be text or json, not %q", c.LogFormat)
+	case c.Auth.TokenLifetime <= 0 || c.Auth.TokenLifetime > auth.MaxLifetime:
+		return fmt.Errorf("config: auth.token_lifetime must be between 0 and %v", auth.MaxLifetime)
+	case !c.InsecureNoAuth && !c.Auth.Server && len(c.Auth.Issuers) == 0:
+		return errors.New("config: nobody could get a token: keep the embedded authorization server (auth.server) or configure auth.issuers")
+	}
+	for i, iss := range c.Auth.Issuers {
+		if iss.URL == "" || iss.JWKSURL == "" {
+			return fmt.Errorf("config: auth.issuers[%d] needs url and jwks_url (--auth-issuer and --auth-jwks-url)", i)
+		}
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -235,6 +301,29 @@ func (c *serveConfig) ledgerKeyFile() string {
 		return c.LedgerKeyFile
 	}
 	return filepath.Join(c.Data, "ledger-key.json")
+}
+
+// authKeyFile is the embedded authorization server's key file.
+func (c *serveConfig) authKeyFile() string {
+	if c.Auth.KeyFile != "" {
+		return c.Auth.KeyFile
+	}
+	return filepath.Join(c.Data, "auth-key.json")
+}
+
+// embedded reports whether the database is the embedded SQLite one.
+func (c *serveConfig) embedded() bool {
+	dsn := c.dsn()
+	return !strings.Contains(dsn, "://")
+}
+
+// publicBase is the FHIR base URL clients use: the configured one, else
+// the listen address over plain HTTP.
+func (c *serveConfig) publicBase() string {
+	if c.BaseURL != "" {
+		return strings.TrimSuffix(c.BaseURL, "/")
+	}
+	return "http://" + c.Addr
 }
 
 // keyFile is the local KMS's key file.

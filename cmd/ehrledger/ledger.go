@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,29 +27,15 @@ type ledgerKeyFile struct {
 // loadLedgerKey reads the checkpoint key at path, creating it (mode 0600)
 // for origin on first start. A key made for another origin is refused.
 func loadLedgerKey(path, origin string) (note.Signer, note.Verifier, string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	b, err := readKeyFile(path, func() ([]byte, error) {
 		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
+			return nil, err
 		}
-		b, _ = json.Marshal(ledgerKeyFile{Signer: skey, Verifier: vkey})
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, nil, "", err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
-		}
-		_, werr := f.Write(b)
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, nil, "", fmt.Errorf("ledger key: %w", err)
-		}
-	} else if err != nil {
+		return json.Marshal(ledgerKeyFile{Signer: skey, Verifier: vkey})
+	})
+	if err != nil {
 		return nil, nil, "", fmt.Errorf("ledger key: %w", err)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, nil, "", fmt.Errorf("ledger key %s has mode %v; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
 	}
 	var k ledgerKeyFile
 	if err := json.Unmarshal(b, &k); err != nil {

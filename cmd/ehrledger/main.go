@@ -20,6 +20,7 @@ const usage = `ehrledger: a FHIR R4 server with a verifiable disclosure ledger
 Usage:
   ehrledger serve [--addr HOST:PORT] [--data DIR] [--db DSN] [--config FILE] [flags]
   ehrledger keys rotate|erase [flags]
+  ehrledger token --client NAME --scope SCOPES [--purpose CODE] [--patient ID] [flags]
   ehrledger verify --log URL (--index N | --consistency FILE | --full) [--key VKEY | --key-file FILE]
   ehrledger verify --checkpoint FILE --record FILE --proof FILE --index N --key VKEY
   ehrledger version
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "keys":
 		err = runKeys(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = runToken(ctx, args[1:], stdout, stderr)
 	case "verify":
 		err = runVerify(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -39,19 +39,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ledgerDone := make(chan struct{})
 	go func() { ledger.Run(lctx); close(ledgerDone) }()
 	defer func() { stopLedger(); <-ledgerDone }()
-	srv, err := server.New(server.Config{
-		Store:        st,
-		Keys:         kr,
-		Ledger:       ledger,
-		Pseudonyms:   pseudonyms,
-		LedgerKey:    vkey,
-		BaseURL:      cfg.BaseURL,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		MaxDepth:     cfg.MaxJSONDepth,
-		Timeout:      cfg.RequestTimeout,
-		Metrics:      metrics,
-		Logger:       log,
-		Version:      version,
+	authority, err := cfg.authority()
+	if err != nil {
+		return err
+	}
+	cfg.logAuth(log)
+	srv, err := server.New(ctx, server.Config{
+		Store:          st,
+		Keys:           kr,
+		Ledger:         ledger,
+		Pseudonyms:     pseudonyms,
+		LedgerKey:      vkey,
+		BaseURL:        cfg.BaseURL,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		MaxDepth:       cfg.MaxJSONDepth,
+		Timeout:        cfg.RequestTimeout,
+		Metrics:        metrics,
+		Logger:         log,
+		Version:        version,
+		Issuers:        cfg.issuers(),
+		Authority:      authority,
+		InsecureNoAuth: cfg.InsecureNoAuth,
 	})
 	if err != nil {
 		return err

@@ -6,19 +6,24 @@ package testkeys
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"github.com/ehrledger/ehrledger/audit"
 	"golang.org/x/mod/sumdb/note"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // keyFile is the key file of a database: one per DSN in a directory that
@@ -88,4 +93,55 @@ func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, *audit
 	go func() { l.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return l, ps, vkey
+}
+
+// Authority is an embedded authorization server with a fresh signing key
+// and the embedded mode's admin client.
+func Authority(t testing.TB) *server.Authority {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server.Authority{Key: &jose.JSONWebKey{Key: priv, KeyID: "test"}, Bootstrap: []auth.Client{server.AdminClient()}}
+}
+
+// Token mints an access token of a's server over st, for the server at
+// base, valid for an hour, as "ehrledger token" does.
+func Token(t testing.TB, st *store.Store, a *server.Authority, base string, req auth.TokenRequest) string {
+	t.Helper()
+	if req.Lifetime == 0 {
+		req.Lifetime = auth.MaxLifetime
+	}
+	tok, err := server.MintToken(context.Background(), st, a, base, req, nil)
+	if err != nil {
+		t.Fatalf("mint a token for %s: %v", req.Client, err)
+	}
+	return tok.AccessToken
+}
+
+// AdminScope is the scope of tests that act as the provider's
+// administrator: every resource interaction and the administration.
+const AdminScope = "system/*.cruds " + auth.AdminScope
+
+// Bearer returns a copy of c whose requests carry token.
+func Bearer(c *http.Client, token string) *http.Client {
+	cc := *c
+	next := cc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cc.Transport = bearer{token: token, next: next}
+	return &cc
+}
+
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }

@@ -5,13 +5,12 @@ package benchenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/keys"
-	"golang.org/x/mod/sumdb/note"
 	"io"
 	"log/slog"
 	"math"
@@ -27,9 +26,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Database creates a fresh database of the kind named ("sqlite" or
@@ -73,82 +77,138 @@ func Database(ctx context.Context, kind, pgAdmin string) (string, func(), error)
 	return "", nil, fmt.Errorf("unknown database %q", kind)
 }
 
-// Start serves a store on a loopback port, sealed as in production under
-// a local KMS; stop shuts both down.
-func Start(ctx context.Context, dsn string) (srv *server.Server, base string, stop func(), err error) {
-	srv, base, _, stop, err = StartKeys(ctx, dsn, "sealed")
-	return srv, base, stop, err
+// Options choose how a server is set up for a run.
+type Options struct {
+	// Keys is "sealed" (the default: a local KMS key file), "vault" (the
+	// Vault that EHR_TEST_VAULT_ADDR and EHR_TEST_VAULT_TOKEN name) or
+	// "plain", the baseline: the same key bookkeeping with a pass-through
+	// cipher and search values in clear.
+	Keys string
+	// NoAuth serves without access tokens (--insecure-no-auth), the
+	// baseline of authentication's cost.
+	NoAuth bool
 }
 
-// StartKeys is Start with the keys chosen by mode: "sealed" (a local KMS
-// key file), "vault" (the Vault that EHR_TEST_VAULT_ADDR and
-// EHR_TEST_VAULT_TOKEN name) or "plain", the baseline: the same key
-// bookkeeping with a pass-through cipher and search values in clear.
-func StartKeys(ctx context.Context, dsn, mode string) (srv *server.Server, base string, kr *keys.Keyring, stop func(), err error) {
+// Env is a server started for a run.
+type Env struct {
+	Server *server.Server
+	Base   string
+	Keys   *keys.Keyring
+	// Client sends many concurrent loopback requests, each with a token
+	// of the admin client (none when authentication is off), renewed
+	// before it expires.
+	Client *http.Client
+	Stop   func()
+}
+
+// Start serves a store on a loopback port, sealed as in production under
+// a local KMS unless opt says otherwise, with its embedded authorization
+// server; Env.Stop shuts it all down.
+func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	keyDir, err := os.MkdirTemp("", "ehrledger-bench-keys")
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	var kms keys.KMS
-	switch mode {
-	case "sealed", "plain":
+	switch opt.Keys {
+	case "sealed", "plain", "":
 		kms, err = keys.OpenLocal(filepath.Join(keyDir, "keys.json"))
 	case "vault":
 		kms, err = keys.OpenVault(ctx, keys.VaultConfig{Address: os.Getenv("EHR_TEST_VAULT_ADDR"), Token: os.Getenv("EHR_TEST_VAULT_TOKEN"),
 			Key: fmt.Sprintf("bench-%d", time.Now().UnixNano())})
 	default:
-		err = fmt.Errorf("unknown key mode %q (sealed, vault, plain)", mode)
+		err = fmt.Errorf("unknown key mode %q (sealed, vault, plain)", opt.Keys)
 	}
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
-	kr, err = server.OpenKeys(ctx, st, kms, keys.Options{})
+	kr, err := server.OpenKeys(ctx, st, kms, keys.Options{})
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
-	if mode == "plain" {
+	if opt.Keys == "plain" {
 		st.UseKeys(passThrough{}, nil)
 	}
 	const origin = "bench.example/ehrledger/main"
 	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
 	ledger, pseudonyms, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
+	authKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	authority := &server.Authority{Key: &jose.JSONWebKey{Key: authKey, KeyID: "bench"}, Bootstrap: []auth.Client{server.AdminClient()}}
 	lctx, stopLedger := context.WithCancel(context.Background())
 	ledgerDone := make(chan struct{})
 	go func() { ledger.Run(lctx); close(ledgerDone) }()
-	srv, err = server.New(server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
-		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20})
+	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
+		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20, Authority: authority, InsecureNoAuth: opt.NoAuth})
 	if err != nil {
 		stopLedger()
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	auditDone := make(chan struct{})
 	go func() { srv.RunAuditEvents(lctx); close(auditDone) }()
 	base, stopHTTP, err := Listen(srv)
 	if err != nil {
 		stopLedger()
-		return nil, "", nil, nil, err
+		return nil, err
 	}
-	return srv, base, kr, func() {
+	client := Client()
+	if !opt.NoAuth {
+		client.Transport = &bearer{next: client.Transport, mint: func() (*auth.Token, error) {
+			return server.MintToken(ctx, st, authority, base, auth.TokenRequest{Client: "admin", Scope: "system/*.cruds", Lifetime: auth.MaxLifetime}, nil)
+		}}
+	}
+	return &Env{Server: srv, Base: base, Keys: kr, Client: client, Stop: func() {
 		stopHTTP()
 		stopLedger()
 		<-ledgerDone
 		<-auditDone
 		st.Close()
 		os.RemoveAll(keyDir)
-	}, nil
+	}}, nil
+}
+
+// bearer adds an access token to each request, minting a new one when
+// the one it holds has less than a quarter of its life left.
+type bearer struct {
+	next http.RoundTripper
+	mint func() (*auth.Token, error)
+
+	mu      sync.Mutex
+	token   string
+	renewAt time.Time
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	if time.Now().After(b.renewAt) {
+		tok, err := b.mint()
+		if err != nil {
+			b.mu.Unlock()
+			return nil, err
+		}
+		life := time.Duration(tok.ExpiresIn) * time.Second
+		b.token, b.renewAt = tok.AccessToken, time.Now().Add(life*3/4)
+	}
+	token := b.token
+	b.mu.Unlock()
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+token)
+	return b.next.RoundTrip(r)
 }
 
 // passThrough is the baseline cipher: bodies stored as they are.

@@ -1,0 +1,268 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Request headers that set the purpose of use of one request (docs/auth.md).
+const (
+	// HeaderPurposeOfUse narrows the purpose of use to one code the
+	// token carries (purpose_of_use claim). Without it a request acts
+	// under the token's first purpose other than ETREAT.
+	HeaderPurposeOfUse = "Purpose-Of-Use"
+	// HeaderBreakGlassReason gives the reason of an emergency access;
+	// required with purpose ETREAT, refused with any other.
+	HeaderBreakGlassReason = "Break-Glass-Reason"
+)
+
+// PurposeBreakGlass is the purpose of use of an emergency access.
+const PurposeBreakGlass = "ETREAT"
+
+// maxBreakGlassReason bounds the Break-Glass-Reason header.
+const maxBreakGlassReason = 1024
+
+// Issuer is an external authorization server whose access tokens the
+// server accepts.
+type Issuer struct {
+	auth.Issuer
+	// TokenURL is its token endpoint, announced in
+	// /.well-known/smart-configuration when the embedded authorization
+	// server is off.
+	TokenURL string
+}
+
+// Authority configures the embedded authorization server (SMART Backend
+// Services), mounted at /auth and trusted as an issuer. Its clients are
+// registered in the database, so that every replica serves them.
+type Authority struct {
+	// Key signs the access tokens (ECDSA P-256 or RSA, with a kid).
+	Key *jose.JSONWebKey
+	// Lifetime is the validity of the tokens the token endpoint issues;
+	// 0 means 5 minutes.
+	Lifetime time.Duration
+	// Bootstrap are clients registered at start unless their id is
+	// registered already (the embedded mode's admin).
+	Bootstrap []auth.Client
+}
+
+// caller is who makes a request, as its access token says, and the
+// purpose of use of this request.
+type caller struct {
+	// claims are the verified token; nil when authentication is off.
+	claims *auth.Claims
+	// purpose is the purpose of use of this request ("" for none).
+	purpose string
+	// breakGlass is the reason given for an emergency access (purpose
+	// ETREAT). It is never written to the ledger, which holds no free text.
+	breakGlass string
+}
+
+type callerKey struct{}
+
+// callerOf returns the caller authenticate put in ctx, nil outside it.
+func callerOf(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	return c
+}
+
+// everything is the grant of a caller when authentication is off.
+var everything = auth.Grant{Rules: []auth.Rule{{Context: auth.System}}}
+
+// allow says how the caller's scopes allow interaction in on type typ.
+func (c *caller) allow(typ string, in auth.Interaction) (auth.Grant, bool) {
+	if c == nil || c.claims == nil {
+		return everything, true
+	}
+	return c.claims.Scopes.Allow(typ, in)
+}
+
+// admin reports whether the caller has the administration scope.
+func (c *caller) admin() bool {
+	return c == nil || c.claims == nil || c.claims.Scopes.Contains(auth.AdminScope)
+}
+
+// patient is the patient in the token's context, "" for none.
+func (c *caller) patient() string {
+	if c == nil || c.claims == nil {
+		return ""
+	}
+	return c.claims.Patient
+}
+
+// recipient is who receives what a request discloses, for its ledger
+// record: the client and, when it acts for one, its organisation. An
+// actor of another kind (a practitioner, or the patient, whose id must
+// never reach the ledger) is not recorded.
+func (c *caller) recipient() *audit.Recipient {
+	if c == nil || c.claims == nil {
+		return nil
+	}
+	r := &audit.Recipient{Client: c.claims.ClientID}
+	if strings.HasPrefix(c.claims.Actor, "Organization/") {
+		r.Organization = c.claims.Actor
+	}
+	return r
+}
+
+// unauthorizedError refuses a request without a valid token: 401 with
+// the WWW-Authenticate challenge made of cause (nil: no token sent).
+type unauthorizedError struct{ cause error }
+
+func (e *unauthorizedError) Error() string {
+	if e.cause == nil {
+		return "no access token"
+	}
+	return e.cause.Error()
+}
+
+// forbidden is the 403 of a request its token does not allow.
+func forbidden(format string, args ...any) error {
+	return reqErr(errForbidden, "forbidden", format, args...)
+}
+
+// authenticate verifies the request's bearer token and puts the caller
+// in the context; a request without a valid token is answered 401. An
+// entry of a batch Bundle, run through the router again, keeps the
+// caller of its Bundle.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if callerOf(r.Context()) != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, err := s.identify(r)
+		if err != nil {
+			s.handle("unknown", func(http.ResponseWriter, *http.Request) error { return err })(w, r)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+// codePattern is the syntax of a purpose of use code.
+var codePattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,64}$`)
+
+// identify reads the caller of r from its token and purpose headers.
+func (s *Server) identify(r *http.Request) (*caller, error) {
+	c := &caller{}
+	if !s.cfg.InsecureNoAuth {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			return nil, &unauthorizedError{}
+		}
+		claims, err := s.verifier.VerifyAt(r.Context(), strings.TrimSpace(token), s.baseURL(r))
+		if err != nil {
+			s.log.Info("access token refused", "request_id", requestID(r), "reason", auth.Reason(err), "err", err)
+			return nil, &unauthorizedError{cause: err}
+		}
+		if len(claims.IgnoredScopes) > 0 {
+			s.log.Info("malformed scopes ignored", "request_id", requestID(r), "client", claims.ClientID, "scopes", claims.IgnoredScopes)
+		}
+		c.claims = claims
+	}
+	if err := c.choosePurpose(r.Header.Get(HeaderPurposeOfUse), r.Header.Get(HeaderBreakGlassReason)); err != nil {
+		return nil, err
+	}
+	if c.purpose == PurposeBreakGlass {
+		s.metrics.breakGlass.Inc()
+		s.log.Warn("break-glass access", "request_id", requestID(r), "client", c.clientID(), "method", r.Method, "path", r.URL.Path)
+	}
+	return c, nil
+}
+
+// purposeOfUse is the request's purpose of use, "" for none.
+func (c *caller) purposeOfUse() string {
+	if c == nil {
+		return ""
+	}
+	return c.purpose
+}
+
+func (c *caller) clientID() string {
+	if c == nil || c.claims == nil {
+		return ""
+	}
+	return c.claims.ClientID
+}
+
+// choosePurpose sets the request's purpose of use: the header's code,
+// which the token must carry, or else the token's first purpose other
+// than break-glass (break-glass alone when it is all the token carries).
+// Break-glass needs a reason; a reason without break-glass is a mistake.
+// Without authentication the header is taken as it is.
+func (c *caller) choosePurpose(header, reason string) error {
+	header, reason = strings.TrimSpace(header), strings.TrimSpace(reason)
+	var allowed []string
+	if c.claims != nil {
+		allowed = c.claims.PurposeOfUse
+	}
+	switch {
+	case header != "" && !codePattern.MatchString(header):
+		return reqErr(errInvalid, "invalid", "%s must be one purpose of use code, such as TREAT", HeaderPurposeOfUse)
+	case header != "" && c.claims != nil && !slices.Contains(allowed, header):
+		return forbidden("the access token does not allow purpose of use %s; it allows %s", header, listOrNone(allowed))
+	case header != "":
+		c.purpose = header
+	default:
+		for _, p := range allowed {
+			if p != PurposeBreakGlass {
+				c.purpose = p
+				break
+			}
+		}
+		if c.purpose == "" && len(allowed) > 0 {
+			c.purpose = allowed[0]
+		}
+	}
+	switch {
+	case c.purpose == PurposeBreakGlass && reason == "":
+		return forbidden("break-glass access (purpose of use %s) needs the reason in the %s header", PurposeBreakGlass, HeaderBreakGlassReason)
+	case c.purpose != PurposeBreakGlass && reason != "":
+		return reqErr(errInvalid, "invalid", "%s is only for break-glass access: send %s: %s with it", HeaderBreakGlassReason, HeaderPurposeOfUse, PurposeBreakGlass)
+	case len(reason) > maxBreakGlassReason || strings.ContainsFunc(reason, func(r rune) bool { return r < ' ' }):
+		return reqErr(errInvalid, "invalid", "%s must be one line of at most %d bytes", HeaderBreakGlassReason, maxBreakGlassReason)
+	}
+	c.breakGlass = reason
+	return nil
+}
+
+func listOrNone(codes []string) string {
+	if len(codes) == 0 {
+		return "none"
+	}
+	return strings.Join(codes, ", ")
+}
+
+// requireAdmin refuses callers without the administration scope.
+func requireAdmin(r *http.Request) error {
+	if !callerOf(r.Context()).admin() {
+		return forbidden("this operation needs the %s scope", auth.AdminScope)
+	}
+	return nil
+}
+
+// newVerifier trusts the configured issuers and the embedded
+// authorization server.
+func newVerifier(cfg Config, as *auth.Server) (*auth.Verifier, error) {
+	var issuers []auth.Issuer
+	for _, iss := range cfg.Issuers {
+		issuers = append(issuers, iss.Issuer)
+	}
+	if as != nil {
+		issuers = append(issuers, auth.Issuer{URL: auth.EmbeddedIssuerPath, Keys: as.PublicKeys()})
+	}
+	if len(issuers) == 0 {
+		return nil, errors.New("server: no authorization server to trust: configure an issuer or the embedded one, or turn authentication off explicitly")
+	}
+	return auth.NewVerifier(auth.Config{Issuers: issuers, Now: cfg.Now})
+}
