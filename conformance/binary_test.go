@@ -31,18 +31,19 @@ func binary(t *testing.T) string {
 
 // process is a running "ehrledger serve".
 type process struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *strings.Builder
-	done chan error
-	bin  string
-	args []string // the serve flags after --addr, which "ehrledger token" takes too
+	cmd    *exec.Cmd
+	url    string
+	logs   *strings.Builder
+	done   chan error
+	bin    string
+	args   []string // the serve flags after --addr, which "ehrledger token" takes too
+	issuer *Issuer
 }
 
 // server is the process as the suite's Server: tokens come from
 // "ehrledger token" run with the process's flags.
 func (p *process) server() Server {
-	return Server{URL: p.url, Mint: func(t testing.TB, req TokenRequest) string {
+	return Server{URL: p.url, Issuer: p.issuer, Mint: func(t testing.TB, req TokenRequest) string {
 		t.Helper()
 		args := append([]string{"token"}, p.args...)
 		args = append(args, "--base-url", p.url, "--client", req.Client, "--scope", req.Scope)
@@ -69,10 +70,13 @@ func (p *process) client(t testing.TB) *client { return p.server().admin(t) }
 
 var urlLine = regexp.MustCompile(`serving FHIR R4 at (http://\S+)`)
 
-// serve starts the binary and waits until /healthz answers.
+// serve starts the binary and waits until /healthz answers. The server
+// trusts an issuer of the suite's besides its embedded authorization
+// server.
 func serve(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	issuer := NewIssuer(t)
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--auth-issuer", issuer.URL, "--auth-jwks-url", issuer.JWKSURL}, args...)...)
 	cmd.Env = append(os.Environ(), "EHR_LOG_LEVEL=warn")
 	stdout, _ := cmd.StdoutPipe()
 	logs := &strings.Builder{}
@@ -80,7 +84,7 @@ func serve(t *testing.T, bin string, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, logs: logs, done: make(chan error, 1), bin: bin, args: args}
+	p := &process{cmd: cmd, logs: logs, done: make(chan error, 1), bin: bin, args: args, issuer: issuer}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

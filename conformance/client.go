@@ -18,6 +18,8 @@ type Server struct {
 	// Mint returns an access token for a registered client, as
 	// "ehrledger token" mints them (valid for an hour).
 	Mint func(t testing.TB, req TokenRequest) string
+	// Issuer is an external authorization server the server trusts.
+	Issuer *Issuer
 }
 
 // TokenRequest asks Server.Mint for a token.
@@ -34,13 +36,20 @@ const adminScope = "system/*.cruds ehrledger/admin"
 // embedded mode registers on first start.
 func (s Server) admin(t testing.TB) *client {
 	t.Helper()
-	return newClient(t, s.URL, s.Mint(t, TokenRequest{Client: "admin", Scope: adminScope}))
+	return s.with(t, s.Mint(t, TokenRequest{Client: "admin", Scope: adminScope}))
 }
 
 // as returns a client holding a token of the registered client req names.
 func (s Server) as(t testing.TB, req TokenRequest) *client {
 	t.Helper()
-	return newClient(t, s.URL, s.Mint(t, req))
+	return s.with(t, s.Mint(t, req))
+}
+
+// with returns a client holding token.
+func (s Server) with(t testing.TB, token string) *client {
+	c := newClient(t, s.URL, token)
+	c.srv = s
+	return c
 }
 
 // client speaks to the server under test the way a FHIR client does,
@@ -50,6 +59,7 @@ type client struct {
 	base  string
 	http  *http.Client
 	token string
+	srv   Server // the server, for clients with other tokens
 }
 
 func newClient(t testing.TB, base, token string) *client {

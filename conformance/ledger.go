@@ -21,8 +21,13 @@ import (
 
 // ledgerRecord is the part of a ledger record the suite checks.
 type ledgerRecord struct {
-	Type        string `json:"type"`
-	Patient     string `json:"patient"`
+	Type      string `json:"type"`
+	Patient   string `json:"patient"`
+	Recipient *struct {
+		Client       string `json:"client"`
+		Organization string `json:"organization"`
+	} `json:"recipient"`
+	Purpose     string `json:"purpose"`
 	Interaction string `json:"interaction"`
 	Resources   []struct {
 		Ref    string `json:"ref"`

@@ -63,6 +63,12 @@ func Run(t *testing.T, srv Server) {
 		{"$erase crypto-shreds a patient", testErase},
 		{"every disclosure is in the signed ledger before the data arrives", testLedger},
 		{"AuditEvents are the ledger's records about a patient", testAuditEvents},
+		{"tokens that are wrong in any way are refused", testTokensRefused},
+		{"SMART Backend Services with a registered client's key", testBackendServices},
+		{"scopes allow each interaction and constrain by query", testScopes},
+		{"a patient's token reaches nothing of another patient", testPatientConfinement},
+		{"purpose of use and break-glass", testPurposeOfUse},
+		{"SMART discovery", testSMARTDiscovery},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

@@ -22,6 +22,7 @@ type testServer struct {
 	*httptest.Server
 	st        *store.Store
 	authority *server.Authority
+	issuer    *conformance.Issuer
 }
 
 // newServer serves a fresh database on a loopback port.
@@ -32,8 +33,10 @@ func newServer(t *testing.T, dsn string) *testServer {
 	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
 	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
 	authority := testkeys.Authority(t)
+	issuer := conformance.NewIssuer(t)
 	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
-		Metrics: metrics, Logger: log, Authority: authority})
+		Metrics: metrics, Logger: log, Authority: authority,
+		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +46,12 @@ func newServer(t *testing.T, dsn string) *testServer {
 	done := make(chan struct{})
 	go func() { srv.RunAuditEvents(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &testServer{Server: hs, st: st, authority: authority}
+	return &testServer{Server: hs, st: st, authority: authority, issuer: issuer}
 }
 
 // suite is the server as the conformance suite drives it.
 func (s *testServer) suite() conformance.Server {
-	return conformance.Server{URL: s.URL, Mint: func(t testing.TB, req conformance.TokenRequest) string {
+	return conformance.Server{URL: s.URL, Issuer: s.issuer, Mint: func(t testing.TB, req conformance.TokenRequest) string {
 		return s.token(t, auth.TokenRequest{Client: req.Client, Scope: req.Scope, Patient: req.Patient, Purposes: req.Purposes})
 	}}
 }
