@@ -3,7 +3,9 @@
 # from Debian's packages when it is missing, starts a throwaway cluster on a
 # free loopback port, builds and starts the Vault dev harness
 # (tools/vaultdev), runs vet and the whole suite (SQLite, PostgreSQL,
-# Vault), and stops both whatever happens. Extra arguments go to `go test`.
+# Vault), and stops both whatever happens. It installs the npm packages of
+# the external SMART client check (conformance/node). Extra arguments go to
+# `go test`.
 #
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh -run Concurrent ./server/
@@ -13,6 +15,9 @@ cd "$(dirname "$0")/.."
 export CI="${CI:-true}" # the suite refuses to skip PostgreSQL under CI=true
 . scripts/lib/postgres.sh
 . scripts/lib/vault.sh
+
+say "npm packages of the external client check (conformance/node)"
+npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error
 
 start_postgres fast
 start_vault
