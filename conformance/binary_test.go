@@ -245,3 +245,69 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenCommand mints tokens the way an operator does: the admin
+// client exists from the first start; in embedded mode a new name
+// registers a development client on the fly (a patient's own with
+// --patient), whose token the server accepts and confines; with
+// PostgreSQL an unknown name is refused.
+func TestTokenCommand(t *testing.T) {
+	bin := binary(t)
+	data := t.TempDir()
+	p := serve(t, bin, "--data", data)
+	srv := p.server()
+	admin := p.client(t)
+	admin.do(http.MethodPut, "/Patient/cli-a", `{"resourceType":"Patient","id":"cli-a"}`).want(t, http.StatusCreated)
+	admin.do(http.MethodPut, "/Patient/cli-b", `{"resourceType":"Patient","id":"cli-b"}`).want(t, http.StatusCreated)
+
+	mine := srv.as(t, TokenRequest{Client: "cli-app", Scope: "patient/*.rs", Patient: "cli-a", Purposes: []string{"PATRQT"}})
+	mine.do(http.MethodGet, "/Patient/cli-a", nil).want(t, http.StatusOK)
+	mine.do(http.MethodGet, "/Patient/cli-b", nil).want(t, http.StatusForbidden)
+	reg := admin.do(http.MethodGet, "/auth/clients/cli-app", nil).want(t, http.StatusOK).json()
+	if reg["patient"] != "cli-a" || reg["actor"] != "Organization/cli-app" || reg["scope"] != "patient/*.rs" {
+		t.Fatalf("the development client was registered as %v", reg)
+	}
+	// Registered once, the client keeps its registration: it cannot be
+	// stretched to another patient or to more scopes.
+	for _, args := range [][]string{
+		{"--client", "cli-app", "--scope", "patient/*.rs", "--patient", "cli-b"},
+		{"--client", "cli-app", "--scope", "system/*.rs"},
+		{"--client", "admin", "--scope", "system/*.rs", "--purpose", "NOTAPURPOSE"},
+		{"--client", "admin", "--scope", "system/*.rs", "--lifetime", "2h"},
+		{"--client", "admin"},
+	} {
+		out, err := exec.Command(bin, append([]string{"token", "--data", data, "--base-url", p.url}, args...)...).CombinedOutput()
+		if err == nil {
+			t.Errorf("ehrledger token %q: exit 0:\n%s", args, out)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(data, "auth-key.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("auth-key.json: %v %v, want mode 0600", fi, err)
+	}
+
+	t.Run("postgres refuses unknown clients", func(t *testing.T) {
+		dsn := testdb.Postgres(t)
+		pd := t.TempDir()
+		p := serve(t, bin, "--data", pd, "--db", dsn)
+		out, err := exec.Command(bin, "token", "--data", pd, "--db", dsn, "--base-url", p.url, "--client", "stranger", "--scope", "system/*.rs").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "not registered") {
+			t.Fatalf("token for an unknown client: %v\n%s", err, out)
+		}
+		p.client(t).do(http.MethodGet, "/Patient", nil).want(t, http.StatusOK)
+	})
+}
+
+// TestInsecureNoAuth turns authentication off, as a developer may: every
+// request is served without a token, and the log says so loudly.
+func TestInsecureNoAuth(t *testing.T) {
+	p := serve(t, binary(t), "--data", t.TempDir(), "--insecure-no-auth")
+	anon := newClient(t, p.url, "")
+	anon.do(http.MethodPost, "/Patient", `{"resourceType":"Patient"}`).want(t, http.StatusCreated)
+	anon.do(http.MethodGet, "/Patient", nil).want(t, http.StatusOK)
+	if err := p.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.logs.String(), "AUTHENTICATION IS OFF") {
+		t.Fatalf("no warning in the log:\n%s", p.logs)
+	}
+}

@@ -109,6 +109,9 @@ type setting struct {
 	set              func(c *serveConfig, v string) error
 }
 
+// booleanFlags may stand alone on the command line (--insecure-no-auth).
+var booleanFlags = map[string]bool{"insecure-no-auth": true, "auth-server": true}
+
 var serveSettings = []setting{
 	{"addr", "EHR_ADDR", "listen address HOST:PORT (port 0 picks a free one)", func(c *serveConfig, v string) error { c.Addr = v; return nil }},
 	{"data", "EHR_DATA", "directory for the embedded database and key files", func(c *serveConfig, v string) error { c.Data = v; return nil }},
@@ -148,11 +151,11 @@ var serveSettings = []setting{
 		c.LedgerCheckpointEvery, err = time.ParseDuration(v)
 		return err
 	}},
-	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only (true or false)", func(c *serveConfig, v string) (err error) {
+	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only", func(c *serveConfig, v string) (err error) {
 		c.InsecureNoAuth, err = strconv.ParseBool(v)
 		return err
 	}},
-	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (true or false)", func(c *serveConfig, v string) (err error) {
+	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (--auth-server=false turns it off)", func(c *serveConfig, v string) (err error) {
 		c.Auth.Server, err = strconv.ParseBool(v)
 		return err
 	}},
@@ -206,7 +209,12 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, std
 	given := map[string]string{}
 	for _, s := range serveSettings {
 		name := s.flag
-		fs.Func(name, s.usage+" (env "+s.env+")", func(v string) error { given[name] = v; return nil })
+		record := func(v string) error { given[name] = v; return nil }
+		if booleanFlags[name] {
+			fs.BoolFunc(name, s.usage+" (env "+s.env+")", record)
+		} else {
+			fs.Func(name, s.usage+" (env "+s.env+")", record)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return serveConfig{}, errUsage

@@ -54,3 +54,41 @@ func TestServeConfigRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := loadServeConfig(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Auth.Server || cfg.InsecureNoAuth || cfg.Auth.TokenLifetime != 5*time.Minute || cfg.authKeyFile() != filepath.Join("data", "auth-key.json") {
+		t.Fatalf("defaults: %+v", cfg.Auth)
+	}
+	file := filepath.Join(t.TempDir(), "auth.yaml")
+	os.WriteFile(file, []byte("auth:\n  server: false\n  issuers:\n    - url: https://idp.example\n      jwks_url: https://idp.example/jwks\n      token_url: https://idp.example/token\n"), 0o600)
+	cfg, err = loadServeConfig([]string{"--config", file}, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.Server || len(cfg.issuers()) != 1 || cfg.issuers()[0].TokenURL != "https://idp.example/token" {
+		t.Fatalf("issuers from YAML: %+v", cfg.Auth)
+	}
+	cfg, err = loadServeConfig([]string{"--auth-issuer", "https://a.example", "--auth-jwks-url", "https://a.example/jwks", "--insecure-no-auth"}, none, io.Discard)
+	if err != nil || !cfg.InsecureNoAuth || cfg.Auth.Issuers[0].URL != "https://a.example" {
+		t.Fatalf("issuer flags: %+v %v", cfg, err)
+	}
+	for name, args := range map[string][]string{
+		"issuer without JWKS":        {"--auth-issuer", "https://a.example"},
+		"nobody can get a token":     {"--auth-server=false"},
+		"lifetime over an hour":      {"--auth-token-lifetime", "2h"},
+		"not a boolean":              {"--insecure-no-auth=maybe"},
+		"lifetime is not a duration": {"--auth-token-lifetime", "long"},
+	} {
+		if _, err := loadServeConfig(args, none, io.Discard); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := loadServeConfig([]string{"--auth-server=false", "--insecure-no-auth"}, none, io.Discard); err != nil {
+		t.Errorf("authentication off without an authorization server: %v", err)
+	}
+}
