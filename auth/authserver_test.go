@@ -873,6 +873,9 @@ func TestClientJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"client_id":"x","actor":"Organization/x","scope":"system/observation.rs"}`), &c); err == nil {
 		t.Error("a malformed scope in a registration was accepted")
 	}
+	if err := json.Unmarshal([]byte(`{"client_id":"x","actor":"Organization/x","scopes":"system/*.rs"}`), &c); err == nil {
+		t.Error("a misspelt member in a registration was accepted")
+	}
 }
 
 func TestPatientClient(t *testing.T) {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -123,11 +124,14 @@ func (c Client) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// UnmarshalJSON reads the form MarshalJSON writes. A malformed resource
-// scope is an error here, not silently left out.
+// UnmarshalJSON reads the form MarshalJSON writes. A member it does not
+// know, or a malformed resource scope, is an error here, not silently
+// left out.
 func (c *Client) UnmarshalJSON(b []byte) error {
 	var in clientJSON
-	if err := json.Unmarshal(b, &in); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
 		return fmt.Errorf("auth: client: %w", err)
 	}
 	var scopes Scopes

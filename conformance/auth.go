@@ -502,6 +502,40 @@ func testPurposeOfUse(t *testing.T, c *client, run string) {
 	tr.do(http.MethodGet, "/Patient/"+pid, nil, "Purpose-Of-Use", "TREAT").want(t, http.StatusOK)
 }
 
+// testClientRegistry drives the admin API of the client registry.
+func testClientRegistry(t *testing.T, c *client, run string) {
+	id := "reg-" + run
+	reg := map[string]any{"actor": "Organization/reg", "scope": "system/Patient.rs", "purposes": []string{"TREAT"}}
+	c.register(t, id, reg)
+	reg["scope"] = "system/Patient.rs system/Observation.rs"
+	got := c.do(http.MethodPut, "/auth/clients/"+id, reg).want(t, http.StatusOK).json()
+	if got["client_id"] != id || got["scope"] != reg["scope"] {
+		t.Fatalf("replaced registration: %v", got)
+	}
+	if got := c.do(http.MethodGet, "/auth/clients/"+id, nil).want(t, http.StatusOK).json(); got["scope"] != reg["scope"] {
+		t.Fatalf("stored registration: %v", got)
+	}
+	var list []map[string]any
+	json.Unmarshal(c.do(http.MethodGet, "/auth/clients", nil).want(t, http.StatusOK).body, &list)
+	if !slices.ContainsFunc(list, func(m map[string]any) bool { return m["client_id"] == id }) ||
+		!slices.ContainsFunc(list, func(m map[string]any) bool { return m["client_id"] == "admin" }) {
+		t.Fatalf("the list lacks %s or admin: %v", id, list)
+	}
+	for name, body := range map[string]string{
+		"not JSON":          `{`,
+		"misspelt member":   `{"actor":"Organization/reg","scopes":"system/*.rs"}`,
+		"bad actor":         `{"actor":"reg","scope":"system/*.rs"}`,
+		"malformed scope":   `{"actor":"Organization/reg","scope":"system/patient.rs"}`,
+		"another client_id": `{"client_id":"someone-else","actor":"Organization/reg","scope":"system/*.rs"}`,
+		"weak key":          `{"actor":"Organization/reg","scope":"system/*.rs","jwks":{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"}]}}`,
+	} {
+		t.Run(name, func(t *testing.T) { c.do(http.MethodPut, "/auth/clients/"+id, body).want(t, http.StatusBadRequest) })
+	}
+	c.do(http.MethodDelete, "/auth/clients/"+id, nil).want(t, http.StatusNoContent)
+	c.do(http.MethodGet, "/auth/clients/"+id, nil).want(t, http.StatusNotFound)
+	c.do(http.MethodDelete, "/auth/clients/"+id, nil).want(t, http.StatusNotFound)
+}
+
 // testSMARTDiscovery checks what a SMART client reads before it asks for
 // a token: /.well-known/smart-configuration and the CapabilityStatement's
 // security, both open to everyone.

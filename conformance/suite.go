@@ -69,6 +69,7 @@ func Run(t *testing.T, srv Server) {
 		{"a patient's token reaches nothing of another patient", testPatientConfinement},
 		{"purpose of use and break-glass", testPurposeOfUse},
 		{"SMART discovery", testSMARTDiscovery},
+		{"the client registry's admin API", testClientRegistry},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

@@ -142,7 +142,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		c, err := s.identify(r)
 		if err != nil {
-			s.handle("unknown", func(http.ResponseWriter, *http.Request) error { return err })(w, r)
+			s.handle("authenticate", func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

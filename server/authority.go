@@ -173,12 +173,12 @@ func (s *Server) putClient(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return reqErr(errInvalid, "invalid", "client_id %q does not match the URL's %q", c.ID, id)
 	}
+	if _, err := auth.CheckClient(c); err != nil {
+		return reqErr(errInvalid, "invalid", "%v", err)
+	}
 	stored, created, err := (registry{s.store}).register(r.Context(), c, true)
 	if err != nil {
-		if errors.Is(err, store.ErrUnavailable) {
-			return err
-		}
-		return reqErr(errInvalid, "invalid", "%v", err)
+		return err
 	}
 	s.log.Info("client registered", "request_id", requestID(r), "client", stored.ID, "new", created, "by", callerOf(r.Context()).clientID())
 	b, _ := json.Marshal(stored) // a checked client always marshals
