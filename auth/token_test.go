@@ -84,7 +84,7 @@ var testKeys = sync.OnceValue(func() map[string]signingKey {
 func key(name string) signingKey { return testKeys()[name] }
 
 // sign makes a JWT with the given claims, signed by k with its kid.
-func sign(t *testing.T, k signingKey, claims map[string]any) string {
+func sign(t testing.TB, k signingKey, claims map[string]any) string {
 	t.Helper()
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}},
@@ -108,7 +108,7 @@ type jwksServer struct {
 	fetches atomic.Int32
 }
 
-func newJWKSServer(t *testing.T, keys ...signingKey) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...signingKey) *jwksServer {
 	s := &jwksServer{status: http.StatusOK}
 	s.setKeys(keys...)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +166,7 @@ type fixture struct {
 	v     *auth.Verifier
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{
 		clock: &clock{t: time.Unix(1_800_000_000, 0)},
