@@ -380,6 +380,25 @@ func testPatientConfinement(t *testing.T, c *client, run string) {
 			t.Fatalf("_summary=count gives %v", got)
 		}
 	})
+	t.Run("a patient scope beside a constrained system scope", func(t *testing.T) {
+		mix := "mix-" + run
+		scope := "patient/Observation.rs system/Observation.rs?category=vital-signs"
+		c.register(t, mix, map[string]any{"actor": "Patient/" + d.a, "scope": scope, "purposes": []string{"PATRQT"}, "patient": d.a})
+		m := c.srv.as(t, TokenRequest{Client: mix, Scope: scope})
+		// Either rule admits a resource: A's laboratory result by the
+		// patient rule, the vital signs by the system rule; B's laboratory
+		// result by neither. No total is given for what is checked one by
+		// one, and no count.
+		r := m.do(http.MethodGet, "/Observation?subject=Patient/"+d.a+",Patient/"+d.b, nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "match", d.oa, d.oab)
+		if _, ok := r.json()["total"]; ok {
+			t.Fatalf("a total is given: %v", r.json()["total"])
+		}
+		m.do(http.MethodGet, "/Observation?_summary=count", nil).want(t, http.StatusForbidden)
+		m.do(http.MethodGet, "/Observation/"+d.ob, nil).want(t, http.StatusForbidden)
+		m.do(http.MethodGet, "/Observation/"+d.oab, nil).want(t, http.StatusOK)
+		m.do(http.MethodGet, "/Observation?patient.family=Bravo", nil).want(t, http.StatusForbidden)
+	})
 	t.Run("includes", func(t *testing.T) {
 		r := p.do(http.MethodGet, "/Observation?_include=Observation:performer&_include=Observation:subject", nil).want(t, http.StatusOK)
 		wantIDs(t, r, "Patient", "include", d.a)
