@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // Issuer is an authorization server whose access tokens are accepted.
@@ -51,7 +53,21 @@ type Config struct {
 	// issuer, when a token names a kid not in the cached keys; 0 means
 	// 10s.
 	RefetchEvery time.Duration
+	// CacheSize bounds the verified tokens remembered, so that a client
+	// sending its token with every request is not verified again each
+	// time; 0 means DefaultCacheSize, a negative size turns the cache off.
+	CacheSize int
+	// CacheTTL is the longest a verified token is remembered; 0 means
+	// DefaultCacheTTL. A remembered token is refused all the same once it
+	// expires.
+	CacheTTL time.Duration
 }
+
+// Defaults of the verified-token cache.
+const (
+	DefaultCacheSize = 10_000
+	DefaultCacheTTL  = time.Minute
+)
 
 // Reasons of token refusals, as returned by Reason and shown in the
 // error_description of Challenge.
@@ -98,6 +114,9 @@ type Verifier struct {
 	issuers  map[string]*keySet
 	// relative are the issuers named relative to the audience, by path.
 	relative map[string]*keySet
+	// verified remembers tokens verified recently, by the SHA-256 of
+	// audience and token (the token itself is not kept); nil when off.
+	verified *expirable.LRU[[sha256.Size]byte, *Claims]
 }
 
 // NewVerifier checks cfg and returns a Verifier. It fetches nothing: each
@@ -106,8 +125,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("auth: no issuer configured")
 	}
-	if cfg.Leeway < 0 || cfg.RefetchEvery < 0 {
-		return nil, errors.New("auth: negative leeway or refetch interval")
+	if cfg.Leeway < 0 || cfg.RefetchEvery < 0 || cfg.CacheTTL < 0 {
+		return nil, errors.New("auth: negative leeway, refetch interval or cache TTL")
 	}
 	v := &Verifier{
 		audience: strings.TrimSuffix(cfg.Audience, "/"),
@@ -125,6 +144,16 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	every := cfg.RefetchEvery
 	if every == 0 {
 		every = defaultRefetchEvery
+	}
+	if cfg.CacheSize >= 0 {
+		size, ttl := cfg.CacheSize, cfg.CacheTTL
+		if size == 0 {
+			size = DefaultCacheSize
+		}
+		if ttl == 0 {
+			ttl = DefaultCacheTTL
+		}
+		v.verified = expirable.NewLRU[[sha256.Size]byte, *Claims](size, nil, ttl)
 	}
 	client := cfg.HTTPClient
 	if client == nil {
@@ -168,7 +197,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 }
 
 // VerifyAt checks an access token (the part after "Bearer ") presented
-// at the FHIR base URL audience and returns its claims. The token must be a JWS in compact form of at most 64 KiB,
+// at the FHIR base URL audience and returns its claims, which the caller
+// must not change: a token verified within the cache's TTL is answered
+// from memory with the same claims, after checking that it has not
+// expired since. The token must be a JWS in compact form of at most 64 KiB,
 // signed with RS256,
 // RS384, ES256 or ES384 by a key of its issuer's JWKS named by the "kid"
 // header; "iss" must be a configured issuer, "aud" must contain the
@@ -186,6 +218,25 @@ func (v *Verifier) VerifyAt(ctx context.Context, raw, audience string) (*Claims,
 	if raw == "" || len(raw) > maxTokenBytes {
 		return nil, refuse(ReasonMalformed, "empty or oversized token", nil)
 	}
+	var key [sha256.Size]byte
+	if v.verified != nil {
+		key = sha256.Sum256([]byte(audience + "\x00" + raw))
+		if c, ok := v.verified.Get(key); ok {
+			if !v.now().After(c.Expiry.Add(v.leeway)) {
+				return c, nil
+			}
+			v.verified.Remove(key)
+		}
+	}
+	c, err := v.verify(ctx, raw, audience)
+	if err == nil && v.verified != nil {
+		v.verified.Add(key, c)
+	}
+	return c, err
+}
+
+// verify is VerifyAt without the cache.
+func (v *Verifier) verify(ctx context.Context, raw, audience string) (*Claims, error) {
 	jws, err := jose.ParseSignedCompact(raw, acceptedAlgs)
 	if err != nil {
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm

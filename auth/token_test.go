@@ -802,3 +802,48 @@ func TestActorAndRolesClaims(t *testing.T) {
 	cl["actor"] = "clinic"
 	wantReason(t, errOf(f.verify(sign(t, key("a-rsa"), cl))), auth.ReasonClaims)
 }
+
+// TestVerifiedTokenCache checks what remembering verified tokens may not
+// change: an expired token is refused, a token is remembered for its
+// audience only; and what it does: a token verified once is accepted
+// again without its issuer's keys for the cache's TTL.
+func TestVerifiedTokenCache(t *testing.T) {
+	f := newFixture(t)
+	tok := sign(t, key("a-rsa"), f.claims(issuerA))
+	first, err := f.verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The issuer's keys go away: the remembered token still verifies,
+	// with the same claims, and nothing is fetched.
+	f.a.setStatus(http.StatusServiceUnavailable)
+	again, err := f.verify(tok)
+	if err != nil || again != first {
+		t.Fatalf("remembered token: %v, same claims %v", err, again == first)
+	}
+	if n := f.a.fetches.Load(); n != 1 {
+		t.Fatalf("fetches = %d, want 1", n)
+	}
+	// At another audience it is checked again, and refused.
+	wantReason(t, errOf(f.v.VerifyAt(context.Background(), tok, "https://other.example/fhir")), auth.ReasonAudience)
+	// Once it expires (past the leeway) it is refused, remembered or not.
+	f.clock.Add(5*time.Minute + 31*time.Second)
+	wantReason(t, errOf(f.verify(tok)), auth.ReasonExpired)
+
+	// Without the cache every call verifies against the issuer's keys: a
+	// token whose key the issuer withdrew is refused at its next use.
+	g := newFixture(t)
+	nc, err := auth.NewVerifier(auth.Config{Issuers: []auth.Issuer{{URL: issuerA, JWKSURL: g.a.URL}}, Audience: audience, Now: g.clock.Now, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := g.claims(issuerA)
+	cl["exp"] = g.clock.Now().Add(3 * time.Hour).Unix()
+	tok = sign(t, key("a-rsa"), cl)
+	if _, err := nc.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	g.a.setKeys(key("a-ec"))
+	g.clock.Add(2 * time.Hour) // keys stale: refreshed, without a-rsa
+	wantReason(t, errOf(nc.Verify(context.Background(), tok)), auth.ReasonUnknownKey)
+}
