@@ -148,9 +148,11 @@ func (s *Server) matching(ctx context.Context, typ string, query url.Values, ids
 		chunk := ids[start:min(start+maxIDsPerCheck, len(ids))]
 		params := url.Values{}
 		for k, vs := range query {
-			params[k] = vs
+			params[k] = slices.Clone(vs)
 		}
-		params.Set("_id", strings.Join(chunk, ","))
+		// Added, not set: a constraint on _id itself still holds (two
+		// occurrences of a parameter must both match).
+		params.Add("_id", strings.Join(chunk, ","))
 		q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{Strict: true, DefaultCount: len(chunk), MaxCount: len(chunk)})
 		if err != nil {
 			return out, nil // a constraint that does not apply to typ matches nothing
