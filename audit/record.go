@@ -39,8 +39,15 @@ type Record struct {
 	Recipient   *Recipient `json:"recipient,omitempty"`
 	Purpose     string     `json:"purpose,omitempty"`
 	Interaction string     `json:"interaction,omitempty"`
-	// Resources are the versions written or disclosed.
+	// Resources are the versions written, disclosed or denied.
 	Resources []Resource `json:"resources,omitempty"`
+	// Consents are the consent versions (Consent/id/_history/n) that
+	// decided a disclosure or denial; none when the provider's default
+	// policy did.
+	Consents []string `json:"consents,omitempty"`
+	// BreakGlass marks a disclosure that only an emergency access
+	// (purpose ETREAT with a reason) permitted.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // Recipient is who received a disclosure (or made a write).

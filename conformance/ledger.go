@@ -27,8 +27,10 @@ type ledgerRecord struct {
 		Client       string `json:"client"`
 		Organization string `json:"organization"`
 	} `json:"recipient"`
-	Purpose     string `json:"purpose"`
-	Interaction string `json:"interaction"`
+	Purpose     string   `json:"purpose"`
+	Interaction string   `json:"interaction"`
+	Consents    []string `json:"consents"`
+	BreakGlass  bool     `json:"break_glass"`
 	Resources   []struct {
 		Ref    string `json:"ref"`
 		SHA256 string `json:"sha256"`

@@ -70,6 +70,7 @@ func Run(t *testing.T, srv Server) {
 		{"purpose of use and break-glass", testPurposeOfUse},
 		{"SMART discovery", testSMARTDiscovery},
 		{"the client registry's admin API", testClientRegistry},
+		{"a patient's Consent gates what each caller sees", testConsentGating},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

@@ -352,11 +352,15 @@ func (n *node) classMatches(r *Resource) bool {
 	return slices.ContainsFunc(r.Profiles, func(pr string) bool { return n.classes.has(Coding{Code: pr}) })
 }
 
+// matches: an actor given by reference is that party, whatever its role
+// (R4 makes the role required, and it says how the party takes part: a
+// recipient, IRCP); an actor given by role alone is any caller in that
+// role.
 func (a actorMatch) matches(req *Request) bool {
-	if a.reference != "" && !slices.Contains(req.Actors, a.reference) {
-		return false
+	if a.reference != "" {
+		return slices.Contains(req.Actors, a.reference)
 	}
-	return a.roles.empty() || a.roles.any(req.Roles)
+	return !a.roles.empty() && a.roles.any(req.Roles)
 }
 
 func (d dataMatch) matches(r *Resource) bool {

@@ -185,7 +185,7 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 		ae["type"] = coding(dicom, "110106", "Export")
 		ae["action"] = "R"
 		subtype = append(subtype, coding(lifecycle, "disclose", "Disclose Record Lifecycle Event"))
-	case audit.TypeWrite:
+	case audit.TypeWrite, audit.TypeConsent:
 		profile, action := "Update", "U"
 		switch {
 		case rec.Interaction == "delete":

@@ -67,7 +67,7 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 	var refs []store.VersionRef
 	for _, lr := range recs {
 		rec, err := audit.ParseRecord(lr.Data)
-		if err != nil || rec.Type != audit.TypeWrite || len(rec.Resources) == 0 {
+		if err != nil || (rec.Type != audit.TypeWrite && rec.Type != audit.TypeConsent) || len(rec.Resources) == 0 {
 			continue
 		}
 		ref, ok := splitVersionRef(rec.Resources[0].Ref)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,11 +15,17 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// disclosure is one resource version a response carries, with the owner of
-// its key (which names its patient).
+// disclosure is one resource version a response carries (or, denied,
+// withholds), with the owner of its key (which names its patient) and the
+// consent decision about it.
 type disclosure struct {
 	owner string
 	res   audit.Resource
+	// consent is the consent version that decided, "" for the default or
+	// for data of no patient; breakGlass marks an emergency permit.
+	consent    string
+	breakGlass bool
+	denied     bool
 }
 
 // disclosureOf is the disclosure of v as served (body: the bytes sent,
@@ -31,36 +38,60 @@ func disclosureOf(v *store.Version, body []byte) disclosure {
 const maxResourcesPerRecord = 200
 
 // disclose appends one disclosure record per patient whose data the
-// response carries, waits until they are durable, and names them in the
-// Ledger-Index header. Resources of no patient (the provider's own) are
-// not disclosures. When the ledger cannot record them the request fails
-// with 503 and the data is not sent.
+// response carries, and one denial record per patient whose data the
+// consents withheld from it, waits until they are durable, and names the
+// disclosure records in the Ledger-Index header. Resources of no patient
+// (the provider's own) are not disclosures. When the ledger cannot record
+// them the request fails with 503 and the data is not sent.
 func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction string, items []disclosure) error {
-	byPatient := map[string][]audit.Resource{}
-	var order []string
+	type group struct {
+		patient    string
+		denied     bool
+		res        []audit.Resource
+		consents   []string
+		breakGlass bool
+	}
+	var groups []*group
+	byKey := map[[2]string]*group{}
 	for _, d := range items {
 		id, ok := strings.CutPrefix(d.owner, "Patient/")
 		if !ok {
 			continue
 		}
-		if _, seen := byPatient[id]; !seen {
-			order = append(order, id)
+		kind := "disclosure"
+		if d.denied {
+			kind = "denial"
 		}
-		byPatient[id] = append(byPatient[id], d.res)
+		g := byKey[[2]string{id, kind}]
+		if g == nil {
+			g = &group{patient: id, denied: d.denied}
+			byKey[[2]string{id, kind}] = g
+			groups = append(groups, g)
+		}
+		g.res = append(g.res, d.res)
+		if d.consent != "" && !slices.Contains(g.consents, d.consent) {
+			g.consents = append(g.consents, d.consent)
+		}
+		g.breakGlass = g.breakGlass || d.breakGlass
 	}
-	if len(order) == 0 {
+	if len(groups) == 0 {
 		return nil
 	}
 	now := audit.FormatTime(s.now())
 	c := callerOf(r.Context())
 	var recs [][]byte
-	for _, id := range order {
-		res := byPatient[id]
-		for start := 0; start < len(res); start += maxResourcesPerRecord {
-			rec := audit.Record{Type: audit.TypeDisclosure, Time: now, Patient: s.pseudonyms.Of(id),
-				Recipient: c.recipient(), Purpose: c.purposeOfUse(),
-				Interaction: interaction, Resources: res[start:min(start+maxResourcesPerRecord, len(res))]}
+	var disclosures []bool // per record: a disclosure (named in Ledger-Index)
+	for _, g := range groups {
+		typ := audit.TypeDisclosure
+		if g.denied {
+			typ = audit.TypeDenial
+		}
+		for start := 0; start < len(g.res); start += maxResourcesPerRecord {
+			rec := audit.Record{Type: typ, Time: now, Patient: s.pseudonyms.Of(g.patient),
+				Recipient: c.recipient(), Purpose: c.purposeOfUse(), Interaction: interaction,
+				Resources: g.res[start:min(start+maxResourcesPerRecord, len(g.res))], Consents: g.consents, BreakGlass: g.breakGlass}
 			recs = append(recs, rec.Bytes())
+			disclosures = append(disclosures, !g.denied)
 		}
 	}
 	idx, err := s.ledger.Append(r.Context(), recs)
@@ -68,16 +99,21 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 		s.log.Error("ledger: a disclosure could not be recorded; nothing was sent", "request_id", requestID(r), "err", err)
 		return reqErr(errUnavailable, "transient", "the disclosure could not be recorded in the ledger, so no data is sent; retry later")
 	}
-	parts := make([]string, len(idx))
+	var parts []string
 	for i, n := range idx {
-		parts[i] = strconv.FormatInt(n, 10)
+		if disclosures[i] {
+			parts = append(parts, strconv.FormatInt(n, 10))
+		}
 	}
-	w.Header().Set("Ledger-Index", strings.Join(parts, ","))
+	if len(parts) > 0 {
+		w.Header().Set("Ledger-Index", strings.Join(parts, ","))
+	}
 	return nil
 }
 
-// writeRecords queues, inside tx, a write record for each version written,
-// so that a version and its record commit together.
+// writeRecords queues, inside tx, a write record (a consent record for a
+// Consent) for each version written, so that a version and its record
+// commit together.
 func (s *Server) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Write) error {
 	now := audit.FormatTime(s.now())
 	c := callerOf(ctx)
@@ -86,6 +122,11 @@ func (s *Server) writeRecords(ctx context.Context, tx *store.Tx, writes []store.
 		v := wr.Version
 		rec := audit.Record{Type: audit.TypeWrite, Time: now, Interaction: writeInteraction(v.Method),
 			Recipient: c.recipient(), Purpose: c.purposeOfUse()}
+		if v.Type == "Consent" {
+			// A Consent version is anchored in the ledger by its own kind
+			// of record, which decisions cite.
+			rec.Type = audit.TypeConsent
+		}
 		if id, ok := strings.CutPrefix(v.Owner, "Patient/"); ok {
 			rec.Patient = s.pseudonyms.Of(id)
 		}

@@ -19,8 +19,10 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	dbRetries *prometheus.CounterVec
-	// breakGlass counts requests made under the emergency purpose of use.
-	breakGlass prometheus.Counter
+	// breakGlass counts requests made under the emergency purpose of use;
+	// breakGlassDisclosures the resources only break-glass disclosed.
+	breakGlass            prometheus.Counter
+	breakGlassDisclosures prometheus.Counter
 }
 
 // NewMetrics makes the metric set with Go runtime and process collectors.
@@ -45,7 +47,11 @@ func NewMetrics() *Metrics {
 			Help: "Requests made under the emergency purpose of use ETREAT (break-glass), each with a reason; an alert should watch it.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.dbRetries, m.breakGlass,
+	m.breakGlassDisclosures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ehrledger_break_glass_disclosures_total",
+		Help: "Resources disclosed only because of break-glass, against what the patient's consents decide; an alert should watch it.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.dbRetries, m.breakGlass, m.breakGlassDisclosures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

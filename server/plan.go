@@ -50,7 +50,10 @@ func (s *Server) plan(ctx context.Context, tx *store.Tx, op *writeOp) (change, e
 	if err != nil {
 		return ch, err
 	}
-	return ch, authorizeWrite(ctx, op, ch)
+	if err := authorizeWrite(ctx, op, ch); err != nil {
+		return ch, err
+	}
+	return ch, checkConsentWrite(ctx, op, ch)
 }
 
 func (s *Server) planOp(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {

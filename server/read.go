@@ -31,12 +31,16 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkVisible(r.Context(), auth.Read, v); err != nil {
 		return err
 	}
+	d, err := s.gateOne(w, r, "read", v)
+	if err != nil {
+		return err
+	}
 	if notModified(r, v) {
 		setVersionHeaders(w, v.VersionID, v.Updated)
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	if err := s.disclose(w, r, "read", []disclosure{disclosureOf(v, v.Body)}); err != nil {
+	if err := s.disclose(w, r, "read", []disclosure{d}); err != nil {
 		return err
 	}
 	s.writeVersion(w, r, http.StatusOK, v, "")
@@ -81,7 +85,11 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 	case v.Deleted:
 		return &store.DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
 	}
-	if err := s.disclose(w, r, "vread", []disclosure{disclosureOf(v, v.Body)}); err != nil {
+	d, err := s.gateOne(w, r, "vread", v)
+	if err != nil {
+		return err
+	}
+	if err := s.disclose(w, r, "vread", []disclosure{d}); err != nil {
 		return err
 	}
 	s.writeVersion(w, r, http.StatusOK, v, "")
@@ -185,6 +193,10 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 	if err != nil {
 		return err
 	}
+	var verdicts verdicts
+	if shown, err = s.gate(r.Context(), shown, &verdicts); err != nil {
+		return err
+	}
 	b.Entry = make([]bundleEntry, 0, len(shown))
 	for i := range shown {
 		v := &shown[i]
@@ -193,10 +205,10 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 		}
 		b.Entry = append(b.Entry, historyEntry(base, v))
 		if !v.Deleted {
-			b.disclosed = append(b.disclosed, disclosureOf(v, v.Body))
+			b.disclosed = append(b.disclosed, verdicts.annotate(disclosureOf(v, v.Body), v))
 		}
 	}
-	if err := s.disclose(w, r, "history", b.disclosed); err != nil {
+	if err := s.disclose(w, r, "history", verdicts.withDenials(b.disclosed)); err != nil {
 		return err
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
@@ -236,8 +248,10 @@ type bundle struct {
 	Total        *int          `json:"total,omitempty"`
 	Link         []bundleLink  `json:"link,omitempty"`
 	Entry        []bundleEntry `json:"entry,omitempty"`
-	// disclosed lists the patient data the Bundle carries, for the ledger.
+	// disclosed lists the patient data the Bundle carries, for the ledger;
+	// verdicts what the consents decided about it and what they withheld.
 	disclosed []disclosure
+	verdicts  verdicts
 }
 
 type bundleLink struct {

@@ -113,7 +113,7 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 			return err
 		}
 	}
-	if err := s.disclose(w, r, "search", b.disclosed); err != nil {
+	if err := s.disclose(w, r, "search", b.verdicts.withDenials(b.disclosed)); err != nil {
 		return err
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
@@ -174,6 +174,9 @@ func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, mat
 	if included, err = s.visible(r.Context(), auth.Read, included); err != nil {
 		return err
 	}
+	if included, err = s.gate(r.Context(), included, &b.verdicts); err != nil {
+		return err
+	}
 	base := s.baseURL(r)
 	for i := range included {
 		b.add(s.searchEntry(base, &included[i], "include", q), &included[i])
@@ -194,6 +197,9 @@ func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, ke
 			return nil, err
 		}
 	}
+	if versions, err = s.gate(r.Context(), versions, &b.verdicts); err != nil {
+		return nil, err
+	}
 	base := s.baseURL(r)
 	seen := make(map[store.Key]bool, len(versions))
 	for i := range versions {
@@ -207,7 +213,7 @@ func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, ke
 // add appends the entry of version v and records its disclosure.
 func (b *bundle) add(e bundleEntry, v *store.Version) {
 	b.Entry = append(b.Entry, e)
-	b.disclosed = append(b.disclosed, disclosureOf(v, e.Resource))
+	b.disclosed = append(b.disclosed, b.verdicts.annotate(disclosureOf(v, e.Resource), v))
 }
 
 func (s *Server) searchEntry(base string, v *store.Version, mode string, q *fhir.SearchQuery) bundleEntry {
@@ -366,7 +372,7 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.addVersions(r, &b, q, extra, "include", auth.Read); err != nil {
 		return err
 	}
-	if err := s.disclose(w, r, "everything", b.disclosed); err != nil {
+	if err := s.disclose(w, r, "everything", b.verdicts.withDenials(b.disclosed)); err != nil {
 		return err
 	}
 	s.writeJSON(w, r, http.StatusOK, b)

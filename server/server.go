@@ -9,11 +9,13 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Defaults for Config fields left zero.
@@ -60,6 +62,10 @@ type Config struct {
 	// InsecureNoAuth serves every request without a token, with every
 	// scope: for development only. The caller should say so loudly.
 	InsecureNoAuth bool
+	// Consent is the provider's consent policy: the default when a
+	// patient has no consent that applies, and the purposes that need an
+	// explicit permit. A zero Default means opt-out (permit).
+	Consent consent.Config
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -81,6 +87,8 @@ type Server struct {
 	// authServer is the embedded authorization server, nil when off.
 	verifier   *auth.Verifier
 	authServer *auth.Server
+	// policyCache keeps patients' compiled consent policies (consent.go).
+	policyCache *lru.Cache[string, cachedPolicy]
 }
 
 // New checks cfg and builds the Server with its routes. With an
@@ -114,6 +122,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Consent.Default == consent.Inherit {
+		cfg.Consent.Default = consent.Permit
+	}
 	s := &Server{
 		cfg:        cfg,
 		store:      cfg.Store,
@@ -126,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started:    cfg.Now(),
 	}
+	s.policyCache, _ = lru.New[string, cachedPolicy](policyCacheSize) // a positive size never fails
 	if cfg.Authority != nil {
 		var err error
 		if s.authServer, err = newAuthorizationServer(ctx, cfg.Store, cfg.Authority, s.baseURL); err != nil {

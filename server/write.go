@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/ehrledger/ehrledger/fhir"
@@ -189,8 +190,24 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 	// A body the client did not send is a disclosure: the resource a
 	// conditional create matched, or the rest of a patched resource.
 	if ch.v != nil && !ch.v.Deleted && (ch.write == nil || op.method == http.MethodPatch) && preferReturn(r) == "representation" {
-		if err := s.disclose(w, r, writeInteraction(op.method), []disclosure{disclosureOf(ch.v, ch.v.Body)}); err != nil {
+		var verdicts verdicts
+		shown, err := s.gate(r.Context(), []store.Version{*ch.v}, &verdicts)
+		if err != nil {
 			return err
+		}
+		items := verdicts.denied
+		if len(shown) > 0 {
+			items = []disclosure{verdicts.annotate(disclosureOf(ch.v, ch.v.Body), ch.v)}
+		}
+		if err := s.disclose(w, r, writeInteraction(op.method), items); err != nil {
+			return err
+		}
+		if len(shown) == 0 {
+			// The write stands; what the consents withhold is not sent back.
+			setVersionHeaders(w, ch.v.VersionID, ch.v.Updated)
+			w.Header().Set("Location", s.baseURL(r)+"/"+ch.v.Type+"/"+ch.v.ID+"/_history/"+strconv.FormatInt(ch.v.VersionID, 10))
+			w.WriteHeader(ch.status)
+			return nil
 		}
 	}
 	if ch.status == http.StatusNoContent {

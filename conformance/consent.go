@@ -1,0 +1,203 @@
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The consent cases (docs/consent.md): who may write a patient's
+// Consent, how it gates reads and searches for each caller, and what the
+// ledger says of it.
+
+// consentOf is a patient-privacy Consent of patient with the given root
+// provision.
+func consentOf(patient string, root map[string]any) map[string]any {
+	return map[string]any{
+		"resourceType": "Consent", "status": "active",
+		"scope":     map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
+		"category":  []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "59284-0"}}}},
+		"patient":   map[string]any{"reference": "Patient/" + patient},
+		"dateTime":  time.Now().UTC().Format(time.RFC3339),
+		"provision": root,
+	}
+}
+
+// actorRef is a provision's actor: the party ref, as a recipient of the
+// information (R4 requires the role).
+func actorRef(ref string) []any {
+	return []any{map[string]any{"reference": map[string]any{"reference": ref},
+		"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}}}}}
+}
+
+// ledgerRecordOf returns the record a response names in Ledger-Index.
+func (c *client) ledgerRecordOf(t *testing.T, r *response) ledgerRecord {
+	t.Helper()
+	idx := ledgerIndexes(t, r)
+	if len(idx) != 1 {
+		t.Fatalf("Ledger-Index %q, want one record", r.Header.Get("Ledger-Index"))
+	}
+	rec, _ := c.record(t, c.checkpoint(t, idx[0]), idx[0])
+	return rec
+}
+
+// recordsAbout waits until the patient's AuditEvents hold one whose type
+// code is typ and that cites ref, and returns the ledger index of each
+// such record.
+func (c *client) recordsAbout(t *testing.T, patient, typ, ref string) []int64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil).want(t, http.StatusOK)
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					Extension []struct {
+						ValueInteger int64 `json:"valueInteger"`
+					} `json:"extension"`
+					Type   struct{ Code string } `json:"type"`
+					Entity []struct {
+						What struct{ Reference string } `json:"what"`
+					} `json:"entity"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		json.Unmarshal(r.body, &b)
+		var found []int64
+		for _, e := range b.Entry {
+			cites := slices.ContainsFunc(e.Resource.Entity, func(en struct {
+				What struct{ Reference string } `json:"what"`
+			}) bool {
+				return en.What.Reference == ref
+			})
+			if cites && (typ == "" || e.Resource.Type.Code == typ) && len(e.Resource.Extension) > 0 {
+				found = append(found, e.Resource.Extension[0].ValueInteger)
+			}
+		}
+		if len(found) > 0 {
+			return found
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s record cites %s: %s", typ, ref, truncate(r.body))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testConsentGating writes a patient's Consent with the patient's own
+// token and checks what it lets each caller see.
+func testConsentGating(t *testing.T, c *client, run string) {
+	pat := "cg-" + run
+	c.do(http.MethodPut, "/Patient/"+pat, fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, pat)).want(t, http.StatusCreated)
+	obs := func(id, code string) {
+		body := fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":%q}]},"subject":{"reference":"Patient/%s"}}`, id, code, pat)
+		c.do(http.MethodPut, "/Observation/"+id, body).want(t, http.StatusCreated)
+	}
+	lab, hiv := "lab-"+run, "hiv-"+run
+	obs(lab, "104177005")
+	obs(hiv, "86406008")
+
+	// The clients: the patient's own app, a clinic, another organisation
+	// that may use break-glass, and a backend that may write anything.
+	client := func(name, actor, scope string, purposes []string, patient string) *client {
+		id := name + "-" + run
+		reg := map[string]any{"actor": actor, "scope": scope, "purposes": purposes}
+		if patient != "" {
+			reg["patient"] = patient
+		}
+		c.register(t, id, reg)
+		return c.srv.as(t, TokenRequest{Client: id, Scope: scope})
+	}
+	self := client("self", "Patient/"+pat, "patient/*.cruds", []string{"PATRQT"}, pat)
+	clinicOrg := "Organization/clinic-" + run
+	clinic := client("clinic", clinicOrg, "system/*.rs", []string{"TREAT", "HRESCH"}, "")
+	other := client("other", "Organization/other-"+run, "system/*.rs", []string{"TREAT", "ETREAT"}, "")
+	writer := client("writer", "Organization/writer-"+run, "system/*.cruds", []string{"TREAT"}, "")
+
+	// Without a Consent the provider's default (opt-out) permits.
+	other.do(http.MethodGet, "/Observation/"+lab, nil).want(t, http.StatusOK)
+
+	root := map[string]any{"type": "deny", "provision": []any{
+		map[string]any{"type": "permit", "actor": actorRef(clinicOrg),
+			"purpose": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}},
+			"provision": []any{map[string]any{"type": "deny",
+				"code": []any{map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "86406008"}}}}}}},
+	}}
+	t.Run("who may write a Consent", func(t *testing.T) {
+		writer.do(http.MethodPost, "/Consent", consentOf(pat, root)).want(t, http.StatusForbidden)
+		self.do(http.MethodPost, "/Consent", consentOf(pat+"-someone-else", root)).want(t, http.StatusForbidden)
+		unreadable := consentOf(pat, map[string]any{"actor": actorRef(clinicOrg)})
+		self.do(http.MethodPost, "/Consent", unreadable).want(t, http.StatusUnprocessableEntity)
+	})
+	id, _ := created(t, self, "Consent", consentOf(pat, root))
+	version := "Consent/" + id + "/_history/1"
+
+	t.Run("the Consent is anchored in the ledger", func(t *testing.T) {
+		for _, n := range c.recordsAbout(t, pat, "", version) {
+			rec, _ := c.record(t, c.checkpoint(t, n), n)
+			if rec.Type != "consent" {
+				t.Fatalf("record %d of the Consent is a %q record", n, rec.Type)
+			}
+		}
+	})
+	t.Run("reads", func(t *testing.T) {
+		r := clinic.do(http.MethodGet, "/Observation/"+lab, nil).want(t, http.StatusOK)
+		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.Consents, []string{version}) || rec.BreakGlass {
+			t.Fatalf("the disclosure's record names consents %q, break-glass %v", rec.Consents, rec.BreakGlass)
+		}
+		denied := clinic.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusForbidden)
+		if strings.Contains(string(denied.body), "86406008") || denied.Header.Get("Ledger-Index") != "" {
+			t.Fatalf("a denied read leaks: %s", denied.body)
+		}
+		clinic.do(http.MethodGet, "/Observation/"+lab, nil, "Purpose-Of-Use", "HRESCH").want(t, http.StatusForbidden)
+		other.do(http.MethodGet, "/Observation/"+lab, nil).want(t, http.StatusForbidden)
+		other.do(http.MethodGet, "/Patient/"+pat, nil).want(t, http.StatusForbidden)
+		// The patient reads all of their own data.
+		self.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)
+		// The denial is in the ledger, citing the consent.
+		for _, n := range c.recordsAbout(t, pat, "denial", "Observation/"+hiv+"/_history/1") {
+			rec, _ := c.record(t, c.checkpoint(t, n), n)
+			if rec.Type != "denial" || !slices.Equal(rec.Consents, []string{version}) {
+				t.Fatalf("denial record %d: %+v", n, rec)
+			}
+		}
+	})
+	t.Run("searches leave denied resources out", func(t *testing.T) {
+		r := clinic.do(http.MethodGet, "/Observation?subject=Patient/"+pat, nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "match", lab)
+		if strings.Contains(string(r.body), hiv) {
+			t.Fatal("a search shows the denied resource")
+		}
+		r = clinic.do(http.MethodGet, "/Patient?_id="+pat+"&_revinclude=Observation:subject", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "include", lab)
+		r = other.do(http.MethodGet, "/Observation?subject=Patient/"+pat, nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "match")
+		r = clinic.do(http.MethodGet, "/Patient/"+pat+"/$everything", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "", lab)
+		r = clinic.do(http.MethodGet, "/Observation/"+hiv+"/_history", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "")
+	})
+	t.Run("break-glass", func(t *testing.T) {
+		r := other.do(http.MethodGet, "/Observation/"+hiv, nil, "Purpose-Of-Use", "ETREAT", "Break-Glass-Reason", "unconscious, allergy history needed").want(t, http.StatusOK)
+		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.Consents, []string{version}) {
+			t.Fatalf("the break-glass disclosure's record: %+v", rec)
+		}
+	})
+	t.Run("a new version of the Consent decides at once", func(t *testing.T) {
+		permitAll := consentOf(pat, map[string]any{"type": "permit"})
+		permitAll["id"] = id
+		self.do(http.MethodPut, "/Consent/"+id, permitAll).want(t, http.StatusOK)
+		r := other.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)
+		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.Consents, []string{"Consent/" + id + "/_history/2"}) {
+			t.Fatalf("decided by %q, want version 2", rec.Consents)
+		}
+		self.do(http.MethodDelete, "/Consent/"+id, nil).want(t, http.StatusNoContent)
+		if rec := c.ledgerRecordOf(t, other.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)); len(rec.Consents) != 0 {
+			t.Fatalf("a deleted Consent still decides: %q", rec.Consents)
+		}
+	})
+}
