@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -47,6 +48,16 @@ type serveConfig struct {
 	// whose tokens are accepted; InsecureNoAuth turns authentication off.
 	Auth           authConfig `yaml:"auth"`
 	InsecureNoAuth bool       `yaml:"insecure_no_auth"`
+	// Consent is the provider's consent policy (docs/consent.md).
+	Consent consentConfig `yaml:"consent"`
+}
+
+// consentConfig is what decides when a patient's consents do not.
+type consentConfig struct {
+	// Default is opt-out (permit when no consent applies) or opt-in (deny).
+	Default string `yaml:"default"`
+	// ExplicitPurposes need a consent that permits them in so many words.
+	ExplicitPurposes []string `yaml:"explicit_purposes"`
 }
 
 // authConfig configures who may call the server.
@@ -100,6 +111,7 @@ func defaultServeConfig() serveConfig {
 		LedgerOrigin:          "localhost/ehrledger/main",
 		LedgerCheckpointEvery: time.Second,
 		Auth:                  authConfig{Server: true, TokenLifetime: 5 * time.Minute},
+		Consent:               consentConfig{Default: "opt-out"},
 	}
 }
 
@@ -171,6 +183,14 @@ var serveSettings = []setting{
 	{"auth-jwks-url", "EHR_AUTH_JWKS_URL", "the JWKS URL of --auth-issuer", func(c *serveConfig, v string) error { c.oneIssuer().JWKSURL = v; return nil }},
 	{"auth-token-url", "EHR_AUTH_TOKEN_URL", "the token endpoint of --auth-issuer, for /.well-known/smart-configuration", func(c *serveConfig, v string) error {
 		c.oneIssuer().TokenURL = v
+		return nil
+	}},
+	{"consent-default", "EHR_CONSENT_DEFAULT", "what decides when no consent of the patient applies: opt-out (permit) or opt-in (deny)", func(c *serveConfig, v string) error {
+		c.Consent.Default = v
+		return nil
+	}},
+	{"consent-explicit-purposes", "EHR_CONSENT_EXPLICIT_PURPOSES", "purposes of use only a consent naming them permits, comma-separated (e.g. HRESCH)", func(c *serveConfig, v string) error {
+		c.Consent.ExplicitPurposes = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 		return nil
 	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
@@ -279,6 +299,8 @@ func (c *serveConfig) Validate() error {
 		return fmt.Errorf("config: log_format must be text or json, not %q", c.LogFormat)
 	case c.Auth.TokenLifetime <= 0 || c.Auth.TokenLifetime > auth.MaxLifetime:
 		return fmt.Errorf("config: auth.token_lifetime must be between 0 and %v", auth.MaxLifetime)
+	case c.Consent.Default != "opt-out" && c.Consent.Default != "opt-in":
+		return fmt.Errorf("config: consent.default must be opt-out or opt-in, not %q", c.Consent.Default)
 	case !c.InsecureNoAuth && !c.Auth.Server && len(c.Auth.Issuers) == 0:
 		return errors.New("config: nobody could get a token: keep the embedded authorization server (auth.server) or configure auth.issuers")
 	}
@@ -309,6 +331,15 @@ func (c *serveConfig) ledgerKeyFile() string {
 		return c.LedgerKeyFile
 	}
 	return filepath.Join(c.Data, "ledger-key.json")
+}
+
+// consent is the consent engine's configuration.
+func (c *serveConfig) consent() consent.Config {
+	cfg := consent.Config{Default: consent.Permit, ExplicitPurposes: c.Consent.ExplicitPurposes}
+	if c.Consent.Default == "opt-in" {
+		cfg.Default = consent.Deny
+	}
+	return cfg
 }
 
 // authKeyFile is the embedded authorization server's key file.

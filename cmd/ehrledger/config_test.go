@@ -4,8 +4,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ehrledger/ehrledger/consent"
 )
 
 func TestServeConfigPrecedence(t *testing.T) {
@@ -90,5 +93,20 @@ func TestAuthConfig(t *testing.T) {
 	}
 	if _, err := loadServeConfig([]string{"--auth-server=false", "--insecure-no-auth"}, none, io.Discard); err != nil {
 		t.Errorf("authentication off without an authorization server: %v", err)
+	}
+}
+
+func TestConsentConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := loadServeConfig(nil, none, io.Discard)
+	if err != nil || cfg.consent().Default != consent.Permit || len(cfg.consent().ExplicitPurposes) != 0 {
+		t.Fatalf("default: %+v %v", cfg.consent(), err)
+	}
+	cfg, err = loadServeConfig([]string{"--consent-default", "opt-in", "--consent-explicit-purposes", "HRESCH,PUBHLTH"}, none, io.Discard)
+	if err != nil || cfg.consent().Default != consent.Deny || strings.Join(cfg.consent().ExplicitPurposes, " ") != "HRESCH PUBHLTH" {
+		t.Fatalf("flags: %+v %v", cfg.consent(), err)
+	}
+	if _, err := loadServeConfig([]string{"--consent-default", "maybe"}, none, io.Discard); err == nil {
+		t.Fatal("an unknown default was accepted")
 	}
 }

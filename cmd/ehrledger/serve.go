@@ -60,6 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Issuers:        cfg.issuers(),
 		Authority:      authority,
 		InsecureNoAuth: cfg.InsecureNoAuth,
+		Consent:        cfg.consent(),
 	})
 	if err != nil {
 		return err
