@@ -311,3 +311,29 @@ func TestInsecureNoAuth(t *testing.T) {
 		t.Fatalf("no warning in the log:\n%s", p.logs)
 	}
 }
+
+// TestReplicasDecideWithTheNewestConsent runs two replicas on one
+// PostgreSQL database, as a provider deploys them (one key file each for
+// data keys, ledger and tokens, shared): a Consent written through one
+// replica decides at once at the other, which had a policy of the
+// patient in memory.
+func TestReplicasDecideWithTheNewestConsent(t *testing.T) {
+	bin := binary(t)
+	dsn := testdb.Postgres(t)
+	d1 := t.TempDir()
+	a := serve(t, bin, "--data", d1, "--db", dsn)
+	b := serve(t, bin, "--data", t.TempDir(), "--db", dsn, "--key-file", filepath.Join(d1, "keys.json"),
+		"--ledger-key-file", filepath.Join(d1, "ledger-key.json"), "--auth-key-file", filepath.Join(d1, "auth-key.json"))
+	admin := a.client(t)
+	admin.do(http.MethodPut, "/Patient/rep", `{"resourceType":"Patient","id":"rep"}`).want(t, http.StatusCreated)
+	admin.register(t, "rep-reader", map[string]any{"actor": "Organization/rep-reader", "scope": "system/*.rs", "purposes": []string{"TREAT"}})
+	reader := b.server().as(t, TokenRequest{Client: "rep-reader", Scope: "system/*.rs"})
+	reader.do(http.MethodGet, "/Patient/rep", nil).want(t, http.StatusOK) // B now holds rep's policy: no consent
+
+	id, _ := created(t, admin, "Consent", consentOf("rep", map[string]any{"type": "deny"}))
+	reader.do(http.MethodGet, "/Patient/rep", nil).want(t, http.StatusForbidden)
+	permit := consentOf("rep", map[string]any{"type": "permit"})
+	permit["id"] = id
+	admin.do(http.MethodPut, "/Consent/"+id, permit).want(t, http.StatusOK)
+	reader.do(http.MethodGet, "/Patient/rep", nil).want(t, http.StatusOK)
+}
