@@ -181,6 +181,59 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		r = clinic.do(http.MethodGet, "/Observation/"+hiv+"/_history", nil).want(t, http.StatusOK)
 		wantIDs(t, r, "Observation", "")
 	})
+	t.Run("totals, counts and pages reveal nothing", func(t *testing.T) {
+		// Denied resources between permitted ones, in the default order.
+		for _, o := range []struct{ id, code string }{{"pa-" + run, "104177005"}, {"pb-" + run, "86406008"},
+			{"pc-" + run, "104177005"}, {"pd-" + run, "86406008"}, {"pe-" + run, "104177005"}, {"pf-" + run, "86406008"}} {
+			obs(o.id, o.code)
+		}
+		permitted := []string{lab, "pa-" + run, "pc-" + run, "pe-" + run}
+		q := "/Observation?subject=Patient/" + pat
+		if got := clinic.do(http.MethodGet, q, nil).want(t, http.StatusOK).json()["total"]; fmt.Sprint(got) != "4" {
+			t.Fatalf("total %v, want 4 (the permitted ones)", got)
+		}
+		if got := clinic.do(http.MethodGet, q+"&_summary=count", nil).want(t, http.StatusOK).json()["total"]; fmt.Sprint(got) != "4" {
+			t.Fatalf("_summary=count %v, want 4", got)
+		}
+		if got := other.do(http.MethodGet, q+"&_summary=count", nil).want(t, http.StatusOK).json()["total"]; fmt.Sprint(got) != "0" {
+			t.Fatalf("_summary=count for a denied caller: %v, want 0", got)
+		}
+		// Pages of one: exactly the permitted ones, forward and back, the
+		// last without a next link.
+		var pages [][]string
+		var last map[string]any
+		for path := q + "&_count=1"; path != ""; {
+			last = clinic.do(http.MethodGet, path, nil).want(t, http.StatusOK).json()
+			pages = append(pages, bundleMatches(last))
+			path = link(last, "next")
+			if len(pages) > 10 {
+				t.Fatal("paging does not end")
+			}
+		}
+		var forward []string
+		for _, p := range pages {
+			if len(p) != 1 {
+				t.Fatalf("pages %q: each should hold one permitted resource", pages)
+			}
+			forward = append(forward, strings.TrimPrefix(p[0], "Observation/"))
+		}
+		if !slices.Equal(sorted(forward...), sorted(permitted...)) {
+			t.Fatalf("pages show %q, want %q", forward, permitted)
+		}
+		for i := len(pages) - 2; i >= 0; i-- {
+			last = clinic.do(http.MethodGet, link(last, "previous"), nil).want(t, http.StatusOK).json()
+			if got := bundleMatches(last); !slices.Equal(got, pages[i]) {
+				t.Fatalf("page %d seen backwards: %q, want %q", i, got, pages[i])
+			}
+		}
+		if link(last, "previous") != "" {
+			t.Fatal("the first page, reached backwards, has a previous link")
+		}
+		r := other.do(http.MethodGet, q+"&_count=1", nil).want(t, http.StatusOK).json()
+		if len(bundleMatches(r)) != 0 || link(r, "next") != "" {
+			t.Fatalf("a denied caller's page: %v", r)
+		}
+	})
 	t.Run("break-glass", func(t *testing.T) {
 		r := other.do(http.MethodGet, "/Observation/"+hiv, nil, "Purpose-Of-Use", "ETREAT", "Break-Glass-Reason", "unconscious, allergy history needed").want(t, http.StatusOK)
 		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.Consents, []string{version}) {

@@ -257,11 +257,7 @@ type verdicts struct {
 // patient's own data asked by the patient themselves (their own app),
 // are not gated.
 func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
-	c := callerOf(ctx)
-	self := ""
-	if c != nil && c.claims != nil && c.claims.Patient != "" && c.claims.Actor == "Patient/"+c.claims.Patient {
-		self = c.claims.Patient
-	}
+	self := selfPatient(ctx)
 	var patients []string
 	for i := range versions {
 		if p, ok := strings.CutPrefix(versions[i].Owner, "Patient/"); ok && p != self && !slices.Contains(patients, p) {
@@ -300,9 +296,6 @@ func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts
 			v.denied = append(v.denied, disclosure{owner: ver.Owner, res: audit.Resource{Ref: audit.ResourceOf(ver.Type, ver.ID, ver.VersionID, nil).Ref},
 				consent: d.Consent, denied: true})
 			continue
-		}
-		if d.BreakGlass {
-			s.metrics.breakGlassDisclosures.Inc()
 		}
 		out = append(out, *ver)
 	}

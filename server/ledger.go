@@ -69,6 +69,9 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 			groups = append(groups, g)
 		}
 		g.res = append(g.res, d.res)
+		if d.breakGlass {
+			s.metrics.breakGlassDisclosures.Inc()
+		}
 		if d.consent != "" && !slices.Contains(g.consents, d.consent) {
 			g.consents = append(g.consents, d.consent)
 		}

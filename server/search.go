@@ -99,18 +99,44 @@ func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, q *fhir.Se
 	if err != nil {
 		return err
 	}
-	res, err := s.store.Search(r.Context(), q)
-	if err != nil {
-		return err
-	}
-	b := s.searchBundle(r, q, params, path, res.Total, res.Next, res.Prev)
-	if q.Summary != "count" {
-		keys := make([]store.Key, len(res.IDs))
-		for i, id := range res.IDs {
-			keys[i] = store.Key{Type: q.Type, ID: id}
-		}
-		if err := s.addEntries(r, &b, q, keys, filter, in); err != nil {
+	var b bundle
+	if compartmentType(q.Type) {
+		// Patient data: the page and total hold only what the consents let
+		// the caller see.
+		var v verdicts
+		page, err := s.searchGated(r.Context(), q, filter, in, &v)
+		if err != nil {
 			return err
+		}
+		b = s.searchBundle(r, q, params, path, page.total, page.next, page.prev)
+		b.verdicts = v
+		if q.Summary != "count" {
+			if err := s.addFound(r, &b, q, page.versions); err != nil {
+				return err
+			}
+		}
+	} else {
+		res, err := s.store.Search(r.Context(), q)
+		if err != nil {
+			return err
+		}
+		b = s.searchBundle(r, q, params, path, res.Total, res.Next, res.Prev)
+		if q.Summary != "count" {
+			keys := make([]store.Key, len(res.IDs))
+			for i, id := range res.IDs {
+				keys[i] = store.Key{Type: q.Type, ID: id}
+			}
+			check := auth.Interaction(0)
+			if filter {
+				check = in
+			}
+			versions, err := s.readChecked(r, &b, keys, check)
+			if err != nil {
+				return err
+			}
+			if err := s.addFound(r, &b, q, versions); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.disclose(w, r, "search", b.verdicts.withDenials(b.disclosed)); err != nil {
@@ -153,51 +179,59 @@ func queryString(v url.Values) string {
 	return "?" + v.Encode()
 }
 
-// addEntries reads the matches (checking each against the caller's
-// scopes when filter is set), then what _include and _revinclude bring
-// that the caller may read, and appends them to the Bundle.
-func (s *Server) addEntries(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key, filter bool, in auth.Interaction) error {
-	check := auth.Interaction(0)
-	if filter {
-		check = in
+// addFound appends the matches found, then what _include and
+// _revinclude bring from them that the caller may read and the consents
+// permit.
+func (s *Server) addFound(r *http.Request, b *bundle, q *fhir.SearchQuery, versions []store.Version) error {
+	base := s.baseURL(r)
+	seen := make(map[store.Key]bool, len(versions))
+	matches := make([]store.Key, len(versions))
+	for i := range versions {
+		v := &versions[i]
+		matches[i] = store.Key{Type: v.Type, ID: v.ID}
+		seen[matches[i]] = true
+		b.add(s.searchEntry(base, v, "match", q), v)
 	}
-	seen, err := s.addVersions(r, b, q, matches, "match", check)
-	if err != nil {
-		return err
-	}
-	// Includes follow from the matches shown only.
-	matches = slices.DeleteFunc(slices.Clone(matches), func(k store.Key) bool { return !seen[k] })
 	included, err := s.includes(r, q, matches, seen)
 	if err != nil {
 		return err
 	}
-	if included, err = s.visible(r.Context(), auth.Read, included); err != nil {
+	if included, err = s.readChecked(r, b, nil, auth.Read, included...); err != nil {
 		return err
 	}
-	if included, err = s.gate(r.Context(), included, &b.verdicts); err != nil {
-		return err
-	}
-	base := s.baseURL(r)
 	for i := range included {
 		b.add(s.searchEntry(base, &included[i], "include", q), &included[i])
 	}
 	return nil
 }
 
-// addVersions reads the live resources among keys and appends them with
-// the given search mode, those the caller may see with interaction check
-// when it is not 0; it returns the keys added.
-func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, keys []store.Key, mode string, check auth.Interaction) (map[store.Key]bool, error) {
-	versions, err := s.store.ReadMany(r.Context(), keys)
-	if err != nil {
-		return nil, err
+// readChecked reads the live resources among keys (or takes versions
+// read already) and keeps, in order, those the caller may see with
+// interaction check (scopes checked when it is not 0) and the consents
+// permit, noting the consents' decisions in b.
+func (s *Server) readChecked(r *http.Request, b *bundle, keys []store.Key, check auth.Interaction, versions ...store.Version) ([]store.Version, error) {
+	if len(keys) > 0 {
+		read, err := s.store.ReadMany(r.Context(), keys)
+		if err != nil {
+			return nil, err
+		}
+		versions = append(versions, read...)
 	}
+	var err error
 	if check != 0 {
 		if versions, err = s.visible(r.Context(), check, versions); err != nil {
 			return nil, err
 		}
 	}
-	if versions, err = s.gate(r.Context(), versions, &b.verdicts); err != nil {
+	return s.gate(r.Context(), versions, &b.verdicts)
+}
+
+// addVersions reads the live resources among keys and appends them with
+// the given search mode, those the caller may see with interaction check
+// when it is not 0; it returns the keys added.
+func (s *Server) addVersions(r *http.Request, b *bundle, q *fhir.SearchQuery, keys []store.Key, mode string, check auth.Interaction) (map[store.Key]bool, error) {
+	versions, err := s.readChecked(r, b, keys, check)
+	if err != nil {
 		return nil, err
 	}
 	base := s.baseURL(r)

@@ -28,7 +28,7 @@ func pageQuery(q *fhir.SearchQuery, where *builder) (*builder, []sortKey, bool, 
 	for i := range keys {
 		page.w(", s.k" + strconv.Itoa(i))
 	}
-	page.w(" FROM (SELECT r.res_id AS res_id")
+	page.w(", s.key_owner FROM (SELECT r.res_id AS res_id, COALESCE(r.key_owner, '') AS key_owner")
 	for i, k := range keys {
 		page.w(", ").w(k.expr).w(" AS k" + strconv.Itoa(i))
 	}
@@ -191,4 +191,12 @@ func parsePage(page string, nkeys int) (vals []string, before bool, err error) {
 	// The cursor stores [dir, id, k0, k1, ...]; keyset wants the keys first
 	// and the id last.
 	return append(vals[2:], vals[1]), vals[0] == "b", nil
+}
+
+// CursorBackward reports whether a page cursor asks for the page before
+// its row (a previous link) rather than after it.
+func CursorBackward(page string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(page)
+	var vals []string
+	return err == nil && json.Unmarshal(b, &vals) == nil && len(vals) > 0 && vals[0] == "b"
 }

@@ -17,6 +17,10 @@ import (
 // SearchResult is one page of a search.
 type SearchResult struct {
 	IDs []string // the matches of the page, in order
+	// Owners are the key owners of the matches (which name their
+	// patients), After and Before the cursors of the page after and the
+	// page before each match, all aligned with IDs.
+	Owners, After, Before []string
 	// Next and Prev are the cursors of the following and the preceding
 	// page ("" when there is none); pass one back as SearchQuery.Page.
 	Next, Prev string
@@ -66,27 +70,34 @@ func search(ctx context.Context, tx *Tx, q *fhir.SearchQuery) (*SearchResult, er
 		}
 		defer rows.Close()
 		var got [][]string // [id, k0, k1, ...] per row
+		var owners []string
 		for rows.Next() {
-			vals := make([]any, len(keys)+1)
-			strs := make([]string, len(keys)+1)
+			vals := make([]any, len(keys)+2)
+			strs := make([]string, len(keys)+2)
 			for i := range vals {
 				vals[i] = &strs[i]
 			}
+			// Columns: the id, the sort keys, the owner.
 			if err := rows.Scan(vals...); err != nil {
 				return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 			}
-			got = append(got, strs)
+			got = append(got, strs[:len(strs)-1])
+			owners = append(owners, strs[len(strs)-1])
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("store: search %s: %w", q.Type, err)
 		}
 		more := len(got) > q.Count
-		got = got[:min(len(got), q.Count)]
+		got, owners = got[:min(len(got), q.Count)], owners[:min(len(owners), q.Count)]
 		if before {
 			slices.Reverse(got)
+			slices.Reverse(owners)
 		}
-		for _, row := range got {
+		for i, row := range got {
 			res.IDs = append(res.IDs, row[0])
+			res.Owners = append(res.Owners, owners[i])
+			res.After = append(res.After, encodePage("a", row))
+			res.Before = append(res.Before, encodePage("b", row))
 		}
 		if len(got) > 0 {
 			first, last := got[0], got[len(got)-1]
@@ -641,4 +652,51 @@ func uriPrefixes(s string) []string {
 		}
 	}
 	return out
+}
+
+// CountByOwner counts the live resources meeting q's criteria by the
+// owner of their data key ("" for none), in one query: what a count of
+// matches needs when some patients' matches must be decided one by one
+// and the others all alike.
+func (s *Store) CountByOwner(ctx context.Context, q *fhir.SearchQuery) (map[string]int, error) {
+	where, err := whereClause(q, s.dialect, s.blind)
+	if err != nil {
+		return nil, err
+	}
+	var b builder
+	b.w("SELECT COALESCE(r.key_owner, ''), COUNT(*) FROM resources r WHERE ").merge(where).w(" GROUP BY COALESCE(r.key_owner, '')")
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: count %s by owner: %w", q.Type, err))
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var owner string
+		var n int
+		if err := rows.Scan(&owner, &n); err != nil {
+			return nil, err
+		}
+		out[owner] = n
+	}
+	return out, rows.Err()
+}
+
+// MatchOwned returns the ids of the live resources meeting q's criteria
+// whose data key owners are among owners, at most limit of them (limit+1
+// tells the caller there were more).
+func (s *Store) MatchOwned(ctx context.Context, q *fhir.SearchQuery, owners []string, limit int) ([]string, error) {
+	where, err := whereClause(q, s.dialect, s.blind)
+	if err != nil {
+		return nil, err
+	}
+	var b builder
+	b.w("SELECT r.res_id FROM resources r WHERE ").merge(where)
+	list(b.w(" AND r.key_owner IN "), owners)
+	b.w(" ORDER BY r.res_id LIMIT ").arg(limit + 1)
+	var ids []string
+	if err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Scan(&ids).Error; err != nil {
+		return nil, s.classify(fmt.Errorf("store: match %s by owner: %w", q.Type, err))
+	}
+	return ids, nil
 }

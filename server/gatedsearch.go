@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/consent"
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/store"
+)
+
+// Searches that leave out what the caller may not see, without a trace
+// (docs/consent.md): a page is filled from the matches the caller may
+// see, its links lead only where there is more of them, and the total
+// counts only them. A denied resource therefore changes nothing a caller
+// can observe, but for the time it takes.
+
+// maxGatedScan bounds the matches examined to fill one page, and the
+// matches decided one by one to count a total; past it the page ends
+// early (its next link goes on from where the scan stopped) or the total
+// is left out.
+const maxGatedScan = 10_000
+
+// gatedPage is one page of a search as the caller may see it.
+type gatedPage struct {
+	versions   []store.Version
+	next, prev string
+	total      int // -1: not counted
+}
+
+// searchGated runs q and returns the page of resources the caller may see:
+// those the scopes admit (checked one by one when filter is set) and the
+// patients' consents permit, with exact links and, when asked, total. The
+// consents' decisions, and the denials of the resources examined, go into
+// v.
+func (s *Server) searchGated(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts) (gatedPage, error) {
+	out := gatedPage{total: -1}
+	if q.Summary != "count" && q.Count > 0 {
+		if err := s.fillPage(ctx, q, filter, in, v, &out); err != nil {
+			return out, err
+		}
+	}
+	if q.Total != "none" && (q.Page == "" || q.Total != "") && !filter {
+		n, err := s.countPermitted(ctx, q)
+		if err != nil {
+			return out, err
+		}
+		out.total = n
+	}
+	return out, nil
+}
+
+// shownItem is a version on the page with the cursors around it.
+type shownItem struct {
+	v             store.Version
+	after, before string
+}
+
+// fillPage reads batches of matches, in the direction q.Page asks, until
+// it holds one more visible match than the page needs, or the matches
+// end, or maxGatedScan were examined.
+func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts, out *gatedPage) error {
+	want := q.Count
+	backward := store.CursorBackward(q.Page)
+	batch := *q
+	batch.Total, batch.Count = "none", want+1
+	var shown []shownItem
+	scanned, exhausted := 0, false
+	for len(shown) <= want && scanned < maxGatedScan {
+		res, err := s.store.Search(ctx, &batch)
+		if err != nil {
+			return err
+		}
+		scanned += len(res.IDs)
+		cursors := make(map[string]int, len(res.IDs))
+		keys := make([]store.Key, len(res.IDs))
+		for i, id := range res.IDs {
+			cursors[id] = i
+			keys[i] = store.Key{Type: q.Type, ID: id}
+		}
+		versions, err := s.store.ReadMany(ctx, keys)
+		if err != nil {
+			return err
+		}
+		if filter {
+			if versions, err = s.visible(ctx, in, versions); err != nil {
+				return err
+			}
+		}
+		if versions, err = s.gate(ctx, versions, v); err != nil {
+			return err
+		}
+		got := make([]shownItem, len(versions))
+		for i, ver := range versions {
+			at := cursors[ver.ID]
+			got[i] = shownItem{v: ver, after: res.After[at], before: res.Before[at]}
+		}
+		if backward {
+			shown = append(got, shown...)
+			batch.Page = res.Prev
+		} else {
+			shown = append(shown, got...)
+			batch.Page = res.Next
+		}
+		if batch.Page == "" {
+			exhausted = true
+			break
+		}
+	}
+	more := len(shown) > want
+	switch {
+	case backward && more:
+		shown = shown[len(shown)-want:]
+		out.prev = shown[0].before
+	case backward && !exhausted:
+		out.prev = batch.Page // the scan stopped early: go on before it
+	case more:
+		shown = shown[:want]
+		out.next = shown[want-1].after
+	case !exhausted:
+		out.next = batch.Page
+	}
+	if len(shown) > 0 {
+		if backward {
+			out.next = shown[len(shown)-1].after
+		} else if q.Page != "" {
+			out.prev = shown[0].before // a page reached by a next link has visible matches before it
+		}
+	}
+	for _, it := range shown {
+		out.versions = append(out.versions, it.v)
+	}
+	return nil
+}
+
+// countPermitted counts the matches of q the patients' consents let the
+// caller see: one query counts the matches by patient; the matches of a
+// patient without Consents are all decided alike, and only those of
+// patients with Consents are read and decided one by one. -1 when more
+// than maxGatedScan of those would need deciding.
+func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, error) {
+	byOwner, err := s.store.CountByOwner(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	self := selfPatient(ctx)
+	var patients []string
+	total := 0
+	for owner, n := range byOwner {
+		p, ok := strings.CutPrefix(owner, "Patient/")
+		if !ok || p == self {
+			total += n
+			continue
+		}
+		patients = append(patients, p)
+	}
+	if len(patients) == 0 {
+		return total, nil
+	}
+	pols, err := s.policies(ctx, patients)
+	if err != nil {
+		return 0, err
+	}
+	req := s.consentRequest(ctx)
+	var oneByOne []string
+	for _, p := range patients {
+		pol := pols[p]
+		if pol.Consents() > 0 {
+			oneByOne = append(oneByOne, "Patient/"+p)
+			continue
+		}
+		// No Consent: the decision depends on nothing of the resource.
+		r := req
+		r.Resource = consent.Resource{Type: q.Type}
+		if pol.Decide(&r).Permit {
+			total += byOwner["Patient/"+p]
+		}
+	}
+	if len(oneByOne) == 0 {
+		return total, nil
+	}
+	ids, err := s.store.MatchOwned(ctx, q, oneByOne, maxGatedScan)
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) > maxGatedScan {
+		return -1, nil
+	}
+	keys := make([]store.Key, len(ids))
+	for i, id := range ids {
+		keys[i] = store.Key{Type: q.Type, ID: id}
+	}
+	versions, err := s.store.ReadMany(ctx, keys)
+	if err != nil {
+		return 0, err
+	}
+	var quiet verdicts // counting discloses nothing and withholds nothing
+	permitted, err := s.gate(ctx, versions, &quiet)
+	if err != nil {
+		return 0, err
+	}
+	return total + len(permitted), nil
+}
+
+// selfPatient is the patient the caller is, when it is a patient's own
+// app acting as that patient, whose own data is never gated.
+func selfPatient(ctx context.Context) string {
+	c := callerOf(ctx)
+	if c != nil && c.claims != nil && c.claims.Patient != "" && c.claims.Actor == "Patient/"+c.claims.Patient {
+		return c.claims.Patient
+	}
+	return ""
+}
