@@ -149,6 +149,13 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.Consents, []string{version}) || rec.BreakGlass {
 			t.Fatalf("the disclosure's record names consents %q, break-glass %v", rec.Consents, rec.BreakGlass)
 		}
+		// The decision is also a BALP AuthZconsent AuditEvent citing the
+		// consent version.
+		n := ledgerIndexes(t, r)[0]
+		authz := c.recordsAbout(t, pat, "110113", version)
+		if !slices.Contains(authz, n) {
+			t.Fatalf("no AuthZconsent AuditEvent cites %s for record %d (found %v)", version, n, authz)
+		}
 		denied := clinic.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusForbidden)
 		if strings.Contains(string(denied.body), "86406008") || denied.Header.Get("Ledger-Index") != "" {
 			t.Fatalf("a denied read leaks: %s", denied.body)
@@ -159,7 +166,7 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		// The patient reads all of their own data.
 		self.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)
 		// The denial is in the ledger, citing the consent.
-		for _, n := range c.recordsAbout(t, pat, "denial", "Observation/"+hiv+"/_history/1") {
+		for _, n := range c.recordsAbout(t, pat, "110113", "Observation/"+hiv+"/_history/1") {
 			rec, _ := c.record(t, c.checkpoint(t, n), n)
 			if rec.Type != "denial" || !slices.Equal(rec.Consents, []string{version}) {
 				t.Fatalf("denial record %d: %+v", n, rec)

@@ -18,9 +18,13 @@ import (
 const (
 	balpDisclosure = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PrivacyDisclosure.Source"
 	balpPrefix     = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
-	dicom          = "http://dicom.nema.org/resources/ontology/DCM"
-	lifecycle      = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
-	restful        = "http://hl7.org/fhir/restful-interaction"
+	// balpAuthZconsent is the profile of an authorization decision by
+	// consent; authzSubtype the code system of its subtype.
+	balpAuthZconsent = balpPrefix + "AuthZconsent"
+	authzSubtype     = "https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType"
+	dicom            = "http://dicom.nema.org/resources/ontology/DCM"
+	lifecycle        = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
+	restful          = "http://hl7.org/fhir/restful-interaction"
 	// ledgerIndexExt carries the index of the record an AuditEvent shows.
 	ledgerIndexExt = "urn:ehrledger:fhir:ledger-index"
 )
@@ -117,6 +121,11 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 		ae, _ := json.Marshal(s.auditEvent(f.index, f.rec, patient)) // plain maps always marshal
 		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10),
 			Resource: ae, Search: &bundleSearch{Mode: "match"}})
+		if f.rec.Type == audit.TypeDisclosure && len(f.rec.Consents) > 0 {
+			authz, _ := json.Marshal(s.authzEvent(f.index, f.rec, patient))
+			b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10) + "-authz",
+				Resource: authz, Search: &bundleSearch{Mode: "match"}})
+		}
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
@@ -199,6 +208,15 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 		ae["meta"] = map[string]any{"profile": []any{balpPrefix + profile}}
 		ae["type"] = coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation")
 		ae["action"] = action
+	case audit.TypeDenial:
+		// An authorization decision that withheld data: BALP AuthZconsent
+		// with a failed outcome.
+		ae["meta"] = map[string]any{"profile": []any{balpAuthZconsent}}
+		ae["type"] = coding(dicom, "110113", "Security Alert")
+		ae["action"] = "E"
+		ae["outcome"] = "8"
+		ae["outcomeDesc"] = "the patient's consent, or the provider's policy, did not permit the disclosure"
+		subtype = []any{coding(authzSubtype, "AuthZ-Consent", "Authorization Decision using Roles and Consent")}
 	case audit.TypeErasure:
 		ae["type"] = coding(dicom, "110105", "DICOM Study Deleted")
 		ae["action"] = "D"
@@ -245,6 +263,33 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 		}
 		entities = append(entities, e)
 	}
+	entities = append(entities, consentEntities(rec)...)
 	ae["entity"] = entities
+	return ae
+}
+
+// consentEntities are the Consent versions that decided a record.
+func consentEntities(rec *audit.Record) []any {
+	var out []any
+	for _, c := range rec.Consents {
+		out = append(out, map[string]any{
+			"what": map[string]any{"reference": c},
+			"type": map[string]any{"system": "http://hl7.org/fhir/resource-types", "code": "Consent"},
+			"role": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "13", "display": "Security Resource"},
+		})
+	}
+	return out
+}
+
+// authzEvent is the BALP AuthZconsent AuditEvent of the permit decision
+// behind disclosure record n: which consent versions permitted what, to
+// whom and why. Its id is the record's with "-authz".
+func (s *Server) authzEvent(n int64, rec *audit.Record, patient string) map[string]any {
+	ae := s.auditEvent(n, rec, patient)
+	ae["id"] = "ledger-" + strconv.FormatInt(n, 10) + "-authz"
+	ae["meta"] = map[string]any{"profile": []any{balpAuthZconsent}}
+	ae["type"] = map[string]any{"system": dicom, "code": "110113", "display": "Security Alert"}
+	ae["subtype"] = []any{map[string]any{"system": authzSubtype, "code": "AuthZ-Consent", "display": "Authorization Decision using Roles and Consent"}}
+	ae["action"] = "E"
 	return ae
 }
