@@ -418,3 +418,38 @@ func TestParseRefuses(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+// TestDecisionsRedaction checks the provider's redacted labels: data
+// carrying one is left out of a permit unless a provision on the way
+// names the label.
+func TestDecisionsRedaction(t *testing.T) {
+	cfg := consent.Config{Default: consent.Permit, Redact: []consent.Coding{{System: conf, Code: "R"}, {System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "HIV"}}}
+	none := consent.Compile("p1", nil, cfg, nil)
+	all := consent.Compile("p1", []*consent.Consent{built{id: "all", dateTime: "2024-01-01", root: map[string]any{"type": "permit"}}.consent(t)}, cfg, nil)
+	sensitive := consent.Compile("p1", []*consent.Consent{built{id: "sens", dateTime: "2024-01-01", root: map[string]any{"type": "permit", "provision": []any{
+		map[string]any{"type": "permit", "actor": actor("Organization/clinic"), "securityLabel": []any{map[string]any{"system": conf, "code": "R"}}},
+	}}}.consent(t)}, cfg, nil)
+	bg := func(r consent.Request) consent.Request { r.BreakGlass = true; return r }
+	for _, tc := range []struct {
+		name string
+		p    *consent.Policy
+		req  consent.Request
+		want want
+	}{
+		{"unlabelled data under the default", none, req("Organization/a", "TREAT", obs("o1")), want{true, "", false}},
+		{"restricted data under the default", none, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "R"))), want{false, "", false}},
+		{"HIV data, label given without a system", none, req("Organization/a", "TREAT", obs("o1", withLabel("", "HIV"))), want{false, "", false}},
+		{"a normal label is not redacted", none, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "N"))), want{true, "", false}},
+		{"a consent that permits everything does not speak of R", all, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "R"))), want{false, "Consent/all/_history/1", false}},
+		{"a consent naming R permits it to the clinic", sensitive, req("Organization/clinic", "TREAT", obs("o1", withLabel(conf, "R"))), want{true, "Consent/sens/_history/1", false}},
+		{"the same consent, another organisation", sensitive, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "R"))), want{false, "Consent/sens/_history/1", false}},
+		{"break-glass overrides a redaction", none, bg(req("Organization/er", "ETREAT", obs("o1", withLabel(conf, "R")))), want{true, "", true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.p.Decide(&tc.req)
+			if got.Permit != tc.want.permit || got.Consent != tc.want.consent || got.BreakGlass != tc.want.breakGlass {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -67,6 +67,11 @@ type Config struct {
 	// them (or a purpose they specialise) may permit: "always deny
 	// research without explicit permit" is ExplicitPurposes: [HRESCH].
 	ExplicitPurposes []string
+	// Redact are security labels whose resources are left out of what a
+	// permit discloses, unless a provision on the way to the one that
+	// permitted names the label: sensitive data (R, or a sensitivity such
+	// as HIV or ETH) needs a consent that speaks of it.
+	Redact []Coding
 }
 
 // Resolver returns the references of the resource ref names, for
@@ -81,6 +86,7 @@ type Policy struct {
 	consents []*compiled // applicable ones, newest first
 	def      Effect
 	explicit []string
+	redact   codeSet
 }
 
 type compiled struct {
@@ -96,13 +102,15 @@ type node struct {
 	actions  codeSet
 	labels   codeSet
 	purposes []string // as named (a purpose matches its specialisations)
-	// named are the purposes named by this provision and its ancestors.
-	named      []string
-	classes    codeSet
-	codes      codeSet
-	dataPeriod Period
-	data       []dataMatch
-	children   []*node
+	// named are the purposes named by this provision and its ancestors,
+	// namedLabels the security labels.
+	named       []string
+	namedLabels []Coding
+	classes     codeSet
+	codes       codeSet
+	dataPeriod  Period
+	data        []dataMatch
+	children    []*node
 }
 
 type actorMatch struct {
@@ -160,7 +168,7 @@ func (s codeSet) any(cs []Coding) bool {
 // patient-privacy, about that patient and with a root provision; others
 // are left out. resolve may be nil.
 func Compile(patient string, consents []*Consent, cfg Config, resolve Resolver) *Policy {
-	p := &Policy{patient: patient, def: cfg.Default, explicit: slices.Clone(cfg.ExplicitPurposes)}
+	p := &Policy{patient: patient, def: cfg.Default, explicit: slices.Clone(cfg.ExplicitPurposes), redact: newCodeSet(cfg.Redact)}
 	if p.def == Inherit {
 		p.def = Deny
 	}
@@ -177,12 +185,12 @@ func Compile(patient string, consents []*Consent, cfg Config, resolve Resolver) 
 		return use[i].Version > use[j].Version
 	})
 	for _, c := range use {
-		p.consents = append(p.consents, &compiled{ref: c.Ref(), root: compileNode(c.Root, Deny, nil, resolve)})
+		p.consents = append(p.consents, &compiled{ref: c.Ref(), root: compileNode(c.Root, Deny, nil, nil, resolve)})
 	}
 	return p
 }
 
-func compileNode(pr *Provision, parent Effect, named []string, resolve Resolver) *node {
+func compileNode(pr *Provision, parent Effect, named []string, labels []Coding, resolve Resolver) *node {
 	n := &node{
 		effect:     pr.Type,
 		period:     pr.Period,
@@ -202,6 +210,7 @@ func compileNode(pr *Provision, parent Effect, named []string, resolve Resolver)
 		n.purposes = append(n.purposes, pu.Code)
 	}
 	n.named = append(slices.Clip(named), n.purposes...)
+	n.namedLabels = append(slices.Clip(labels), pr.Labels...)
 	for _, d := range pr.Data {
 		dm := dataMatch{meaning: d.Meaning, ref: d.Reference}
 		if d.Meaning == MeaningRelated && resolve != nil {
@@ -213,7 +222,7 @@ func compileNode(pr *Provision, parent Effect, named []string, resolve Resolver)
 		n.data = append(n.data, dm)
 	}
 	for _, c := range pr.Provisions {
-		n.children = append(n.children, compileNode(c, n.effect, n.named, resolve))
+		n.children = append(n.children, compileNode(c, n.effect, n.named, n.namedLabels, resolve))
 	}
 	return n
 }
@@ -248,6 +257,14 @@ func (p *Policy) Decide(req *Request) Decision {
 func (p *Policy) finish(req *Request, d Decision, m matched) Decision {
 	if d.Permit && p.needsExplicit(req.Purpose) && !m.names(req.Purpose, p.explicitFor(req.Purpose)) {
 		d.Permit, d.Reason = false, "purpose "+req.Purpose+" needs a consent that permits it explicitly"
+	}
+	if d.Permit && !p.redact.empty() {
+		for _, l := range req.Resource.Labels {
+			if p.redact.has(l) && !m.namesLabel(l) {
+				d.Permit, d.Reason = false, "redacted: the data carries a sensitive label no consent speaks of"
+				break
+			}
+		}
 	}
 	if !d.Permit && req.BreakGlass && !m.namesExactly(PurposeBreakGlass) {
 		d.Permit, d.BreakGlass, d.Reason = true, true, "break-glass overrides a denial"
@@ -290,6 +307,13 @@ func (m matched) names(purpose, explicit string) bool {
 		}
 	}
 	return false
+}
+
+// namesLabel reports whether a provision on the way named label l.
+func (m matched) namesLabel(l Coding) bool {
+	return m.node != nil && slices.ContainsFunc(m.node.namedLabels, func(n Coding) bool {
+		return n.Code == l.Code && (n.System == "" || l.System == "" || n.System == l.System)
+	})
 }
 
 func (m matched) namesExactly(purpose string) bool {

@@ -58,6 +58,9 @@ type consentConfig struct {
 	Default string `yaml:"default"`
 	// ExplicitPurposes need a consent that permits them in so many words.
 	ExplicitPurposes []string `yaml:"explicit_purposes"`
+	// Redact are security labels (system|code, or a bare code) whose data
+	// only a consent naming them discloses.
+	Redact []string `yaml:"redact"`
 }
 
 // authConfig configures who may call the server.
@@ -191,6 +194,10 @@ var serveSettings = []setting{
 	}},
 	{"consent-explicit-purposes", "EHR_CONSENT_EXPLICIT_PURPOSES", "purposes of use only a consent naming them permits, comma-separated (e.g. HRESCH)", func(c *serveConfig, v string) error {
 		c.Consent.ExplicitPurposes = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+		return nil
+	}},
+	{"consent-redact", "EHR_CONSENT_REDACT", "security labels only a consent naming them discloses, comma-separated system|code (e.g. http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R)", func(c *serveConfig, v string) error {
+		c.Consent.Redact = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 		return nil
 	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
@@ -336,6 +343,13 @@ func (c *serveConfig) ledgerKeyFile() string {
 // consent is the consent engine's configuration.
 func (c *serveConfig) consent() consent.Config {
 	cfg := consent.Config{Default: consent.Permit, ExplicitPurposes: c.Consent.ExplicitPurposes}
+	for _, l := range c.Consent.Redact {
+		system, code, ok := strings.Cut(l, "|")
+		if !ok {
+			system, code = "", l
+		}
+		cfg.Redact = append(cfg.Redact, consent.Coding{System: system, Code: code})
+	}
 	if c.Consent.Default == "opt-in" {
 		cfg.Default = consent.Deny
 	}

@@ -102,9 +102,13 @@ func TestConsentConfig(t *testing.T) {
 	if err != nil || cfg.consent().Default != consent.Permit || len(cfg.consent().ExplicitPurposes) != 0 {
 		t.Fatalf("default: %+v %v", cfg.consent(), err)
 	}
-	cfg, err = loadServeConfig([]string{"--consent-default", "opt-in", "--consent-explicit-purposes", "HRESCH,PUBHLTH"}, none, io.Discard)
+	cfg, err = loadServeConfig([]string{"--consent-default", "opt-in", "--consent-explicit-purposes", "HRESCH,PUBHLTH",
+		"--consent-redact", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R,HIV"}, none, io.Discard)
 	if err != nil || cfg.consent().Default != consent.Deny || strings.Join(cfg.consent().ExplicitPurposes, " ") != "HRESCH PUBHLTH" {
 		t.Fatalf("flags: %+v %v", cfg.consent(), err)
+	}
+	if r := cfg.consent().Redact; len(r) != 2 || r[0] != (consent.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"}) || r[1] != (consent.Coding{Code: "HIV"}) {
+		t.Fatalf("redacted labels: %+v", r)
 	}
 	if _, err := loadServeConfig([]string{"--consent-default", "maybe"}, none, io.Discard); err == nil {
 		t.Fatal("an unknown default was accepted")
