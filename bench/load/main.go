@@ -13,6 +13,13 @@
 // --insecure-no-auth, the baseline); a table gives each figure's ratio to
 // none.
 //
+// -consent measures reads and searches of patients without a Consent
+// (absent: the consent gate's cheap path, one query a request) and of
+// patients each with a Consent of 20 provisions that permits the reader
+// (20: decided provision by provision); a table gives each figure's
+// ratio to absent. read-org, which no consent gates, is the floor of
+// both.
+//
 // -keys measures each database with several key set-ups: sealed (the
 // product: bodies sealed under per-patient keys from a local KMS, PHI
 // search values blind), vault (the same through Vault Transit) and plain
@@ -24,6 +31,7 @@
 //	go run ./bench/load -db sqlite,postgres -duration 5s -concurrency 1,4,16
 //	go run ./bench/load -keys sealed,plain -ops create,read,read-cold,update
 //	go run ./bench/load -auth token,none -ops read,read-org
+//	go run ./bench/load -consent absent,20 -ops read,search,read-org
 //
 // PostgreSQL comes from -postgres or EHR_TEST_POSTGRES (bench/run.sh starts a
 // throwaway server); each run creates and drops its own database.
@@ -82,6 +90,7 @@ func main() {
 	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, update")
 	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
 	authModes := flag.String("auth", "token", "authentication set-ups to measure: token, none")
+	consentModes := flag.String("consent", "absent", "consent set-ups to measure: absent, 20")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
 	stopProfile, err := benchenv.CPUProfile(*cpuprofile)
@@ -99,8 +108,8 @@ func main() {
 	var rows []row
 	floor := map[int]benchenv.Result{}
 	for _, db := range strings.Split(*dbs, ",") {
-		for _, setup := range setups(*keyModes, *authModes) {
-			mode, authMode := setup[0], setup[1]
+		for _, setup := range setups(*keyModes, *authModes, *consentModes) {
+			mode, authMode, consentMode := setup[0], setup[1], setup[2]
 			dsn, cleanup, err := benchenv.Database(ctx, strings.TrimSpace(db), *pg)
 			if err != nil {
 				fatal(err)
@@ -110,7 +119,7 @@ func main() {
 				fatal(err)
 			}
 			srv, base, kr, client := env.Server, env.Base, env.Keys, env.Client
-			label := db + " (" + mode + ", " + authMode + ")"
+			label := db + " (" + mode + ", " + authMode + ", consent " + consentMode + ")"
 			if len(floor) == 0 {
 				// The floor runs in the same process and conditions as the
 				// first database's server, just before it.
@@ -130,6 +139,11 @@ func main() {
 			ids, err := seedPatients(client, base, *seed)
 			if err != nil {
 				fatal(err)
+			}
+			if consentMode == "20" {
+				if err := seedConsents(client, base, ids); err != nil {
+					fatal(err)
+				}
 			}
 			var orgs []string
 			if strings.Contains(*ops, "read-org") {
@@ -159,6 +173,9 @@ func main() {
 				{"read", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))], nil)
 				}},
+				{"search", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/Patient?_id="+ids[mrand.IntN(len(ids))], nil)
+				}},
 				{"read-org", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Organization/"+orgs[mrand.IntN(len(orgs))], nil)
 				}},
@@ -185,7 +202,7 @@ func main() {
 					calls := kr.KMSCalls()
 					r := measure(*duration, c, client, op.req)
 					perK := float64(kr.KMSCalls()-calls) * 1000 / float64(max(1, r.N))
-					rows = append(rows, row{db: label, mode: mode, auth: authMode, base: db, op: op.name, c: c, r: r, kms: perK})
+					rows = append(rows, row{db: label, mode: mode, auth: authMode, consent: consentMode, base: db, op: op.name, c: c, r: r, kms: perK})
 				}
 			}
 			env.Stop()
@@ -198,19 +215,72 @@ func main() {
 		ratio := r.r.Rate() / floor[r.c].Rate()
 		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d | %.1f | %.3f |\n", r.db, r.op, r.c, r.r.Rate(), benchenv.Millis(r.r.Quantile(0.5)), benchenv.Millis(r.r.Quantile(0.99)), r.r.Errors, r.kms, ratio)
 	}
-	ratios(rows, "plain", func(r row) string { return r.mode }, func(r row) string { return fmt.Sprint(r.base, r.auth, r.op, r.c) })
-	ratios(rows, "none", func(r row) string { return r.auth }, func(r row) string { return fmt.Sprint(r.base, r.mode, r.op, r.c) })
+	ratios(rows, "plain", func(r row) string { return r.mode }, func(r row) string { return fmt.Sprint(r.base, r.auth, r.consent, r.op, r.c) })
+	ratios(rows, "none", func(r row) string { return r.auth }, func(r row) string { return fmt.Sprint(r.base, r.mode, r.consent, r.op, r.c) })
+	ratios(rows, "absent", func(r row) string { return r.consent }, func(r row) string { return fmt.Sprint(r.base, r.mode, r.auth, r.op, r.c) })
 }
 
-// setups pairs every key set-up with every authentication set-up.
-func setups(keyModes, authModes string) [][2]string {
-	var out [][2]string
+// setups combines every key, authentication and consent set-up.
+func setups(keyModes, authModes, consentModes string) [][3]string {
+	var out [][3]string
 	for _, k := range strings.Split(keyModes, ",") {
 		for _, a := range strings.Split(authModes, ",") {
-			out = append(out, [2]string{strings.TrimSpace(k), strings.TrimSpace(a)})
+			for _, c := range strings.Split(consentModes, ",") {
+				out = append(out, [3]string{strings.TrimSpace(k), strings.TrimSpace(a), strings.TrimSpace(c)})
+			}
 		}
 	}
 	return out
+}
+
+// consentTemplate is a Consent of 20 provisions for patient %s: a base
+// deny, twelve organisations permitted for treatment (the bench's reader,
+// Organization/admin, last of them), a clinic's exception for restricted
+// data with an exception for one code inside it, a denied diagnosis, the
+// patient's own requests, a registry limited to a data period, a partner
+// limited to one report and what refers to it.
+const consentTemplate = `{"resourceType":"Consent","status":"active",` +
+	`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+	`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/%s"},"dateTime":"2024-01-01",` +
+	`"provision":{"type":"deny","provision":[%s]}}`
+
+func consentOf(patient string) string {
+	actor := func(ref string) string {
+		return `"actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"` + ref + `"}}]`
+	}
+	var provs []string
+	for i := range 11 {
+		provs = append(provs, `{"type":"permit",`+actor(fmt.Sprintf("Organization/org-%d", i))+`,"purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"TREAT"}]}`)
+	}
+	provs = append(provs,
+		`{"type":"permit",`+actor("Organization/admin")+`,"purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"TREAT"}]}`,
+		`{"type":"permit",`+actor("Organization/clinic")+`,"purpose":[{"code":"TREAT"}],"provision":[{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}],"provision":[{"type":"permit","code":[{"coding":[{"system":"http://loinc.org","code":"2339-0"}]}]}]}]}`,
+		`{"type":"deny","code":[{"coding":[{"system":"http://snomed.info/sct","code":"86406008"}]}]}`,
+		`{"type":"permit","purpose":[{"code":"PATRQT"}]}`,
+		`{"type":"permit",`+actor("Organization/registry")+`,"dataPeriod":{"start":"2020","end":"2021"}}`,
+		`{"type":"permit",`+actor("Organization/partner")+`,"data":[{"meaning":"dependents","reference":{"reference":"DiagnosticReport/dr1"}}]}`,
+	)
+	return fmt.Sprintf(consentTemplate, patient, strings.Join(provs, ","))
+}
+
+// seedConsents gives each patient its Consent, with 8 clients.
+func seedConsents(client *http.Client, base string, ids []string) error {
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(ids); i += 8 {
+				req, _ := post(base+"/Consent", consentOf(ids[i]))
+				if err := benchenv.Do(client, req); err != nil {
+					errs <- fmt.Errorf("consent of %s: %w", ids[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // ratios prints each row's figures against the baseline row that differs
@@ -238,10 +308,10 @@ func ratios(rows []row, baseline string, setup, same func(row) string) {
 }
 
 type row struct {
-	db, mode, auth, base, op string
-	c                        int
-	r                        benchenv.Result
-	kms                      float64 // KMS calls per 1,000 requests
+	db, mode, auth, consent, base, op string
+	c                                 int
+	r                                 benchenv.Result
+	kms                               float64 // KMS calls per 1,000 requests
 }
 
 // measure runs c clients sending the requests next makes.

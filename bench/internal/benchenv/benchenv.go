@@ -169,7 +169,7 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	client := Client()
 	if !opt.NoAuth {
 		client.Transport = &bearer{next: client.Transport, mint: func() (*auth.Token, error) {
-			return server.MintToken(ctx, st, authority, base, auth.TokenRequest{Client: "admin", Scope: "system/*.cruds", Lifetime: auth.MaxLifetime}, nil)
+			return server.MintToken(ctx, st, authority, base, auth.TokenRequest{Client: "admin", Scope: "system/*.cruds " + auth.AdminScope, Lifetime: auth.MaxLifetime}, nil)
 		}}
 	}
 	return &Env{Server: srv, Base: base, Keys: kr, Client: client, Stop: func() {
