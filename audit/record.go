@@ -41,10 +41,9 @@ type Record struct {
 	Interaction string     `json:"interaction,omitempty"`
 	// Resources are the versions written, disclosed or denied.
 	Resources []Resource `json:"resources,omitempty"`
-	// Consents are the consent versions (Consent/id/_history/n) that
-	// decided a disclosure or denial; none when the provider's default
-	// policy did.
-	Consents []string `json:"consents,omitempty"`
+	// Consents are the consent versions that decided a disclosure or
+	// denial; none when the provider's default policy did.
+	Consents []ConsentRef `json:"consents,omitempty"`
 	// BreakGlass marks a disclosure that only an emergency access
 	// (purpose ETREAT with a reason) permitted.
 	BreakGlass bool `json:"break_glass,omitempty"`
@@ -54,6 +53,13 @@ type Record struct {
 type Recipient struct {
 	Client       string `json:"client,omitempty"`
 	Organization string `json:"organization,omitempty"`
+}
+
+// ConsentRef is a consent version that decided, and the index of its own
+// consent record in this log (absent when it was not integrated yet).
+type ConsentRef struct {
+	Ref   string `json:"ref"` // Consent/id/_history/version
+	Index *int64 `json:"index,omitempty"`
 }
 
 // Resource is one resource version and the SHA-256 of the stored JSON.

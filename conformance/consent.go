@@ -146,8 +146,17 @@ func testConsentGating(t *testing.T, c *client, run string) {
 	})
 	t.Run("reads", func(t *testing.T) {
 		r := clinic.do(http.MethodGet, "/Observation/"+lab, nil).want(t, http.StatusOK)
-		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.Consents, []string{version}) || rec.BreakGlass {
-			t.Fatalf("the disclosure's record names consents %q, break-glass %v", rec.Consents, rec.BreakGlass)
+		rec := c.ledgerRecordOf(t, r)
+		if !slices.Equal(rec.consentRefs(), []string{version}) || rec.BreakGlass {
+			t.Fatalf("the disclosure's record names consents %q, break-glass %v", rec.consentRefs(), rec.BreakGlass)
+		}
+		// It cites the consent version's own record by its index.
+		if rec.Consents[0].Index == nil {
+			t.Fatal("the disclosure's record does not give the consent record's index")
+		}
+		anchor, _ := c.record(t, c.checkpoint(t, *rec.Consents[0].Index), *rec.Consents[0].Index)
+		if anchor.Type != "consent" || len(anchor.Resources) != 1 || anchor.Resources[0].Ref != version {
+			t.Fatalf("record %d, cited for %s, is %+v", *rec.Consents[0].Index, version, anchor)
 		}
 		// The decision is also a BALP AuthZconsent AuditEvent citing the
 		// consent version.
@@ -168,7 +177,7 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		// The denial is in the ledger, citing the consent.
 		for _, n := range c.recordsAbout(t, pat, "110113", "Observation/"+hiv+"/_history/1") {
 			rec, _ := c.record(t, c.checkpoint(t, n), n)
-			if rec.Type != "denial" || !slices.Equal(rec.Consents, []string{version}) {
+			if rec.Type != "denial" || !slices.Equal(rec.consentRefs(), []string{version}) {
 				t.Fatalf("denial record %d: %+v", n, rec)
 			}
 		}
@@ -243,7 +252,7 @@ func testConsentGating(t *testing.T, c *client, run string) {
 	})
 	t.Run("break-glass", func(t *testing.T) {
 		r := other.do(http.MethodGet, "/Observation/"+hiv, nil, "Purpose-Of-Use", "ETREAT", "Break-Glass-Reason", "unconscious, allergy history needed").want(t, http.StatusOK)
-		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.Consents, []string{version}) {
+		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.consentRefs(), []string{version}) {
 			t.Fatalf("the break-glass disclosure's record: %+v", rec)
 		}
 	})
@@ -252,12 +261,12 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		permitAll["id"] = id
 		self.do(http.MethodPut, "/Consent/"+id, permitAll).want(t, http.StatusOK)
 		r := other.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)
-		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.Consents, []string{"Consent/" + id + "/_history/2"}) {
-			t.Fatalf("decided by %q, want version 2", rec.Consents)
+		if rec := c.ledgerRecordOf(t, r); !slices.Equal(rec.consentRefs(), []string{"Consent/" + id + "/_history/2"}) {
+			t.Fatalf("decided by %q, want version 2", rec.consentRefs())
 		}
 		self.do(http.MethodDelete, "/Consent/"+id, nil).want(t, http.StatusNoContent)
 		if rec := c.ledgerRecordOf(t, other.do(http.MethodGet, "/Observation/"+hiv, nil).want(t, http.StatusOK)); len(rec.Consents) != 0 {
-			t.Fatalf("a deleted Consent still decides: %q", rec.Consents)
+			t.Fatalf("a deleted Consent still decides: %q", rec.consentRefs())
 		}
 	})
 }

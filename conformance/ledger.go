@@ -27,14 +27,26 @@ type ledgerRecord struct {
 		Client       string `json:"client"`
 		Organization string `json:"organization"`
 	} `json:"recipient"`
-	Purpose     string   `json:"purpose"`
-	Interaction string   `json:"interaction"`
-	Consents    []string `json:"consents"`
-	BreakGlass  bool     `json:"break_glass"`
-	Resources   []struct {
+	Purpose     string `json:"purpose"`
+	Interaction string `json:"interaction"`
+	Consents    []struct {
+		Ref   string `json:"ref"`
+		Index *int64 `json:"index"`
+	} `json:"consents"`
+	BreakGlass bool `json:"break_glass"`
+	Resources  []struct {
 		Ref    string `json:"ref"`
 		SHA256 string `json:"sha256"`
 	} `json:"resources"`
+}
+
+// consentRefs lists the consent versions a record cites.
+func (r ledgerRecord) consentRefs() []string {
+	var out []string
+	for _, c := range r.Consents {
+		out = append(out, c.Ref)
+	}
+	return out
 }
 
 // ledgerIndexes reads a response's Ledger-Index header.

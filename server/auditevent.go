@@ -272,11 +272,16 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 func consentEntities(rec *audit.Record) []any {
 	var out []any
 	for _, c := range rec.Consents {
-		out = append(out, map[string]any{
-			"what": map[string]any{"reference": c},
+		e := map[string]any{
+			"what": map[string]any{"reference": c.Ref},
 			"type": map[string]any{"system": "http://hl7.org/fhir/resource-types", "code": "Consent"},
 			"role": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "13", "display": "Security Resource"},
-		})
+		}
+		if c.Index != nil {
+			// The consent version's own record in this ledger.
+			e["detail"] = []any{map[string]any{"type": "ledger-index", "valueString": strconv.FormatInt(*c.Index, 10)}}
+		}
+		out = append(out, e)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/consent"
@@ -331,4 +332,54 @@ func (s *Server) gateOne(w http.ResponseWriter, r *http.Request, interaction str
 		return disclosure{}, forbidden("the patient's consent does not permit this disclosure")
 	}
 	return verdicts.annotate(disclosureOf(v, v.Body), v), nil
+}
+
+// consentIndexes returns the ledger index of the consent record of each
+// Consent version named (Consent/id/_history/n). A version written a
+// moment ago may wait for the sequencer's next batch: its index is
+// awaited for up to a second, then left out.
+func (s *Server) consentIndexes(ctx context.Context, refs []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	versions := make([]store.VersionRef, 0, len(refs))
+	names := map[store.VersionRef]string{}
+	for _, ref := range refs {
+		v, ok := splitVersionRef(ref)
+		if !ok {
+			continue
+		}
+		versions = append(versions, v)
+		names[v] = ref
+	}
+	for wait := 0; ; wait++ {
+		found, err := s.store.ConsentIndexes(ctx, versions)
+		if err != nil {
+			return nil, err
+		}
+		for v, idx := range found {
+			out[names[v]] = idx
+		}
+		if len(out) == len(versions) || wait == 40 {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// consentRefs are the consent versions refs, with the indexes known.
+func consentRefs(refs []string, indexes map[string]int64) []audit.ConsentRef {
+	out := make([]audit.ConsentRef, len(refs))
+	for i, ref := range refs {
+		out[i] = audit.ConsentRef{Ref: ref}
+		if idx, ok := indexes[ref]; ok {
+			out[i].Index = &idx
+		}
+	}
+	return out
 }

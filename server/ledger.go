@@ -80,6 +80,18 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 	if len(groups) == 0 {
 		return nil
 	}
+	var used []string
+	for _, g := range groups {
+		for _, c := range g.consents {
+			if !slices.Contains(used, c) {
+				used = append(used, c)
+			}
+		}
+	}
+	anchors, err := s.consentIndexes(r.Context(), used)
+	if err != nil {
+		return err
+	}
 	now := audit.FormatTime(s.now())
 	c := callerOf(r.Context())
 	var recs [][]byte
@@ -92,7 +104,7 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 		for start := 0; start < len(g.res); start += maxResourcesPerRecord {
 			rec := audit.Record{Type: typ, Time: now, Patient: s.pseudonyms.Of(g.patient),
 				Recipient: c.recipient(), Purpose: c.purposeOfUse(), Interaction: interaction,
-				Resources: g.res[start:min(start+maxResourcesPerRecord, len(g.res))], Consents: g.consents, BreakGlass: g.breakGlass}
+				Resources: g.res[start:min(start+maxResourcesPerRecord, len(g.res))], Consents: consentRefs(g.consents, anchors), BreakGlass: g.breakGlass}
 			recs = append(recs, rec.Bytes())
 			disclosures = append(disclosures, !g.denied)
 		}
@@ -140,8 +152,18 @@ func (s *Server) writeRecords(ctx context.Context, tx *store.Tx, writes []store.
 		rec.Resources = []audit.Resource{res}
 		recs = append(recs, rec.Bytes())
 	}
-	_, err := tx.QueueLedger(ctx, recs)
-	return err
+	queued, err := tx.QueueLedger(ctx, recs)
+	if err != nil {
+		return err
+	}
+	for i, wr := range writes {
+		if v := wr.Version; v.Type == "Consent" {
+			if err := tx.AnchorConsent(ctx, v.ID, v.VersionID, queued[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func writeInteraction(method string) string {

@@ -344,3 +344,44 @@ func (s *Store) LedgerCheckpoints(ctx context.Context, limit int) ([]LedgerCheck
 	}
 	return out, rows.Err()
 }
+
+// AnchorConsent notes, inside the transaction that writes a Consent
+// version, the queue id of its ledger record.
+func (tx *Tx) AnchorConsent(ctx context.Context, id string, version, queueID int64) error {
+	err := tx.db.WithContext(ctx).Exec(`INSERT INTO consent_anchors (res_id, version_id, queue_id) VALUES (?, ?, ?)`, id, version, queueID).Error
+	if err != nil {
+		return fmt.Errorf("store: consent anchor: %w", err)
+	}
+	return nil
+}
+
+// ConsentIndexes returns the ledger index of the record of each Consent
+// version (Consent id and version) already integrated into the log.
+func (s *Store) ConsentIndexes(ctx context.Context, versions []VersionRef) (map[VersionRef]int64, error) {
+	out := make(map[VersionRef]int64, len(versions))
+	if len(versions) == 0 {
+		return out, nil
+	}
+	var b builder
+	b.w("SELECT a.res_id, a.version_id, p.idx FROM consent_anchors a JOIN ledger_placed p ON p.queue_id = a.queue_id WHERE ")
+	for i, v := range versions {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		b.w("(a.res_id = ").arg(v.ID).w(" AND a.version_id = ").arg(v.VersionID).w(")")
+	}
+	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+	if err != nil {
+		return nil, s.classify(fmt.Errorf("store: consent indexes: %w", err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v := VersionRef{Type: "Consent"}
+		var idx int64
+		if err := rows.Scan(&v.ID, &v.VersionID, &idx); err != nil {
+			return nil, err
+		}
+		out[v] = idx
+	}
+	return out, rows.Err()
+}
