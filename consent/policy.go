@@ -230,6 +230,11 @@ func compileNode(pr *Provision, parent Effect, named []string, labels []Coding, 
 // Patient is the patient the policy decides for.
 func (p *Policy) Patient() string { return p.patient }
 
+// Uniform reports whether every resource gets the same decision for one
+// caller and purpose: no consent and no redaction looks at the resource,
+// so Decide needs nothing of it but its type.
+func (p *Policy) Uniform() bool { return len(p.consents) == 0 && p.redact.empty() }
+
 // Consents is how many consents the policy holds.
 func (p *Policy) Consents() int { return len(p.consents) }
 

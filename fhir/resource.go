@@ -285,3 +285,47 @@ func (r *Resource) Identifiers() []Identifier {
 	}
 	return list
 }
+
+// AddSecurity adds the security label system|code to meta.security,
+// keeping the labels and every other meta property as sent; it reports
+// whether the label was new.
+func (r *Resource) AddSecurity(system, code string) bool {
+	var meta []member
+	if raw := r.Member("meta"); raw != nil {
+		m, err := splitObject(raw)
+		if err != nil {
+			return false
+		}
+		meta = m
+	}
+	var labels []json.RawMessage
+	at := -1
+	for i, m := range meta {
+		if m.key != "security" {
+			continue
+		}
+		at = i
+		if err := json.Unmarshal(m.value, &labels); err != nil {
+			return false
+		}
+	}
+	for _, l := range labels {
+		var c struct{ System, Code string }
+		if json.Unmarshal(l, &c) == nil && c.System == system && c.Code == code {
+			return false
+		}
+	}
+	label, _ := json.Marshal(struct {
+		System string `json:"system,omitempty"`
+		Code   string `json:"code"`
+	}{system, code}) // plain strings always marshal
+	labels = append(labels, label)
+	value, _ := json.Marshal(labels) // raw JSON values always marshal
+	if at >= 0 {
+		meta[at].value = value
+	} else {
+		meta = append(meta, member{key: "security", value: value})
+	}
+	r.set("meta", encodeObject(meta))
+	return true
+}

@@ -285,10 +285,10 @@ func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts
 			continue
 		}
 		r := req
-		if pol.Consents() > 0 {
-			r.Resource = resourceFacts(ver)
-		} else {
+		if pol.Uniform() {
 			r.Resource = consent.Resource{Type: ver.Type, ID: ver.ID}
+		} else {
+			r.Resource = resourceFacts(ver)
 		}
 		d := pol.Decide(&r)
 		ref := store.VersionRef{Type: ver.Type, ID: ver.ID, VersionID: ver.VersionID}
@@ -382,4 +382,30 @@ func consentRefs(refs []string, indexes map[string]int64) []audit.ConsentRef {
 		}
 	}
 	return out
+}
+
+// LabelRule labels, when they are written, the resources that carry one
+// of Codes (among their code, category, type and class values) with the
+// security label Label.
+type LabelRule struct {
+	Codes []consent.Coding
+	Label consent.Coding
+}
+
+// labelOnWrite adds the security labels the configured rules give a
+// resource about to be written, to its body and its index.
+func (s *Server) labelOnWrite(in *incoming) {
+	if len(s.cfg.Labels) == 0 || in.idx == nil {
+		return
+	}
+	for _, rule := range s.cfg.Labels {
+		hit := slices.ContainsFunc(in.idx.Tokens, func(t fhir.TokenEntry) bool {
+			return consentCodeParams[t.Param] && slices.ContainsFunc(rule.Codes, func(c consent.Coding) bool {
+				return c.Code == t.Code && (c.System == "" || c.System == t.System)
+			})
+		})
+		if hit && in.res.AddSecurity(rule.Label.System, rule.Label.Code) {
+			in.idx.Tokens = append(in.idx.Tokens, fhir.TokenEntry{Param: "_security", System: rule.Label.System, Code: rule.Label.Code})
+		}
+	}
 }

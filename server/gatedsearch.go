@@ -136,8 +136,9 @@ func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool,
 
 // countPermitted counts the matches of q the patients' consents let the
 // caller see: one query counts the matches by patient; the matches of a
-// patient without Consents are all decided alike, and only those of
-// patients with Consents are read and decided one by one. -1 when more
+// patient whose policy decides all alike (no Consent, no redaction) are
+// counted at once, and only the others are read and decided one by one.
+// -1 when more
 // than maxGatedScan of those would need deciding.
 func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, error) {
 	byOwner, err := s.store.CountByOwner(ctx, q)
@@ -166,11 +167,11 @@ func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, 
 	var oneByOne []string
 	for _, p := range patients {
 		pol := pols[p]
-		if pol.Consents() > 0 {
+		if !pol.Uniform() {
 			oneByOne = append(oneByOne, "Patient/"+p)
 			continue
 		}
-		// No Consent: the decision depends on nothing of the resource.
+		// The decision depends on nothing of the resource.
 		r := req
 		r.Resource = consent.Resource{Type: q.Type}
 		if pol.Decide(&r).Permit {

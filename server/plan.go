@@ -247,6 +247,7 @@ func (s *Server) newVersion(in *incoming, cur *store.Version, method string, sta
 		next = cur.VersionID + 1
 	}
 	now := s.stamp(cur)
+	s.labelOnWrite(in)
 	res.SetMeta(next, now)
 	v := &store.Version{Type: res.Type, ID: res.ID, VersionID: next, Updated: now, Method: method, Body: res.Bytes(),
 		Owner: keys.OwnerOf(res.Type, res.ID, in.idx.PatientCompartment)}

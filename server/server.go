@@ -66,6 +66,10 @@ type Config struct {
 	// patient has no consent that applies, and the purposes that need an
 	// explicit permit. A zero Default means opt-out (permit).
 	Consent consent.Config
+	// Labels add security labels on write to the resources that carry
+	// given codes (sensitive diagnoses, say), for consents and redaction
+	// to act on.
+	Labels []LabelRule
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,15 @@ type consentConfig struct {
 	// Redact are security labels (system|code, or a bare code) whose data
 	// only a consent naming them discloses.
 	Redact []string `yaml:"redact"`
+	// Labels are added on write to resources carrying one of their codes.
+	Labels []labelConfig `yaml:"labels"`
+}
+
+// labelConfig is a security label (system|code) and the codes (system|code,
+// or a bare code) whose resources get it when written.
+type labelConfig struct {
+	Label string   `yaml:"label"`
+	Codes []string `yaml:"codes"`
 }
 
 // authConfig configures who may call the server.
@@ -308,6 +318,8 @@ func (c *serveConfig) Validate() error {
 		return fmt.Errorf("config: auth.token_lifetime must be between 0 and %v", auth.MaxLifetime)
 	case c.Consent.Default != "opt-out" && c.Consent.Default != "opt-in":
 		return fmt.Errorf("config: consent.default must be opt-out or opt-in, not %q", c.Consent.Default)
+	case slices.ContainsFunc(c.Consent.Labels, func(l labelConfig) bool { return coding(l.Label).Code == "" || len(l.Codes) == 0 }):
+		return errors.New("config: each of consent.labels needs a label (system|code) and codes")
 	case !c.InsecureNoAuth && !c.Auth.Server && len(c.Auth.Issuers) == 0:
 		return errors.New("config: nobody could get a token: keep the embedded authorization server (auth.server) or configure auth.issuers")
 	}
@@ -344,16 +356,34 @@ func (c *serveConfig) ledgerKeyFile() string {
 func (c *serveConfig) consent() consent.Config {
 	cfg := consent.Config{Default: consent.Permit, ExplicitPurposes: c.Consent.ExplicitPurposes}
 	for _, l := range c.Consent.Redact {
-		system, code, ok := strings.Cut(l, "|")
-		if !ok {
-			system, code = "", l
-		}
-		cfg.Redact = append(cfg.Redact, consent.Coding{System: system, Code: code})
+		cfg.Redact = append(cfg.Redact, coding(l))
 	}
 	if c.Consent.Default == "opt-in" {
 		cfg.Default = consent.Deny
 	}
 	return cfg
+}
+
+// coding reads system|code, or a bare code.
+func coding(s string) consent.Coding {
+	system, code, ok := strings.Cut(s, "|")
+	if !ok {
+		return consent.Coding{Code: s}
+	}
+	return consent.Coding{System: system, Code: code}
+}
+
+// labelRules are the labels added on write.
+func (c *serveConfig) labelRules() []server.LabelRule {
+	var out []server.LabelRule
+	for _, l := range c.Consent.Labels {
+		rule := server.LabelRule{Label: coding(l.Label)}
+		for _, code := range l.Codes {
+			rule.Codes = append(rule.Codes, coding(code))
+		}
+		out = append(out, rule)
+	}
+	return out
 }
 
 // authKeyFile is the embedded authorization server's key file.

@@ -113,4 +113,18 @@ func TestConsentConfig(t *testing.T) {
 	if _, err := loadServeConfig([]string{"--consent-default", "maybe"}, none, io.Discard); err == nil {
 		t.Fatal("an unknown default was accepted")
 	}
+	file := filepath.Join(t.TempDir(), "labels.yaml")
+	os.WriteFile(file, []byte("consent:\n  labels:\n    - label: http://terminology.hl7.org/CodeSystem/v3-ActCode|HIV\n      codes: [\"http://snomed.info/sct|86406008\", \"B20\"]\n"), 0o600)
+	cfg, err = loadServeConfig([]string{"--config", file}, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := cfg.labelRules()
+	if len(rules) != 1 || rules[0].Label.Code != "HIV" || len(rules[0].Codes) != 2 || rules[0].Codes[1] != (consent.Coding{Code: "B20"}) {
+		t.Fatalf("label rules: %+v", rules)
+	}
+	os.WriteFile(file, []byte("consent:\n  labels:\n    - label: HIV\n"), 0o600)
+	if _, err := loadServeConfig([]string{"--config", file}, none, io.Discard); err == nil {
+		t.Fatal("a label without codes was accepted")
+	}
 }

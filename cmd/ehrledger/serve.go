@@ -61,6 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Authority:      authority,
 		InsecureNoAuth: cfg.InsecureNoAuth,
 		Consent:        cfg.consent(),
+		Labels:         cfg.labelRules(),
 	})
 	if err != nil {
 		return err

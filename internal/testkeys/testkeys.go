@@ -145,3 +145,14 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.next.RoundTrip(r)
 }
+
+// ReadBody reads the current body of a stored resource, opened, straight
+// from the store.
+func ReadBody(t testing.TB, st *store.Store, typ, id string) []byte {
+	t.Helper()
+	v, err := st.Read(context.Background(), typ, id)
+	if err != nil {
+		t.Fatalf("read %s/%s: %v", typ, id, err)
+	}
+	return v.Body
+}
