@@ -250,6 +250,33 @@ func (s *Server) consentRequest(ctx context.Context) consent.Request {
 type verdicts struct {
 	decided map[store.VersionRef]consent.Decision
 	denied  []disclosure
+	// policies are the patients' policies as read for this request, so
+	// that one request reads each patient's Consent versions once.
+	policies map[string]*consent.Policy
+}
+
+// policiesOf returns the policies of patients, reading those this
+// request has not read yet.
+func (s *Server) policiesOf(ctx context.Context, patients []string, v *verdicts) (map[string]*consent.Policy, error) {
+	var missing []string
+	for _, p := range patients {
+		if _, ok := v.policies[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		read, err := s.policies(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		if v.policies == nil {
+			v.policies = map[string]*consent.Policy{}
+		}
+		for p, pol := range read {
+			v.policies[p] = pol
+		}
+	}
+	return v.policies, nil
 }
 
 // gate decides each version of patient data in versions against its
@@ -268,7 +295,7 @@ func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts
 	if len(patients) == 0 {
 		return versions, nil
 	}
-	pols, err := s.policies(ctx, patients)
+	pols, err := s.policiesOf(ctx, patients, v)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func (s *Server) searchGated(ctx context.Context, q *fhir.SearchQuery, filter bo
 		}
 	}
 	if q.Total != "none" && (q.Page == "" || q.Total != "") && !filter {
-		n, err := s.countPermitted(ctx, q)
+		n, err := s.countPermitted(ctx, q, v)
 		if err != nil {
 			return out, err
 		}
@@ -140,7 +140,7 @@ func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool,
 // counted at once, and only the others are read and decided one by one.
 // -1 when more
 // than maxGatedScan of those would need deciding.
-func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, error) {
+func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery, v *verdicts) (int, error) {
 	byOwner, err := s.store.CountByOwner(ctx, q)
 	if err != nil {
 		return 0, err
@@ -159,7 +159,7 @@ func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, 
 	if len(patients) == 0 {
 		return total, nil
 	}
-	pols, err := s.policies(ctx, patients)
+	pols, err := s.policiesOf(ctx, patients, v)
 	if err != nil {
 		return 0, err
 	}
@@ -188,15 +188,30 @@ func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery) (int, 
 	if len(ids) > maxGatedScan {
 		return -1, nil
 	}
-	keys := make([]store.Key, len(ids))
-	for i, id := range ids {
-		keys[i] = store.Key{Type: q.Type, ID: id}
+	// What the page decided already is not read again.
+	decided := map[string]bool{}
+	for ref, d := range v.decided {
+		if ref.Type == q.Type {
+			decided[ref.ID] = d.Permit
+		}
+	}
+	var keys []store.Key
+	for _, id := range ids {
+		permit, ok := decided[id]
+		switch {
+		case ok && permit:
+			total++
+		case !ok:
+			keys = append(keys, store.Key{Type: q.Type, ID: id})
+		}
 	}
 	versions, err := s.store.ReadMany(ctx, keys)
 	if err != nil {
 		return 0, err
 	}
-	var quiet verdicts // counting discloses nothing and withholds nothing
+	// Counting discloses nothing and withholds nothing: its decisions are
+	// not recorded.
+	quiet := verdicts{policies: v.policies}
 	permitted, err := s.gate(ctx, versions, &quiet)
 	if err != nil {
 		return 0, err
