@@ -140,6 +140,26 @@ type decisionCase struct {
 	want want
 }
 
+// policyCase is a decision case with a policy of its own.
+type policyCase struct {
+	name string
+	p    *consent.Policy
+	req  consent.Request
+	want want
+}
+
+func runPolicies(t *testing.T, cases []policyCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.p.Decide(&tc.req)
+			if got.Permit != tc.want.permit || got.Consent != tc.want.consent || got.BreakGlass != tc.want.breakGlass {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func run(t *testing.T, p *consent.Policy, cases []decisionCase) {
 	t.Helper()
 	for _, tc := range cases {
@@ -358,12 +378,7 @@ func TestDecisionsDefaults(t *testing.T) {
 	withTrial := consent.Compile("p1", []*consent.Consent{permitClinical}, research, nil)
 	optInRule := consent.Compile("p1", []*consent.Consent{built{id: "rule", policyRule: "OPTIN", root: map[string]any{"actor": actor("Organization/x")}}.consent(t)}, consent.Config{}, nil)
 	bg := func(r consent.Request) consent.Request { r.BreakGlass = true; return r }
-	for _, tc := range []struct {
-		name string
-		p    *consent.Policy
-		req  consent.Request
-		want want
-	}{
+	runPolicies(t, []policyCase{
 		{"opt-in (zero config) without consents denies", optIn, req("Organization/a", "TREAT", obs("o1")), want{false, "", false}},
 		{"opt-in without consents denies", optInDeny, req("Organization/a", "TREAT", obs("o1")), want{false, "", false}},
 		{"opt-out without consents permits", optOut, req("Organization/a", "TREAT", obs("o1")), want{true, "", false}},
@@ -381,14 +396,7 @@ func TestDecisionsDefaults(t *testing.T) {
 		{"break-glass is not needed under opt-out", optOut, bg(req("Organization/er", "ETREAT", obs("o1"))), want{true, "", false}},
 		{"policy rule OPTIN without a root type permits", optInRule, req("Organization/x", "TREAT", obs("o1")), want{true, "Consent/rule/_history/1", false}},
 		{"policy rule consent for others: default", optInRule, req("Organization/y", "TREAT", obs("o1")), want{false, "", false}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := tc.p.Decide(&tc.req)
-			if got.Permit != tc.want.permit || got.Consent != tc.want.consent || got.BreakGlass != tc.want.breakGlass {
-				t.Fatalf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParseRefuses(t *testing.T) {
@@ -430,12 +438,7 @@ func TestDecisionsRedaction(t *testing.T) {
 		map[string]any{"type": "permit", "actor": actor("Organization/clinic"), "securityLabel": []any{map[string]any{"system": conf, "code": "R"}}},
 	}}}.consent(t)}, cfg, nil)
 	bg := func(r consent.Request) consent.Request { r.BreakGlass = true; return r }
-	for _, tc := range []struct {
-		name string
-		p    *consent.Policy
-		req  consent.Request
-		want want
-	}{
+	runPolicies(t, []policyCase{
 		{"unlabelled data under the default", none, req("Organization/a", "TREAT", obs("o1")), want{true, "", false}},
 		{"restricted data under the default", none, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "R"))), want{false, "", false}},
 		{"HIV data, label given without a system", none, req("Organization/a", "TREAT", obs("o1", withLabel("", "HIV"))), want{false, "", false}},
@@ -444,12 +447,5 @@ func TestDecisionsRedaction(t *testing.T) {
 		{"a consent naming R permits it to the clinic", sensitive, req("Organization/clinic", "TREAT", obs("o1", withLabel(conf, "R"))), want{true, "Consent/sens/_history/1", false}},
 		{"the same consent, another organisation", sensitive, req("Organization/a", "TREAT", obs("o1", withLabel(conf, "R"))), want{false, "Consent/sens/_history/1", false}},
 		{"break-glass overrides a redaction", none, bg(req("Organization/er", "ETREAT", obs("o1", withLabel(conf, "R")))), want{true, "", true}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := tc.p.Decide(&tc.req)
-			if got.Permit != tc.want.permit || got.Consent != tc.want.consent || got.BreakGlass != tc.want.breakGlass {
-				t.Fatalf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	})
 }
