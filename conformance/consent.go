@@ -250,6 +250,39 @@ func testConsentGating(t *testing.T, c *client, run string) {
 			t.Fatalf("a denied caller's page: %v", r)
 		}
 	})
+	t.Run("history pages reveal nothing", func(t *testing.T) {
+		// Versions denied (the HIV code) between permitted ones.
+		id := "hist-" + run
+		for _, code := range []string{"104177005", "86406008", "104177005", "86406008", "104177005"} {
+			r := c.do(http.MethodPut, "/Observation/"+id, fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":%q}]},"subject":{"reference":"Patient/%s"}}`, id, code, pat))
+			if r.StatusCode >= 300 {
+				t.Fatalf("PUT: %d %s", r.StatusCode, r.body)
+			}
+		}
+		var versions []string
+		for path := "/Observation/" + id + "/_history?_count=1"; path != ""; {
+			b := clinic.do(http.MethodGet, path, nil).want(t, http.StatusOK)
+			var page struct {
+				Entry []struct {
+					Resource struct {
+						Meta struct{ VersionID string } `json:"meta"`
+					} `json:"resource"`
+				} `json:"entry"`
+			}
+			json.Unmarshal(b.body, &page)
+			if len(page.Entry) != 1 {
+				t.Fatalf("a history page holds %d versions, want 1: %s", len(page.Entry), truncate(b.body))
+			}
+			versions = append(versions, page.Entry[0].Resource.Meta.VersionID)
+			path = link(b.json(), "next")
+			if len(versions) > 5 {
+				t.Fatal("history paging does not end")
+			}
+		}
+		if !slices.Equal(versions, []string{"5", "3", "1"}) {
+			t.Fatalf("history shows versions %q, want 5, 3, 1", versions)
+		}
+	})
 	t.Run("break-glass", func(t *testing.T) {
 		r := other.do(http.MethodGet, "/Observation/"+hiv, nil, "Purpose-Of-Use", "ETREAT", "Break-Glass-Reason", "unconscious, allergy history needed").want(t, http.StatusOK)
 		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.consentRefs(), []string{version}) {

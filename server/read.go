@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -167,42 +168,27 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 			return reqErr(errInvalid, "not-supported", "unknown history parameter %s", k)
 		}
 	}
-	q.Limit = count + 1
-	versions, err := s.store.History(r.Context(), q)
+	var verdicts verdicts
+	shown, next, err := s.historyPage(r.Context(), q, count, in, &verdicts)
 	if err != nil {
 		return err
-	}
-	more := len(versions) > count
-	if more {
-		versions = versions[:count]
 	}
 	base := s.baseURL(r)
 	b := bundle{ResourceType: "Bundle", Type: "history"}
 	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
-	if more && count > 0 {
-		next := url.Values{}
+	if next != "" {
+		query := url.Values{}
 		for k, vs := range params {
 			if k != "_page" {
-				next[k] = vs
+				query[k] = vs
 			}
 		}
-		next.Set("_page", store.CursorOf(&versions[len(versions)-1]).String())
-		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + r.URL.Path + "?" + next.Encode()})
-	}
-	shown, err := s.visible(r.Context(), in, versions)
-	if err != nil {
-		return err
-	}
-	var verdicts verdicts
-	if shown, err = s.gate(r.Context(), shown, &verdicts); err != nil {
-		return err
+		query.Set("_page", next)
+		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + r.URL.Path + "?" + query.Encode()})
 	}
 	b.Entry = make([]bundleEntry, 0, len(shown))
 	for i := range shown {
 		v := &shown[i]
-		if v.Erased {
-			continue // its data is gone; the page's cursor still moves past it
-		}
 		b.Entry = append(b.Entry, historyEntry(base, v))
 		if !v.Deleted {
 			b.disclosed = append(b.disclosed, verdicts.annotate(disclosureOf(v, v.Body), v))
@@ -213,6 +199,50 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
+}
+
+// historyPage reads versions past q.After, newest first, until it holds
+// one more than count that the caller may see (scopes, consents; erased
+// versions never), or the history ends, or maxGatedScan were read. It
+// returns the page and the cursor of the next one, "" when nothing
+// visible follows, so that leaving versions out shows in neither the
+// page's size nor its links.
+func (s *Server) historyPage(ctx context.Context, q store.HistoryQuery, count int, in auth.Interaction, v *verdicts) ([]store.Version, string, error) {
+	if count == 0 {
+		return nil, "", nil
+	}
+	var shown []store.Version
+	for scanned := 0; ; {
+		q.Limit = count + 1
+		versions, err := s.store.History(ctx, q)
+		if err != nil {
+			return nil, "", err
+		}
+		scanned += len(versions)
+		keep, err := s.visible(ctx, in, versions)
+		if err != nil {
+			return nil, "", err
+		}
+		if keep, err = s.gate(ctx, keep, v); err != nil {
+			return nil, "", err
+		}
+		for _, ver := range keep {
+			if !ver.Erased { // its data is gone
+				shown = append(shown, ver)
+			}
+		}
+		if len(shown) > count {
+			shown = shown[:count]
+			return shown, store.CursorOf(&shown[count-1]).String(), nil
+		}
+		if len(versions) < q.Limit {
+			return shown, "", nil
+		}
+		q.After = store.CursorOf(&versions[len(versions)-1])
+		if scanned >= maxGatedScan {
+			return shown, q.After.String(), nil
+		}
+	}
 }
 
 func historyEntry(base string, v *store.Version) bundleEntry {
