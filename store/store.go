@@ -129,19 +129,48 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			sqlDB.Close()
 			return nil, err
 		}
-		if s.writerConn, err = sqlDB.Conn(ctx); err != nil {
+		if err := s.openWriter(ctx); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%w: sqlite: %w", ErrUnavailable, err)
-		}
-		if s.writer, err = gorm.Open(&sqlite.Dialector{Conn: s.writerConn}, &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true}); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("store: sqlite writer: %w", err)
+			return nil, err
 		}
 	}
 	if dialect == SQLite {
 		s.startOptimizer(ctx)
 	}
 	return s, nil
+}
+
+// openWriter takes the SQLite connection all write transactions use.
+func (s *Store) openWriter(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return fmt.Errorf("store: sqlite writer: %w", err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: sqlite: %w", ErrUnavailable, err)
+	}
+	writer, err := gorm.Open(&sqlite.Dialector{Conn: conn}, &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("store: sqlite writer: %w", err)
+	}
+	s.writerConn, s.writer = conn, writer
+	return nil
+}
+
+// reviveWriter replaces the SQLite writer connection when database/sql
+// has discarded it: a transaction canceled midway (a request's deadline)
+// closes its connection, which would otherwise fail every later write.
+// The caller holds writeMu.
+func (s *Store) reviveWriter() {
+	if s.writerConn == nil || s.writerConn.PingContext(context.Background()) == nil {
+		return
+	}
+	s.writerConn.Close()
+	if err := s.openWriter(context.Background()); err != nil {
+		s.log.Error("sqlite: the writer connection could not be replaced", "err", err)
+	}
 }
 
 // UseKeys gives the store the keys it seals bodies with and the blind

@@ -74,6 +74,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 		if err == nil {
 			s.writes.Add(int64(tx.written))
 		}
+		if err != nil && s.dialect == SQLite {
+			s.reviveWriter()
+		}
 		if err == nil || !retryable(err) {
 			return s.classify(err)
 		}
