@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/conformance"
@@ -34,8 +35,11 @@ func newServer(t *testing.T, dsn string) *testServer {
 	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
 	authority := testkeys.Authority(t)
 	issuer := conformance.NewIssuer(t)
+	// Under the race detector the suite's 5,000-entry transaction takes
+	// over half a minute on SQLite, more when other packages' tests share
+	// the cores: the request deadline is widened for it.
 	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
-		Metrics: metrics, Logger: log, Authority: authority,
+		Metrics: metrics, Logger: log, Authority: authority, Timeout: 5 * time.Minute,
 		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -160,11 +160,11 @@ func (s *Store) openWriter(ctx context.Context) error {
 }
 
 // reviveWriter replaces the SQLite writer connection when database/sql
-// has discarded it: a transaction canceled midway (a request's deadline)
-// closes its connection, which would otherwise fail every later write.
-// The caller holds writeMu.
-func (s *Store) reviveWriter() {
-	if s.writerConn == nil || s.writerConn.PingContext(context.Background()) == nil {
+// has discarded it (gone), or when a ping finds it closed: a transaction
+// canceled midway (a request's deadline) closes its connection, which
+// would otherwise fail every later write. The caller holds writeMu.
+func (s *Store) reviveWriter(gone bool) {
+	if s.writerConn == nil || (!gone && s.writerConn.PingContext(context.Background()) == nil) {
 		return
 	}
 	s.writerConn.Close()

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -75,7 +76,15 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 			s.writes.Add(int64(tx.written))
 		}
 		if err != nil && s.dialect == SQLite {
-			s.reviveWriter()
+			// The connection of a transaction canceled midway is discarded
+			// by database/sql, at once or a moment later: replace it now
+			// if it is gone, and run a transaction that found it gone
+			// again on a new one.
+			gone := errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn)
+			s.reviveWriter(gone)
+			if gone && ctx.Err() == nil {
+				continue
+			}
 		}
 		if err == nil || !retryable(err) {
 			return s.classify(err)
