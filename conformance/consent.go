@@ -103,7 +103,7 @@ func testConsentGating(t *testing.T, c *client, run string) {
 
 	// The clients: the patient's own app, a clinic, another organisation
 	// that may use break-glass, and a backend that may write anything.
-	client := func(name, actor, scope string, purposes []string, patient string) *client {
+	caller := func(name, actor, scope string, purposes []string, patient string) *client {
 		id := name + "-" + run
 		reg := map[string]any{"actor": actor, "scope": scope, "purposes": purposes}
 		if patient != "" {
@@ -112,11 +112,11 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		c.register(t, id, reg)
 		return c.srv.as(t, TokenRequest{Client: id, Scope: scope})
 	}
-	self := client("self", "Patient/"+pat, "patient/*.cruds", []string{"PATRQT"}, pat)
+	self := caller("self", "Patient/"+pat, "patient/*.cruds", []string{"PATRQT"}, pat)
 	clinicOrg := "Organization/clinic-" + run
-	clinic := client("clinic", clinicOrg, "system/*.rs", []string{"TREAT", "HRESCH"}, "")
-	other := client("other", "Organization/other-"+run, "system/*.rs", []string{"TREAT", "ETREAT"}, "")
-	writer := client("writer", "Organization/writer-"+run, "system/*.cruds", []string{"TREAT"}, "")
+	clinic := caller("clinic", clinicOrg, "system/*.rs", []string{"TREAT", "HRESCH"}, "")
+	other := caller("other", "Organization/other-"+run, "system/*.rs", []string{"TREAT", "ETREAT"}, "")
+	writer := caller("writer", "Organization/writer-"+run, "system/*.cruds", []string{"TREAT"}, "")
 
 	// Without a Consent the provider's default (opt-out) permits.
 	other.do(http.MethodGet, "/Observation/"+lab, nil).want(t, http.StatusOK)
@@ -249,6 +249,65 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		if len(bundleMatches(r)) != 0 || link(r, "next") != "" {
 			t.Fatalf("a denied caller's page: %v", r)
 		}
+	})
+	t.Run("$everything pages and iterated includes reveal nothing", func(t *testing.T) {
+		// Pages of one through $everything hold exactly what one page
+		// holds, which is what the patient sees less what is denied; the
+		// last has no next link. (AuditEvents are left out: each request
+		// adds some.)
+		everything := func(c *client, count int) (all []string, pages int) {
+			for path := fmt.Sprintf("/Patient/%s/$everything?_type=Consent,Observation,Patient&_count=%d", pat, count); path != ""; pages++ {
+				b := c.do(http.MethodGet, path, nil).want(t, http.StatusOK).json()
+				got := bundleMatches(b)
+				path = link(b, "next")
+				if count == 1 && len(got) != 1 || pages > 50 {
+					t.Fatalf("$everything page %d holds %q (next %q), want one resource", pages, got, path)
+				}
+				all = append(all, got...)
+			}
+			return all, pages
+		}
+		whole, _ := everything(clinic, 100)
+		paged, pages := everything(clinic, 1)
+		if !slices.Equal(paged, whole) || pages != len(whole) {
+			t.Fatalf("pages of one show %q in %d pages; one page shows %q", paged, pages, whole)
+		}
+		own, _ := everything(self, 100)
+		denied := []string{"Observation/" + hiv, "Observation/pb-" + run, "Observation/pd-" + run, "Observation/pf-" + run}
+		want := slices.DeleteFunc(slices.Clone(own), func(ref string) bool { return slices.Contains(denied, ref) })
+		if !slices.Equal(sorted(whole...), sorted(want...)) || len(own) != len(want)+len(denied) {
+			t.Fatalf("$everything shows the clinic %q; the patient sees %q", whole, own)
+		}
+		if r := other.do(http.MethodGet, "/Patient/"+pat+"/$everything?_count=1", nil).want(t, http.StatusOK).json(); len(bundleMatches(r)) != 0 || link(r, "next") != "" {
+			t.Fatalf("$everything for a denied caller: %v", r)
+		}
+
+		// An iterated include stops at what is denied: it neither shows it
+		// nor follows its references (a permitted leaf reached only
+		// through a denied panel stays out).
+		panel, via, leaf := "panel-"+run, "via-"+run, "leaf-"+run
+		member := func(id, code string, members ...string) {
+			o := map[string]any{"resourceType": "Observation", "id": id, "status": "final",
+				"code":    map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": code}}},
+				"subject": map[string]any{"reference": "Patient/" + pat}}
+			var refs []any
+			for _, m := range members {
+				refs = append(refs, map[string]any{"reference": "Observation/" + m})
+			}
+			if refs != nil {
+				o["hasMember"] = refs
+			}
+			c.do(http.MethodPut, "/Observation/"+id, o).want(t, http.StatusCreated)
+		}
+		member(leaf, "104177005")
+		member(via, "86406008", leaf)
+		member(panel, "104177005", "pa-"+run, "pb-"+run, via)
+		r := clinic.do(http.MethodGet, "/Observation?_id="+panel+"&_include:iterate=Observation:has-member", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "include", "pa-"+run)
+		r = self.do(http.MethodGet, "/Observation?_id="+panel+"&_include:iterate=Observation:has-member", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "include", "pa-"+run, "pb-"+run, via, leaf)
+		r = clinic.do(http.MethodGet, "/Patient?_id="+pat+"&_revinclude=Observation:subject&_include:iterate=Observation:has-member", nil).want(t, http.StatusOK)
+		wantIDs(t, r, "Observation", "include", lab, "pa-"+run, "pc-"+run, "pe-"+run, panel, leaf)
 	})
 	t.Run("history pages reveal nothing", func(t *testing.T) {
 		// Versions denied (the HIV code) between permitted ones.

@@ -57,22 +57,59 @@ type shownItem struct {
 	after, before string
 }
 
-// fillPage reads batches of matches, in the direction q.Page asks, until
-// it holds one more visible match than the page needs, or the matches
-// end, or maxGatedScan were examined.
+// fillPage fills out with one page of q's visible matches, in the
+// direction q.Page asks, and the links around it.
 func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts, out *gatedPage) error {
 	want := q.Count
 	backward := store.CursorBackward(q.Page)
+	budget := maxGatedScan
+	shown, rest, err := s.scanVisible(ctx, q, want+1, &budget, filter, in, v)
+	if err != nil {
+		return err
+	}
+	more := len(shown) > want
+	switch {
+	case backward && more:
+		shown = shown[len(shown)-want:]
+		out.prev = shown[0].before
+	case backward:
+		out.prev = rest // the scan stopped early: go on before it
+	case more:
+		shown = shown[:want]
+		out.next = shown[want-1].after
+	default:
+		out.next = rest
+	}
+	if len(shown) > 0 {
+		if backward {
+			out.next = shown[len(shown)-1].after
+		} else if q.Page != "" {
+			out.prev = shown[0].before // a page reached by a next link has visible matches before it
+		}
+	}
+	for _, it := range shown {
+		out.versions = append(out.versions, it.v)
+	}
+	return nil
+}
+
+// scanVisible reads batches of q's matches, in the direction q.Page
+// asks, until it holds at least want the caller may see, or the matches
+// end, or budget is spent (each match examined spends one). It returns
+// them in search order, with the cursors around each, and the cursor
+// where the scan stopped ("" when the matches ended).
+func (s *Server) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
+	backward := store.CursorBackward(q.Page)
 	batch := *q
-	batch.Total, batch.Count = "none", want+1
+	batch.Total = "none"
 	var shown []shownItem
-	scanned, exhausted := 0, false
-	for len(shown) <= want && scanned < maxGatedScan {
+	for len(shown) < want && *budget > 0 {
+		batch.Count = min(want, *budget)
 		res, err := s.store.Search(ctx, &batch)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
-		scanned += len(res.IDs)
+		*budget -= len(res.IDs)
 		cursors := make(map[string]int, len(res.IDs))
 		keys := make([]store.Key, len(res.IDs))
 		for i, id := range res.IDs {
@@ -81,15 +118,15 @@ func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool,
 		}
 		versions, err := s.store.ReadMany(ctx, keys)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		if filter {
 			if versions, err = s.visible(ctx, in, versions); err != nil {
-				return err
+				return nil, "", err
 			}
 		}
 		if versions, err = s.gate(ctx, versions, v); err != nil {
-			return err
+			return nil, "", err
 		}
 		got := make([]shownItem, len(versions))
 		for i, ver := range versions {
@@ -104,34 +141,10 @@ func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool,
 			batch.Page = res.Next
 		}
 		if batch.Page == "" {
-			exhausted = true
-			break
+			return shown, "", nil
 		}
 	}
-	more := len(shown) > want
-	switch {
-	case backward && more:
-		shown = shown[len(shown)-want:]
-		out.prev = shown[0].before
-	case backward && !exhausted:
-		out.prev = batch.Page // the scan stopped early: go on before it
-	case more:
-		shown = shown[:want]
-		out.next = shown[want-1].after
-	case !exhausted:
-		out.next = batch.Page
-	}
-	if len(shown) > 0 {
-		if backward {
-			out.next = shown[len(shown)-1].after
-		} else if q.Page != "" {
-			out.prev = shown[0].before // a page reached by a next link has visible matches before it
-		}
-	}
-	for _, it := range shown {
-		out.versions = append(out.versions, it.v)
-	}
-	return nil
+	return shown, batch.Page, nil
 }
 
 // countPermitted counts the matches of q the patients' consents let the

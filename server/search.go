@@ -192,11 +192,8 @@ func (s *Server) addFound(r *http.Request, b *bundle, q *fhir.SearchQuery, versi
 		seen[matches[i]] = true
 		b.add(s.searchEntry(base, v, "match", q), v)
 	}
-	included, err := s.includes(r, q, matches, seen)
+	included, err := s.includes(r, b, q, matches, seen)
 	if err != nil {
-		return err
-	}
-	if included, err = s.readChecked(r, b, nil, auth.Read, included...); err != nil {
 		return err
 	}
 	for i := range included {
@@ -260,8 +257,9 @@ func (s *Server) searchEntry(base string, v *store.Version, mode string, q *fhir
 
 // includes follows _include and _revinclude from the matches, repeating
 // the :iterate ones over what was added, within maxIncludeRounds and
-// maxIncluded.
-func (s *Server) includes(r *http.Request, q *fhir.SearchQuery, matches []store.Key, seen map[store.Key]bool) ([]store.Version, error) {
+// maxIncluded. What each round finds is kept, and followed further, only
+// where the caller may read it and the consents permit.
+func (s *Server) includes(r *http.Request, b *bundle, q *fhir.SearchQuery, matches []store.Key, seen map[store.Key]bool) ([]store.Version, error) {
 	if len(q.Include) == 0 && len(q.RevInclude) == 0 {
 		return nil, nil
 	}
@@ -297,12 +295,15 @@ func (s *Server) includes(r *http.Request, q *fhir.SearchQuery, matches []store.
 				fresh = append(fresh, k)
 			}
 		}
-		versions, err := s.store.ReadMany(r.Context(), fresh)
+		versions, err := s.readChecked(r, b, fresh, auth.Read)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, versions...)
-		from = fresh
+		from = nil
+		for _, v := range versions {
+			from = append(from, store.Key{Type: v.Type, ID: v.ID})
+		}
 	}
 	return out, nil
 }
@@ -363,36 +364,54 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var matches []store.Key
+	// The page is filled type by type with what the caller may see, one
+	// more than it holds telling whether a next page has any.
+	var v verdicts
+	var shown []everythingItem
+	budget := maxGatedScan
 	next := ""
-	for ; at < len(types) && len(matches) < count; at, inner = at+1, "" {
+	for ; at < len(types) && len(shown) <= count; at, inner = at+1, "" {
 		t := types[at]
-		q := &fhir.SearchQuery{Type: t, Count: count - len(matches), Total: "none", Where: since, Page: inner,
+		q := &fhir.SearchQuery{Type: t, Count: count, Total: "none", Where: since, Page: inner,
 			Compartment: &fhir.Compartment{Type: "Patient", ID: id, Params: fhir.PatientCompartmentParams(t)}}
-		res, err := s.store.Search(r.Context(), q)
+		items, rest, err := s.scanVisible(r.Context(), q, count+1-len(shown), &budget, true, auth.SearchCompartment, &v)
 		if err != nil {
 			return err
 		}
-		for _, mid := range res.IDs {
-			matches = append(matches, store.Key{Type: t, ID: mid})
+		for _, it := range items {
+			shown = append(shown, everythingItem{shownItem: it, at: at})
 		}
-		if res.Next != "" {
-			next = everythingPage(at, res.Next)
+		if len(shown) > count {
 			break
 		}
-		if len(matches) == count && at+1 < len(types) {
-			next = everythingPage(at+1, "")
+		if rest != "" {
+			next = everythingPage(at, rest) // the scan stopped early: go on from there
+			break
 		}
+		if budget <= 0 && at+1 < len(types) {
+			next = everythingPage(at+1, "")
+			break
+		}
+	}
+	if len(shown) > count {
+		last := shown[count-1]
+		next = everythingPage(last.at, last.after)
+		shown = shown[:count]
 	}
 	q := &fhir.SearchQuery{Type: typ}
 	b := s.searchBundle(r, q, params, "/Patient/"+id+"/$everything", -1, next, "")
-	seen, err := s.addVersions(r, &b, q, matches, "match", auth.SearchCompartment)
-	if err != nil {
-		return err
+	b.verdicts = v
+	base := s.baseURL(r)
+	seen := make(map[store.Key]bool, len(shown))
+	matches := make([]store.Key, len(shown))
+	for i := range shown {
+		ver := &shown[i].v
+		matches[i] = store.Key{Type: ver.Type, ID: ver.ID}
+		seen[matches[i]] = true
+		b.add(s.searchEntry(base, ver, "match", q), ver)
 	}
 	// Resources the page refers to outside the compartment (practitioners,
 	// organizations, medications...) come along once.
-	matches = slices.DeleteFunc(matches, func(k store.Key) bool { return !seen[k] })
 	refs, err := s.store.References(r.Context(), matches, "*", "")
 	if err != nil {
 		return err
@@ -411,6 +430,13 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
+}
+
+// everythingItem is a resource on a $everything page and the index of
+// its type.
+type everythingItem struct {
+	shownItem
+	at int
 }
 
 // The $everything cursor is the index of the type being listed and that
