@@ -347,6 +347,31 @@ func testConsentGating(t *testing.T, c *client, run string) {
 		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass || rec.Purpose != "ETREAT" || !slices.Equal(rec.consentRefs(), []string{version}) {
 			t.Fatalf("the break-glass disclosure's record: %+v", rec)
 		}
+		// The patient's AuditEvents mark it, the disclosure and the
+		// decision both.
+		n := ledgerIndexes(t, r)[0]
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			b := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+pat+"&_count=1000", nil).want(t, http.StatusOK).json()
+			marked := 0
+			for _, e := range b["entry"].([]any) {
+				ae := e.(map[string]any)["resource"].(map[string]any)
+				id := fmt.Sprint(ae["id"])
+				if id != fmt.Sprintf("ledger-%d", n) && id != fmt.Sprintf("ledger-%d-authz", n) {
+					continue
+				}
+				security, _ := json.Marshal(ae["meta"].(map[string]any)["security"])
+				if !strings.Contains(string(security), `"code":"BTG"`) || !strings.Contains(fmt.Sprint(ae["purposeOfEvent"]), "ETREAT") {
+					t.Fatalf("AuditEvent %s of a break-glass disclosure: security %s, purpose %v", id, security, ae["purposeOfEvent"])
+				}
+				marked++
+			}
+			if marked == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("found %d of the 2 AuditEvents of break-glass disclosure %d", marked, n)
+			}
+		}
 	})
 	t.Run("a new version of the Consent decides at once", func(t *testing.T) {
 		permitAll := consentOf(pat, map[string]any{"type": "permit"})

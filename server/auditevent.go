@@ -226,6 +226,16 @@ func (s *Server) auditEvent(n int64, rec *audit.Record, patient string) map[stri
 		ae["action"] = "E"
 	}
 	ae["subtype"] = subtype
+	if rec.BreakGlass {
+		// Only an emergency access permitted it: marked as HL7 marks
+		// break-the-glass.
+		meta, _ := ae["meta"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+			ae["meta"] = meta
+		}
+		meta["security"] = []any{coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "BTG", "break the glass")}
+	}
 	who := map[string]any{"display": "unidentified client"}
 	if rc := rec.Recipient; rc != nil && (rc.Client != "" || rc.Organization != "") {
 		who = map[string]any{}
@@ -292,7 +302,7 @@ func consentEntities(rec *audit.Record) []any {
 func (s *Server) authzEvent(n int64, rec *audit.Record, patient string) map[string]any {
 	ae := s.auditEvent(n, rec, patient)
 	ae["id"] = "ledger-" + strconv.FormatInt(n, 10) + "-authz"
-	ae["meta"] = map[string]any{"profile": []any{balpAuthZconsent}}
+	ae["meta"].(map[string]any)["profile"] = []any{balpAuthZconsent} // a disclosure's always has a meta
 	ae["type"] = map[string]any{"system": dicom, "code": "110113", "display": "Security Alert"}
 	ae["subtype"] = []any{map[string]any{"system": authzSubtype, "code": "AuthZ-Consent", "display": "Authorization Decision using Roles and Consent"}}
 	ae["action"] = "E"
