@@ -23,6 +23,11 @@ type Metrics struct {
 	// breakGlassDisclosures the resources only break-glass disclosed.
 	breakGlass            prometheus.Counter
 	breakGlassDisclosures prometheus.Counter
+	// evidence counts checkpoints of peers' logs kept as evidence of a
+	// fork; published is the size of this log's newest checkpoint its
+	// witnesses cosigned.
+	evidence  *prometheus.CounterVec
+	published prometheus.Gauge
 }
 
 // NewMetrics makes the metric set with Go runtime and process collectors.
@@ -51,7 +56,15 @@ func NewMetrics() *Metrics {
 		Name: "ehrledger_break_glass_disclosures_total",
 		Help: "Resources disclosed only because of break-glass, against what the patient's consents decide; an alert should watch it.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.dbRetries, m.breakGlass, m.breakGlassDisclosures,
+	m.evidence = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ehrledger_witness_evidence_total",
+		Help: "Pairs of a peer log's checkpoints that cannot both be true, kept as evidence, by origin; the log is untrusted until an operator acts. An alert should watch it.",
+	}, []string{"origin"})
+	m.published = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ehrledger_ledger_published_size",
+		Help: "Size of this provider's newest checkpoint that its witness policy's quorum cosigned.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.dbRetries, m.breakGlass, m.breakGlassDisclosures, m.evidence, m.published,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -66,6 +79,14 @@ func (m *Metrics) watchKeys(kr *keys.Keyring) {
 
 // DBRetry counts one transaction retry; it fits store.Config.OnRetry.
 func (m *Metrics) DBRetry(d store.Dialect) { m.dbRetries.WithLabelValues(string(d)).Inc() }
+
+// Evidence counts one piece of evidence against a peer's log; it fits
+// witness.Witness.OnEvidence.
+func (m *Metrics) Evidence(origin string) { m.evidence.WithLabelValues(origin).Inc() }
+
+// Published sets the size of this log's newest cosigned checkpoint; it
+// fits witness.Publisher.OnPublished.
+func (m *Metrics) Published(size int64) { m.published.Set(float64(size)) }
 
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/fhir"
@@ -70,6 +71,15 @@ type Config struct {
 	// given codes (sensitive diagnoses, say), for consents and redaction
 	// to act on.
 	Labels []LabelRule
+	// Witness, when set, cosigns the checkpoints of the peers' logs
+	// (POST /witness/add-checkpoint); Publisher, when set, gathers the
+	// cosignatures of this provider's witnesses on its own log's
+	// checkpoints. The caller runs it.
+	// WitnessKey is the witness's cosignature/v1 verifier key, served at
+	// /witness/key for peers to configure.
+	Witness    *witness.Witness
+	WitnessKey string
+	Publisher  *witness.Publisher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -191,6 +201,13 @@ func (s *Server) routes() chi.Router {
 	r.Get("/ledger/tile/*", s.handleAs("ledger", false, s.ledgerTile))
 	r.Get("/ledger/proof/inclusion", s.handleAs("ledger", false, s.ledgerInclusion))
 	r.Get("/ledger/proof/consistency", s.handleAs("ledger", false, s.ledgerConsistency))
+	r.Get("/ledger/checkpoint/cosigned", s.handleAs("ledger", false, s.ledgerCosigned))
+	r.Get("/ledger/peers", s.handleAs("ledger", false, s.peersStatus))
+	r.Get("/ledger/peers/evidence", s.handleAs("ledger", false, s.peerEvidence))
+	// The witness protocol is authenticated by the checkpoints' signatures.
+	r.Post("/witness/add-checkpoint", s.handleAs("witness", false, s.witnessAdd))
+	r.Get("/witness/checkpoint", s.handleAs("witness", false, s.witnessCheckpoint))
+	r.Get("/witness/key", s.handleAs("witness", false, s.witnessKey))
 
 	// Everything else needs an access token.
 	a := r.With(s.authenticate)
@@ -204,6 +221,7 @@ func (s *Server) routes() chi.Router {
 	// search of stored resources.
 	a.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
 	a.Get("/_history", s.handle("history-system", s.historySystem))
+	a.Post("/ledger/peers/trust", s.handleAs("peers", false, s.trustPeer))
 	a.Post("/", s.handle("transaction", s.transactionOrBatch))
 
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow

@@ -51,6 +51,35 @@ type serveConfig struct {
 	InsecureNoAuth bool       `yaml:"insecure_no_auth"`
 	// Consent is the provider's consent policy (docs/consent.md).
 	Consent consentConfig `yaml:"consent"`
+	// Witness is this provider's witness key; Peers the other providers,
+	// each witnessed by this one and a witness of its log (docs/peers.md).
+	Witness witnessConfig `yaml:"witness"`
+	Peers   []peerConfig  `yaml:"peers"`
+}
+
+// witnessConfig names this provider's witness and says how many of its
+// peers must cosign a checkpoint of its own log for it to be published.
+type witnessConfig struct {
+	// Name is the witness key's name (default: the ledger origin's domain
+	// followed by /ehrledger/witness).
+	Name string `yaml:"name"`
+	// KeyFile holds its cosigning key (default: witness-key.json under
+	// data, created on first start).
+	KeyFile string `yaml:"key_file"`
+	// Required is how many peers must cosign (default: all of them).
+	Required *int `yaml:"required"`
+	// Interval is how often new checkpoints are sent to the peers.
+	Interval time.Duration `yaml:"interval"`
+}
+
+// peerConfig is another provider: its log, its witness and where it
+// serves.
+type peerConfig struct {
+	Name       string `yaml:"name"`
+	URL        string `yaml:"url"`
+	Origin     string `yaml:"origin"`
+	LogKey     string `yaml:"log_key"`     // its /ledger/key
+	WitnessKey string `yaml:"witness_key"` // its /witness/key
 }
 
 // consentConfig is what decides when a patient's consents do not.
@@ -123,6 +152,7 @@ func defaultServeConfig() serveConfig {
 		Vault:                 vaultConfig{Mount: "transit", Key: "ehrledger"},
 		LedgerOrigin:          "localhost/ehrledger/main",
 		LedgerCheckpointEvery: time.Second,
+		Witness:               witnessConfig{Interval: time.Second},
 		Auth:                  authConfig{Server: true, TokenLifetime: 5 * time.Minute},
 		Consent:               consentConfig{Default: "opt-out"},
 	}
@@ -322,6 +352,24 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: each of consent.labels needs a label (system|code) and codes")
 	case !c.InsecureNoAuth && !c.Auth.Server && len(c.Auth.Issuers) == 0:
 		return errors.New("config: nobody could get a token: keep the embedded authorization server (auth.server) or configure auth.issuers")
+	}
+	names := map[string]bool{}
+	for i, p := range c.Peers {
+		switch {
+		case p.Name == "" || p.URL == "" || p.Origin == "" || p.LogKey == "" || p.WitnessKey == "":
+			return fmt.Errorf("config: peers[%d] needs name, url, origin, log_key and witness_key", i)
+		case names[p.Name]:
+			return fmt.Errorf("config: peers[%d]: the name %q is used twice", i, p.Name)
+		case p.Origin == c.LedgerOrigin:
+			return fmt.Errorf("config: peers[%d] has this provider's own origin %q", i, p.Origin)
+		}
+		names[p.Name] = true
+	}
+	if r := c.Witness.Required; r != nil && (*r < 0 || *r > len(c.Peers)) {
+		return fmt.Errorf("config: witness.required is %d, but there are %d peers", *r, len(c.Peers))
+	}
+	if c.Witness.Interval <= 0 {
+		return errors.New("config: witness.interval must be positive")
 	}
 	for i, iss := range c.Auth.Issuers {
 		if iss.URL == "" || iss.JWKSURL == "" {

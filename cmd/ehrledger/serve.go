@@ -39,6 +39,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ledgerDone := make(chan struct{})
 	go func() { ledger.Run(lctx); close(ledgerDone) }()
 	defer func() { stopLedger(); <-ledgerDone }()
+	wit, pub, witnessKey, err := openPeers(cfg, st, ledger, metrics, log)
+	if err != nil {
+		return err
+	}
+	if pub != nil {
+		// Publication runs beside the ledger: a witness down delays it,
+		// never a request.
+		pubDone := make(chan struct{})
+		go func() { pub.Run(lctx, cfg.Witness.Interval); close(pubDone) }()
+		defer func() { stopLedger(); <-pubDone }()
+	}
 	authority, err := cfg.authority()
 	if err != nil {
 		return err
@@ -62,6 +73,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		InsecureNoAuth: cfg.InsecureNoAuth,
 		Consent:        cfg.consent(),
 		Labels:         cfg.labelRules(),
+		Witness:        wit,
+		WitnessKey:     witnessKey,
+		Publisher:      pub,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,302 @@
+package witness_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ehrledger/ehrledger/audit/witness"
+	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/transparency-dev/formats/log"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+const origin = "a.test/ehrledger/main"
+
+// memLog is a peer's log kept in memory: enough to sign checkpoints and
+// prove them, and to fork.
+type memLog struct {
+	signer note.Signer
+	hashes []tlog.Hash
+	size   int64
+}
+
+func (m *memLog) reader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = m.hashes[x]
+		}
+		return out, nil
+	})
+}
+
+func (m *memLog) add(records ...string) {
+	for _, r := range records {
+		hs, err := tlog.StoredHashes(m.size, []byte(r), m.reader())
+		if err != nil {
+			panic(err)
+		}
+		m.hashes = append(m.hashes, hs...)
+		m.size++
+	}
+}
+
+func (m *memLog) root(size int64) tlog.Hash {
+	h, err := tlog.TreeHash(size, m.reader())
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+func (m *memLog) checkpoint() []byte {
+	body := log.Checkpoint{Origin: origin, Size: uint64(m.size), Hash: func() []byte { h := m.root(m.size); return h[:] }()}.Marshal()
+	signed, err := note.Sign(&note.Note{Text: string(body)}, m.signer)
+	if err != nil {
+		panic(err)
+	}
+	return signed
+}
+
+func (m *memLog) proof(from int64) tlog.TreeProof {
+	if from == 0 || from == m.size {
+		return nil
+	}
+	p, err := tlog.ProveTree(m.size, from, m.reader())
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// request is an add-checkpoint body.
+func request(old int64, proof tlog.TreeProof, cp []byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "old %d\n", old)
+	for _, h := range proof {
+		b.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
+	}
+	b.WriteString("\n")
+	b.Write(cp)
+	return b.Bytes()
+}
+
+func status(err error) int {
+	var e *witness.Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	if err == nil {
+		return http.StatusOK
+	}
+	return -1
+}
+
+// serveProofs serves GET /ledger/proof/consistency for m, as a peer does.
+func serveProofs(t *testing.T, m *memLog) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from, _ := strconv.ParseInt(r.URL.Query().Get("from"), 10, 64)
+		to, _ := strconv.ParseInt(r.URL.Query().Get("to"), 10, 64)
+		if r.URL.Path != "/ledger/proof/consistency" || to != m.size {
+			http.NotFound(w, r)
+			return
+		}
+		var out struct {
+			Proof [][]byte `json:"proof"`
+		}
+		for _, h := range m.proof(from) {
+			out.Proof = append(out.Proof, h[:])
+		}
+		json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestWitness(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st, err := store.Open(ctx, store.Config{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+
+		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+		logSigner, _ := note.NewSigner(skey)
+		logVerifier, _ := note.NewVerifier(vkey)
+		a := &memLog{signer: logSigner}
+		wkey, wvkey, _ := note.GenerateKey(rand.Reader, "w.test/ehrledger/witness")
+		cosigner, err := fnote.NewSignerForCosignatureV1(wkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cvkey, _ := fnote.VKeyToCosignatureV1(wvkey)
+		cosigVerifier, _ := fnote.NewVerifierForCosignatureV1(cvkey)
+		evidence := 0
+		newWitness := func() *witness.Witness {
+			w := witness.New(st, cosigner, []witness.Log{{Origin: origin, Verifier: logVerifier, URL: serveProofs(t, a)}}, nil)
+			w.OnEvidence = func(string) { evidence++ }
+			return w
+		}
+		w := newWitness()
+
+		// The cosignature verifies over the checkpoint with the witness's
+		// cosignature/v1 key.
+		cosigned := func(cp, sig []byte) {
+			t.Helper()
+			n, err := note.Open(append(bytes.Clone(cp), sig...), note.VerifierList(cosigVerifier))
+			if err != nil || len(n.Sigs) != 1 {
+				t.Fatalf("the answer %q is not a cosignature of the witness: %v", sig, err)
+			}
+		}
+		a.add("r0", "r1", "r2")
+		cp3 := a.checkpoint()
+		sig, err := w.Add(ctx, request(0, nil, cp3))
+		if err != nil {
+			t.Fatalf("first checkpoint: %v", err)
+		}
+		cosigned(cp3, sig)
+		// Cosigning it again changes nothing.
+		if sig, err := w.Add(ctx, request(3, nil, cp3)); err != nil {
+			t.Fatalf("the same checkpoint again: %v", err)
+		} else {
+			cosigned(cp3, sig)
+		}
+
+		a.add("r3", "r4", "r5", "r6", "r7", "r8")
+		cp9 := a.checkpoint()
+		if got := status(wErr(w.Add(ctx, request(0, nil, cp9)))); got != http.StatusConflict {
+			t.Fatalf("a stale old size: status %d, want 409", got)
+		}
+		var stale *witness.Error
+		_, err = w.Add(ctx, request(0, nil, cp9))
+		if !errors.As(err, &stale) || stale.Size != 3 {
+			t.Fatalf("the 409 gives size %+v, want 3", err)
+		}
+
+		// Refusals, each with its status, and nothing stored.
+		otherKey, _, _ := note.GenerateKey(rand.Reader, origin)
+		forger, _ := note.NewSigner(otherKey)
+		forged := &memLog{signer: forger, hashes: a.hashes, size: a.size}
+		unknownKey, _, _ := note.GenerateKey(rand.Reader, "z.test/ehrledger/main")
+		unknownSigner, _ := note.NewSigner(unknownKey)
+		unknown, _ := note.Sign(&note.Note{Text: "z.test/ehrledger/main\n1\n" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n"}, unknownSigner)
+		badProof := append(tlog.TreeProof{}, a.proof(3)...)
+		badProof[0][0] ^= 1
+		for _, c := range []struct {
+			name string
+			body []byte
+			want int
+		}{
+			{"no empty line", []byte("old 3\n"), http.StatusBadRequest},
+			{"no old line", request(3, nil, cp9)[6:], http.StatusBadRequest},
+			{"old size past the checkpoint", request(10, nil, cp9), http.StatusBadRequest},
+			{"a proof line not base64", bytes.Replace(request(3, a.proof(3), cp9), []byte("\n"), []byte("\n!!"), 1), http.StatusBadRequest},
+			{"unknown origin", request(0, nil, unknown), http.StatusNotFound},
+			{"signed by another key", request(3, a.proof(3), forged.checkpoint()), http.StatusForbidden},
+			{"not a signed note", request(3, a.proof(3), []byte(origin+"\n9\nAAAA\n")), http.StatusBadRequest},
+			{"a wrong proof", request(3, badProof, cp9), http.StatusUnprocessableEntity},
+			{"no proof", request(3, nil, cp9), http.StatusUnprocessableEntity},
+		} {
+			if got := status(wErr(w.Add(ctx, c.body))); got != c.want {
+				t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+			}
+		}
+		if cur, _ := st.Witnessed(ctx, origin); cur.Size != 3 {
+			t.Fatalf("after refusals the witness is at size %d, want 3", cur.Size)
+		}
+		if evidence != 0 {
+			t.Fatal("a wrong proof the log itself can fix was kept as evidence")
+		}
+
+		// Concurrent requests from one state: exactly one advances it, the
+		// others hear 409 (or cosign the same checkpoint again).
+		var wg sync.WaitGroup
+		results := make([]int, 8)
+		for i := range results {
+			wg.Go(func() { results[i] = status(wErr(newWitness().Add(ctx, request(3, a.proof(3), cp9)))) })
+		}
+		wg.Wait()
+		for _, r := range results {
+			if r != http.StatusOK && r != http.StatusConflict {
+				t.Fatalf("concurrent adds: statuses %v", results)
+			}
+		}
+		// The state is durable: a new witness on the same database
+		// continues from size 9.
+		w = newWitness()
+		if got := status(wErr(w.Add(ctx, request(3, a.proof(3), cp9)))); got != http.StatusConflict {
+			t.Fatalf("after the concurrent adds, from size 3: status %d, want 409", got)
+		}
+		latest, err := w.Latest(ctx, origin)
+		if err != nil || !bytes.HasPrefix(latest, cp9) {
+			t.Fatalf("the latest cosigned checkpoint: %q, %v", latest, err)
+		}
+		cosigned(cp9, latest[len(cp9):])
+
+		// A fork: the log signs another tree of size 9. The pair is kept
+		// as evidence, and the log is untrusted until an operator acts.
+		fork := &memLog{signer: logSigner}
+		fork.add("r0", "r1", "r2", "r3", "X", "r5", "r6", "r7", "r8")
+		if got := status(wErr(w.Add(ctx, request(9, nil, fork.checkpoint())))); got != http.StatusUnprocessableEntity {
+			t.Fatalf("a fork of one size: status %d, want 422", got)
+		}
+		if evidence != 1 {
+			t.Fatalf("%d pieces of evidence, want 1", evidence)
+		}
+		ev, _ := st.EvidenceAgainst(ctx, origin)
+		if len(ev) != 1 || !bytes.Equal(ev[0].First[:len(cp9)], cp9) || !bytes.Equal(ev[0].Second, fork.checkpoint()) {
+			t.Fatalf("the evidence kept: %+v", ev)
+		}
+		a.add("r9")
+		cp10 := a.checkpoint()
+		if got := status(wErr(w.Add(ctx, request(9, a.proof(9), cp10)))); got != http.StatusForbidden {
+			t.Fatalf("an untrusted log's next checkpoint: status %d, want 403", got)
+		}
+		if n, err := st.ClearEvidence(ctx, origin); err != nil || n != 1 {
+			t.Fatalf("clear evidence: %d, %v", n, err)
+		}
+		if _, err := w.Add(ctx, request(9, a.proof(9), cp10)); err != nil {
+			t.Fatalf("once an operator trusts the log again: %v", err)
+		}
+
+		// A larger tree the log itself cannot prove consistent: evidence.
+		fork.add("r9", "r10")
+		a.hashes, a.size = fork.hashes, fork.size // the peer now serves the forked tree
+		if got := status(wErr(w.Add(ctx, request(10, badProof, fork.checkpoint())))); got != http.StatusUnprocessableEntity {
+			t.Fatalf("an inconsistent larger tree: status %d, want 422", got)
+		}
+		if evidence != 2 {
+			t.Fatalf("%d pieces of evidence, want 2", evidence)
+		}
+		if untrusted, _ := w.Untrusted(ctx, origin); !untrusted {
+			t.Fatal("the log is trusted despite the evidence")
+		}
+	})
+}
+
+// wErr drops the answer of Add.
+func wErr(_ []byte, err error) error { return err }
+
+func TestParseLimits(t *testing.T) {
+	w := witness.New(nil, nil, nil, nil)
+	long := "old 1\n" + strings.Repeat(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n", 64) + "\n" + origin + "\n2\n"
+	if got := status(wErr(w.Add(context.Background(), []byte(long)))); got != http.StatusBadRequest {
+		t.Fatalf("64 proof lines: status %d, want 400", got)
+	}
+}
