@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/transparency-dev/formats/log"
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -38,6 +39,11 @@ const verifyUsage = `Usage:
 Without --key or --key-file, the key is fetched from the log itself, which
 proves nothing about who runs it. The origin defaults to the key's name.
 
+With --witness (repeated, each a witness's cosignature/v1 verifier key), the
+checkpoint must also carry valid cosignatures of --witnesses of them (default:
+all); online, the log's cosigned checkpoint (/ledger/checkpoint/cosigned) is
+checked instead of its newest one.
+
 Flags:
 `
 
@@ -55,8 +61,16 @@ type verifyFlags struct {
 	checkpoint, record, proof string
 	index                     int64
 	full                      bool
+	witnessKeys               stringList
+	witnesses                 int
 	given                     map[string]bool // flags set on the command line
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // runVerify is "ehrledger verify": it checks the ledger's signed
 // checkpoints, proofs and tiles with tlog and note, not with the server's
@@ -66,9 +80,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	cosigners, err := f.cosigners()
+	if err != nil {
+		return err
+	}
 	var c *ledgerClient
 	if f.log != "" {
 		c = newLedgerClient(f.log)
+		c.cosigners = cosigners
 	}
 	v, err := f.verifier(ctx, c, stderr)
 	if err != nil {
@@ -80,7 +99,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	switch {
 	case c == nil:
-		return verifyOffline(f, v, origin, stdout)
+		return verifyOffline(f, v, cosigners, origin, stdout)
 	case f.given["index"]:
 		return verifyInclusion(ctx, c, v, origin, f.index, stdout)
 	case f.given["consistency"]:
@@ -107,6 +126,8 @@ func parseVerifyFlags(args []string, stderr io.Writer) (*verifyFlags, error) {
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "offline: file holding the signed checkpoint")
 	fs.StringVar(&f.record, "record", "", "offline: file holding the record's bytes")
 	fs.StringVar(&f.proof, "proof", "", "offline: file holding the inclusion proof JSON")
+	fs.Var(&f.witnessKeys, "witness", "a witness's cosignature/v1 verifier key (repeat for several)")
+	fs.IntVar(&f.witnesses, "witnesses", -1, "how many of the --witness keys must have cosigned (default: all)")
 	if err := fs.Parse(args); err != nil {
 		return nil, errUsage
 	}
@@ -129,6 +150,8 @@ func (f *verifyFlags) problem(fs *flag.FlagSet) string {
 		return "give --key or --key-file, not both"
 	case g["index"] && f.index < 0:
 		return "--index must not be negative"
+	case g["witnesses"] && (f.witnesses < 1 || f.witnesses > len(f.witnessKeys)):
+		return fmt.Sprintf("--witnesses %d needs at least as many --witness keys (%d given)", f.witnesses, len(f.witnessKeys))
 	case offline && (g["log"] || g["consistency"] || g["full"]):
 		return "--checkpoint, --record and --proof check offline: no --log, --consistency or --full"
 	case offline && !(g["checkpoint"] && g["record"] && g["proof"] && g["index"]):
@@ -383,13 +406,16 @@ func compareTiles(ctx context.Context, c *ledgerClient, size int64, hashes tlog.
 
 // verifyOffline is form 4: a saved checkpoint, record and inclusion proof,
 // checked without the network.
-func verifyOffline(f *verifyFlags, v note.Verifier, origin string, stdout io.Writer) error {
+func verifyOffline(f *verifyFlags, v note.Verifier, cs *cosigners, origin string, stdout io.Writer) error {
 	msg, err := os.ReadFile(f.checkpoint)
 	if err != nil {
 		return fmt.Errorf("reading the checkpoint: %w", err)
 	}
 	tree, err := openCheckpoint(msg, v, origin, f.checkpoint)
 	if err != nil {
+		return err
+	}
+	if err := cs.check(msg, f.checkpoint); err != nil {
 		return err
 	}
 	record, err := os.ReadFile(f.record)
@@ -458,8 +484,9 @@ func printRecord(w io.Writer, record []byte) {
 
 // ledgerClient reads a ledger's HTTP API.
 type ledgerClient struct {
-	base string // without the trailing slash
-	http *http.Client
+	base      string // without the trailing slash
+	http      *http.Client
+	cosigners *cosigners // when set, the cosigned checkpoint is checked
 }
 
 func newLedgerClient(base string) *ledgerClient {
@@ -509,11 +536,70 @@ func (c *ledgerClient) getJSON(ctx context.Context, path string, v any) error {
 // checkpoint fetches the newest checkpoint and checks its signature and
 // origin.
 func (c *ledgerClient) checkpoint(ctx context.Context, v note.Verifier, origin string) (tlog.Tree, error) {
-	msg, err := c.get(ctx, "checkpoint")
+	path := "checkpoint"
+	if c.cosigners != nil {
+		path = "checkpoint/cosigned"
+	}
+	msg, err := c.get(ctx, path)
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	return openCheckpoint(msg, v, origin, c.url("checkpoint"))
+	tree, err := openCheckpoint(msg, v, origin, c.url(path))
+	if err != nil {
+		return tlog.Tree{}, err
+	}
+	return tree, c.cosigners.check(msg, c.url(path))
+}
+
+// cosigners are the witnesses whose cosignatures a checkpoint needs, and
+// how many of them.
+type cosigners struct {
+	keys     []note.Verifier
+	required int
+}
+
+// cosigners reads --witness and --witnesses; nil when no witness is given.
+func (f *verifyFlags) cosigners() (*cosigners, error) {
+	if len(f.witnessKeys) == 0 {
+		return nil, nil
+	}
+	cs := &cosigners{required: len(f.witnessKeys)}
+	if f.witnesses > 0 {
+		cs.required = f.witnesses
+	}
+	for _, k := range f.witnessKeys {
+		v, err := fnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			return nil, fmt.Errorf("--witness %q: not a cosignature/v1 verifier key: %w", k, err)
+		}
+		cs.keys = append(cs.keys, v)
+	}
+	return cs, nil
+}
+
+// check counts the valid cosignatures of the checkpoint note msg; from
+// says where it came from.
+func (cs *cosigners) check(msg []byte, from string) error {
+	if cs == nil {
+		return nil
+	}
+	var valid, missing []string
+	for _, k := range cs.keys {
+		n, err := note.Open(msg, note.VerifierList(k))
+		var invalid *note.InvalidSignatureError
+		switch {
+		case errors.As(err, &invalid):
+			return fmt.Errorf("checkpoint %s: the cosignature of witness %s is invalid", from, k.Name())
+		case err == nil && len(n.Sigs) > 0:
+			valid = append(valid, k.Name())
+		default:
+			missing = append(missing, k.Name())
+		}
+	}
+	if len(valid) < cs.required {
+		return fmt.Errorf("checkpoint %s carries %d of the %d witness cosignatures required; none from %s", from, len(valid), cs.required, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // bundle fetches entry bundle b of a tree of the given size: partial when
