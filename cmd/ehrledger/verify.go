@@ -242,6 +242,9 @@ func verifyInclusion(ctx context.Context, c *ledgerClient, v note.Verifier, orig
 	if err != nil {
 		return err
 	}
+	if n >= tree.N && c.cosigners != nil {
+		return fmt.Errorf("record %d is not in the log's cosigned checkpoint (size %d): its witnesses have not cosigned it (yet)", n, tree.N)
+	}
 	if n >= tree.N {
 		return fmt.Errorf("record %d is not in the log: its checkpoint has size %d", n, tree.N)
 	}
