@@ -125,6 +125,20 @@ type peerStatus struct {
 		Trusted  bool   `json:"trusted"`
 		Evidence int    `json:"evidence"`
 	} `json:"witnessed"`
+	Mirrored []struct {
+		Origin string `json:"origin"`
+		Size   int64  `json:"size"`
+	} `json:"mirrored"`
+}
+
+// mirrors reports the size of w's copy of p's log.
+func (w *provider) mirrors(t *testing.T, p *provider) int64 {
+	for _, m := range w.peers(t).Mirrored {
+		if m.Origin == p.origin {
+			return m.Size
+		}
+	}
+	return 0
 }
 
 func (p *provider) peers(t *testing.T) peerStatus {
@@ -293,10 +307,19 @@ func TestThreeProviders(t *testing.T) {
 		})
 	}
 
-	// C crashes. A and B keep serving and publishing with 1 of 2.
+	// C crashes. A and B keep serving and publishing with 1 of 2, and
+	// A's mirror of C's log holds C's records: a client checks C's last
+	// record with A's copy and C's cosigned checkpoint alone.
 	cGiven := ld.given("c")
 	ld.pause("c", true)
+	last := slices.Max(cGiven)
+	c.published(t, last+1)
+	eventually(t, "a mirrors c's log", func() bool { return a.mirrors(t, c) > last })
 	c.kill(t)
+	mirrorURL := a.url() + "/mirror/" + c.origin
+	if out, ok := verify(t, bin, "--log", mirrorURL, "--index", fmt.Sprint(last), "--key", c.logVKey, "--witness", a.witnessVKey, "--witness", b.witnessVKey, "--witnesses", "1"); !ok {
+		t.Fatalf("c's record does not verify from a's mirror while c is down: %s", out)
+	}
 	for _, p := range []*provider{a, b} {
 		n := p.size(t) + 5
 		eventually(t, p.name+" grows while c is down", func() bool { return p.size(t) >= n })
@@ -312,7 +335,6 @@ func TestThreeProviders(t *testing.T) {
 	// and its witness state catches up consistently.
 	c.start(t, bin)
 	ld.pause("c", false)
-	last := slices.Max(cGiven)
 	if code, body := c.get(t, fmt.Sprintf("/ledger/checkpoint?covers=%d", last)); code != http.StatusOK {
 		t.Fatalf("c restarted without record %d, which it had given out: %d %s", last, code, body)
 	}
@@ -330,6 +352,9 @@ func TestThreeProviders(t *testing.T) {
 			}
 			return false
 		})
+		// Its mirror of p's log catches up on what it missed.
+		published := checkpointSize(t, p.published(t, target))
+		eventually(t, "c's mirror of "+p.name+" catches up", func() bool { return c.mirrors(t, p) >= published })
 		// What c cosigned is a checkpoint of p's log that p's newest
 		// extends.
 		_, cosigned := c.get(t, "/witness/checkpoint?origin="+p.origin)

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -114,7 +116,11 @@ func (s *Server) peersStatus(w http.ResponseWriter, r *http.Request) error {
 		Published int64                `json:"published_size"`
 		Witnesses []witness.PeerStatus `json:"witnesses"`
 		Witnessed []witnessed          `json:"witnessed"`
-	}{Origin: s.ledger.Origin(), Witnesses: []witness.PeerStatus{}, Witnessed: []witnessed{}}
+		Mirrored  []mirror.Status      `json:"mirrored"`
+	}{Origin: s.ledger.Origin(), Witnesses: []witness.PeerStatus{}, Witnessed: []witnessed{}, Mirrored: []mirror.Status{}}
+	if m := s.cfg.Mirror; m != nil {
+		out.Mirrored = append(out.Mirrored, m.Status()...)
+	}
 	if p := s.cfg.Publisher; p != nil {
 		out.Witnesses, out.Published = p.Status()
 		out.Required = p.Required()
@@ -185,4 +191,45 @@ func (s *Server) trustPeer(w http.ResponseWriter, r *http.Request) error {
 	s.log.Warn("an operator trusts a peer's log again", "origin", origin, "evidence_cleared", n)
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]string{"origin": origin, "cleared": strconv.FormatInt(n, 10)})
+}
+
+// mirrored is GET /mirror/<origin>/...: this provider's copy of a peer's
+// log, served as the peer serves it under /ledger/: checkpoint (the
+// cosigned one mirrored, also at checkpoint/cosigned) and tiles.
+func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
+	m := s.cfg.Mirror
+	if m == nil {
+		return reqErr(errNotFound, "not-found", "this provider mirrors no log")
+	}
+	origin, rest, ok := m.Find(strings.TrimPrefix(r.URL.Path, "/mirror/"))
+	if !ok {
+		return reqErr(errNotFound, "not-found", "no mirrored log at %s", r.URL.Path)
+	}
+	switch {
+	case rest == "checkpoint" || rest == "checkpoint/cosigned":
+		cp, err := m.Checkpoint(r.Context(), origin)
+		if err != nil {
+			return err
+		}
+		writeNote(w, cp)
+	case strings.HasPrefix(rest, "tile/"):
+		t, err := mirror.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
+		if err != nil {
+			return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
+		}
+		data, err := m.Tile(r.Context(), origin, t)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if t.W == 1<<mirror.TileHeight {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		w.Write(data)
+	default:
+		return reqErr(errNotFound, "not-found", "a mirror serves checkpoint and tile/...; no %s", rest)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
@@ -80,6 +81,9 @@ type Config struct {
 	Witness    *witness.Witness
 	WitnessKey string
 	Publisher  *witness.Publisher
+	// Mirror, when set, holds copies of the peers' logs, served under
+	// /mirror/<origin>/. The caller runs it.
+	Mirror *mirror.Mirror
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -208,6 +212,7 @@ func (s *Server) routes() chi.Router {
 	r.Post("/witness/add-checkpoint", s.handleAs("witness", false, s.witnessAdd))
 	r.Get("/witness/checkpoint", s.handleAs("witness", false, s.witnessCheckpoint))
 	r.Get("/witness/key", s.handleAs("witness", false, s.witnessKey))
+	r.Get("/mirror/*", s.handleAs("mirror", false, s.mirrored))
 
 	// Everything else needs an access token.
 	a := r.With(s.authenticate)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
@@ -65,41 +66,58 @@ func loadWitnessKey(path, name string) (note.Signer, string, error) {
 	return signer, vkey, nil
 }
 
-// openPeers makes this provider's witness of its peers' logs and the
-// publisher of its own log's checkpoints to them (nil without peers); the
-// caller runs the publisher.
-func openPeers(cfg serveConfig, st *store.Store, ledger *audit.Log, metrics *server.Metrics, log *slog.Logger) (*witness.Witness, *witness.Publisher, string, error) {
+// peers is this provider among its peers: the witness of their logs, the
+// publisher of its own log's checkpoints to them and the mirror of their
+// logs (both nil without peers; the caller runs them), and the witness's
+// verifier key.
+type peers struct {
+	witness    *witness.Witness
+	publisher  *witness.Publisher
+	mirror     *mirror.Mirror
+	witnessKey string
+}
+
+func openPeers(cfg serveConfig, st *store.Store, ledger *audit.Log, metrics *server.Metrics, log *slog.Logger) (*peers, error) {
 	signer, vkey, err := loadWitnessKey(cfg.witnessKeyFile(), cfg.witnessName())
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
+	own, err := fnote.NewVerifierForCosignatureV1(vkey)
+	if err != nil {
+		return nil, err
+	}
+	cosigners := []note.Verifier{own}
 	var logs []witness.Log
-	var peers []witness.Peer
+	var mirrored []mirror.Peer
+	var witnesses []witness.Peer
 	for _, p := range cfg.Peers {
 		lv, err := note.NewVerifier(p.LogKey)
 		if err != nil || lv.Name() != p.Origin {
-			return nil, nil, "", fmt.Errorf("peer %s: log_key must be the note verifier key of origin %q (its /ledger/key)", p.Name, p.Origin)
+			return nil, fmt.Errorf("peer %s: log_key must be the note verifier key of origin %q (its /ledger/key)", p.Name, p.Origin)
 		}
 		wv, err := fnote.NewVerifierForCosignatureV1(p.WitnessKey)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("peer %s: witness_key must be a cosignature/v1 verifier key (its /witness/key): %v", p.Name, err)
+			return nil, fmt.Errorf("peer %s: witness_key must be a cosignature/v1 verifier key (its /witness/key): %v", p.Name, err)
 		}
 		logs = append(logs, witness.Log{Origin: p.Origin, Verifier: lv, URL: p.URL})
-		peers = append(peers, witness.Peer{Name: wv.Name(), URL: p.URL, Verifier: wv})
+		mirrored = append(mirrored, mirror.Peer{Origin: p.Origin, Verifier: lv, URL: p.URL})
+		witnesses = append(witnesses, witness.Peer{Name: wv.Name(), URL: p.URL, Verifier: wv})
+		cosigners = append(cosigners, wv)
 	}
-	w := witness.New(st, signer, logs, log)
-	w.OnEvidence = metrics.Evidence
-	if len(peers) == 0 {
-		return w, nil, vkey, nil
+	out := &peers{witness: witness.New(st, signer, logs, log), witnessKey: vkey}
+	out.witness.OnEvidence = metrics.Evidence
+	if len(witnesses) == 0 {
+		return out, nil
 	}
-	required := len(peers)
+	required := len(witnesses)
 	if cfg.Witness.Required != nil {
 		required = *cfg.Witness.Required
 	}
-	pub, err := witness.NewPublisher(st, ledger, peers, required, log)
-	if err != nil {
-		return nil, nil, "", err
+	if out.publisher, err = witness.NewPublisher(st, ledger, witnesses, required, log); err != nil {
+		return nil, err
 	}
-	pub.OnPublished = metrics.Published
-	return w, pub, vkey, nil
+	out.publisher.OnPublished = metrics.Published
+	out.mirror = mirror.New(st, mirrored, cosigners, log)
+	out.mirror.OnEvidence = metrics.Evidence
+	return out, nil
 }

@@ -39,16 +39,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ledgerDone := make(chan struct{})
 	go func() { ledger.Run(lctx); close(ledgerDone) }()
 	defer func() { stopLedger(); <-ledgerDone }()
-	wit, pub, witnessKey, err := openPeers(cfg, st, ledger, metrics, log)
+	peers, err := openPeers(cfg, st, ledger, metrics, log)
 	if err != nil {
 		return err
 	}
-	if pub != nil {
-		// Publication runs beside the ledger: a witness down delays it,
-		// never a request.
-		pubDone := make(chan struct{})
-		go func() { pub.Run(lctx, cfg.Witness.Interval); close(pubDone) }()
-		defer func() { stopLedger(); <-pubDone }()
+	if peers.publisher != nil {
+		// Publication and mirroring run beside the ledger: a peer down
+		// delays them, never a request.
+		peersDone := make(chan struct{}, 2)
+		go func() { peers.publisher.Run(lctx, cfg.Witness.Interval); peersDone <- struct{}{} }()
+		go func() { peers.mirror.Run(lctx, cfg.Witness.Interval); peersDone <- struct{}{} }()
+		defer func() { stopLedger(); <-peersDone; <-peersDone }()
 	}
 	authority, err := cfg.authority()
 	if err != nil {
@@ -73,9 +74,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		InsecureNoAuth: cfg.InsecureNoAuth,
 		Consent:        cfg.consent(),
 		Labels:         cfg.labelRules(),
-		Witness:        wit,
-		WitnessKey:     witnessKey,
-		Publisher:      pub,
+		Witness:        peers.witness,
+		WitnessKey:     peers.witnessKey,
+		Publisher:      peers.publisher,
+		Mirror:         peers.mirror,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,8 @@ const verifyUsage = `Usage:
   ehrledger verify --log URL --index N [--key VKEY | --key-file FILE] [--origin ORIGIN]
       Check that record N is in the log: the checkpoint's signature, the
       record's inclusion proof and the hash tiles, all against the signed root.
+      URL may be a provider's mirror of another's log
+      (https://host/mirror/<origin>): the proof then comes from its tiles.
   ehrledger verify --log URL --consistency FILE [key flags]
       Check that the log's newest checkpoint extends the signed checkpoint
       saved earlier in FILE.
@@ -152,6 +154,8 @@ func (f *verifyFlags) problem(fs *flag.FlagSet) string {
 		return "--index must not be negative"
 	case g["witnesses"] && (f.witnesses < 1 || f.witnesses > len(f.witnessKeys)):
 		return fmt.Sprintf("--witnesses %d needs at least as many --witness keys (%d given)", f.witnesses, len(f.witnessKeys))
+	case strings.Contains(f.log, "/mirror/") && !g["key"] && !g["key-file"]:
+		return "a mirror serves no key: give the mirrored log's key with --key or --key-file"
 	case offline && (g["log"] || g["consistency"] || g["full"]):
 		return "--checkpoint, --record and --proof check offline: no --log, --consistency or --full"
 	case offline && !(g["checkpoint"] && g["record"] && g["proof"] && g["index"]):
@@ -254,8 +258,15 @@ func verifyInclusion(ctx context.Context, c *ledgerClient, v note.Verifier, orig
 	}
 	record := records[n%bundleWidth]
 	h := tlog.RecordHash(record)
-	p, err := c.inclusionProof(ctx, n, tree.N)
-	if err != nil {
+	var p inclusionProof
+	if c.mirror {
+		// A mirror serves tiles, not proofs: the proof comes from them.
+		proof, err := tlog.ProveRecord(tree.N, n, tlog.TileHashReader(tree, &tileReader{ctx: ctx, c: c}))
+		if err != nil {
+			return fmt.Errorf("proving record %d from the mirror's hash tiles: %w", n, err)
+		}
+		p = inclusionProof{Index: n, Size: tree.N, Proof: proof}
+	} else if p, err = c.inclusionProof(ctx, n, tree.N); err != nil {
 		return err
 	}
 	if err := checkInclusion(p, tree, n, h); err != nil {
@@ -490,14 +501,21 @@ type ledgerClient struct {
 	base      string // without the trailing slash
 	http      *http.Client
 	cosigners *cosigners // when set, the cosigned checkpoint is checked
+	mirror    bool       // base is a provider's copy of a peer's log (/mirror/<origin>)
 }
 
 func newLedgerClient(base string) *ledgerClient {
-	return &ledgerClient{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: httpTimeout}}
+	base = strings.TrimRight(base, "/")
+	return &ledgerClient{base: base, http: &http.Client{Timeout: httpTimeout}, mirror: strings.Contains(base, "/mirror/")}
 }
 
-// url is the address of path under /ledger/.
-func (c *ledgerClient) url(path string) string { return c.base + "/ledger/" + path }
+// url is the address of path under /ledger/, or under the mirror's path.
+func (c *ledgerClient) url(path string) string {
+	if c.mirror {
+		return c.base + "/" + path
+	}
+	return c.base + "/ledger/" + path
+}
 
 // get fetches path under /ledger/; any status but 200 is an error.
 func (c *ledgerClient) get(ctx context.Context, path string) ([]byte, error) {

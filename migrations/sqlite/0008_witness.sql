@@ -1,4 +1,4 @@
--- Peer logs among providers (docs/peers.md).
+-- Peer logs among providers (docs/peers.md): witness, evidence, mirror.
 --
 -- As a witness: for each peer log (origin), the newest checkpoint this
 -- provider cosigned, with its size and root. An add-checkpoint request
@@ -34,4 +34,24 @@ CREATE TABLE ledger_cosigned (
     size      BIGINT NOT NULL PRIMARY KEY,
     note      TEXT   NOT NULL,
     signed_us BIGINT NOT NULL
+);
+
+-- As a mirror: a copy of each peer's log as of its newest checkpoint
+-- this provider verified (with its cosignatures), so that the peer's
+-- history stays available while the peer is down. Tiles are C2SP tlog-tiles
+-- (level -1: entry bundles), each kept at the widest width seen.
+CREATE TABLE mirror_state (
+    origin     TEXT   NOT NULL PRIMARY KEY,
+    size       BIGINT NOT NULL,
+    root       BLOB  NOT NULL,
+    note       TEXT   NOT NULL,
+    updated_us BIGINT NOT NULL
+);
+CREATE TABLE mirror_tiles (
+    origin TEXT    NOT NULL,
+    level  INTEGER NOT NULL,
+    n      BIGINT  NOT NULL,
+    width  INTEGER NOT NULL,
+    data   BLOB   NOT NULL,
+    PRIMARY KEY (origin, level, n)
 );
