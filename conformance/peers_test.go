@@ -307,6 +307,11 @@ func TestThreeProviders(t *testing.T) {
 		})
 	}
 
+	// B reads a patient's records from A as a Backend Services client with
+	// its own key; A decides on the patient's consent for B, and records
+	// the disclosure, which B's mirror of A's log then holds.
+	shareRecords(t, bin, a, b, c)
+
 	// C crashes. A and B keep serving and publishing with 1 of 2, and
 	// A's mirror of C's log holds C's records: a client checks C's last
 	// record with A's copy and C's cosigned checkpoint alone.
@@ -426,6 +431,64 @@ func TestThreeProviders(t *testing.T) {
 	// B and C still cosign each other.
 	b.published(t, b.size(t))
 	c.published(t, c.size(t))
+}
+
+// shareRecords has b fetch a patient's records from a (and c be refused
+// by the patient's consent) and checks the disclosure in a's log through
+// b's mirror.
+func shareRecords(t *testing.T, bin string, a, b, c *provider) {
+	t.Helper()
+	fetch := func(p *provider, args ...string) (string, string, error) {
+		cmd := exec.Command(bin, append([]string{"fetch", "--key-file", filepath.Join(p.data, "client-key.json")}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	for _, p := range []*provider{b, c} {
+		jwks, stderr, err := fetch(p, "--public-key")
+		if err != nil {
+			t.Fatalf("ehrledger fetch --public-key: %v %s", err, stderr)
+		}
+		var keys any
+		json.Unmarshal([]byte(jwks), &keys)
+		a.admin.register(t, "provider-"+p.name, map[string]any{"actor": "Organization/" + p.name, "scope": "system/*.rs", "purposes": []string{"TREAT"}, "jwks": keys})
+	}
+	a.admin.do(http.MethodPut, "/Patient/shared-x", `{"resourceType":"Patient","id":"shared-x"}`).want(t, http.StatusCreated)
+	a.admin.do(http.MethodPut, "/Observation/shared-obs", `{"resourceType":"Observation","id":"shared-obs","status":"final","code":{"text":"HbA1c"},"subject":{"reference":"Patient/shared-x"}}`).want(t, http.StatusCreated)
+	consentID, _ := created(t, a.admin, "Consent", consentOf("shared-x", map[string]any{"type": "deny", "provision": []any{
+		map[string]any{"type": "permit", "actor": actorRef("Organization/b"),
+			"purpose": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}}},
+	}}))
+
+	out, stderr, err := fetch(b, "--server", a.url(), "--client", "provider-b", "--purpose", "TREAT", "/Patient/shared-x/$everything")
+	if err != nil || !strings.Contains(out, `"shared-obs"`) {
+		t.Fatalf("b fetching from a: %v\n%s\n%s", err, stderr, out)
+	}
+	var n int64
+	if _, err := fmt.Sscanf(stderr[strings.Index(stderr, "Ledger-Index: "):], "Ledger-Index: %d", &n); err != nil {
+		t.Fatalf("no Ledger-Index from a: %q", stderr)
+	}
+	if out, stderr, err := fetch(c, "--server", a.url(), "--client", "provider-c", "--purpose", "TREAT", "/Observation/shared-obs"); err == nil || !strings.Contains(stderr, "403") || strings.Contains(out, "HbA1c") {
+		t.Fatalf("c, which the consent does not permit, read: %v %s %s", err, stderr, out)
+	}
+	out, _, _ = fetch(c, "--server", a.url(), "--client", "provider-c", "--purpose", "TREAT", "/Patient/shared-x/Observation")
+	if strings.Contains(out, "shared-obs") {
+		t.Fatalf("c's search shows what the consent denies it: %s", out)
+	}
+
+	// B checks A's record of the disclosure with its own mirror.
+	a.published(t, n+1)
+	eventually(t, "b mirrors the disclosure to it", func() bool { return b.mirrors(t, a) > n })
+	rec, ok := verify(t, bin, "--log", b.url()+"/mirror/"+a.origin, "--index", fmt.Sprint(n), "--key", a.logVKey, "--witness", b.witnessVKey, "--witness", c.witnessVKey, "--witnesses", "1")
+	if !ok {
+		t.Fatalf("a's disclosure to b does not verify from b's mirror: %s", rec)
+	}
+	for _, want := range []string{`"type":"disclosure"`, `"client":"provider-b"`, `"organization":"Organization/b"`, `"purpose":"TREAT"`, "Consent/" + consentID + "/_history/1", "Observation/shared-obs"} {
+		if !strings.Contains(rec, want) {
+			t.Fatalf("a's record of the disclosure to b lacks %s:\n%s", want, rec)
+		}
+	}
 }
 
 // submit posts to witness w the add-checkpoint body that body makes for

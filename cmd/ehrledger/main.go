@@ -23,6 +23,8 @@ Usage:
   ehrledger token --client NAME --scope SCOPES [--purpose CODE] [--patient ID] [flags]
   ehrledger verify --log URL (--index N | --consistency FILE | --full) [--key VKEY | --key-file FILE]
   ehrledger verify --checkpoint FILE --record FILE --proof FILE --index N --key VKEY
+  ehrledger fetch --server URL --client ID --key-file FILE [--scope S] [--purpose CODE] PATH
+  ehrledger fetch --key-file FILE --public-key
   ehrledger version
 
 Run "ehrledger serve -h" for the server's flags.
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runToken(ctx, args[1:], stdout, stderr)
 	case "verify":
 		err = runVerify(ctx, args[1:], stdout, stderr)
+	case "fetch":
+		err = runFetch(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ehrledger", version)
 	case "help", "-h", "--help":
