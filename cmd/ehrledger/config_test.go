@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/consent"
+	"github.com/ehrledger/ehrledger/server"
 )
 
 func TestServeConfigPrecedence(t *testing.T) {
@@ -126,5 +128,39 @@ func TestConsentConfig(t *testing.T) {
 	os.WriteFile(file, []byte("consent:\n  labels:\n    - label: HIV\n"), 0o600)
 	if _, err := loadServeConfig([]string{"--config", file}, none, io.Discard); err == nil {
 		t.Fatal("a label without codes was accepted")
+	}
+}
+
+func TestPeersConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	dir := t.TempDir()
+	load := func(yaml string) (serveConfig, error) {
+		file := filepath.Join(dir, "peers.yaml")
+		os.WriteFile(file, []byte(yaml), 0o600)
+		return loadServeConfig([]string{"--config", file, "--data", dir}, none, io.Discard)
+	}
+	peer := func(name, origin string) string {
+		return fmt.Sprintf("  - name: %s\n    url: http://%s.test\n    origin: %s\n    log_key: %s+00000000+AAAA\n    witness_key: %s+00000000+AAAA\n", name, name, origin, origin, name)
+	}
+	cfg, err := load("ledger_origin: a.test/ehrledger/main\npeers:\n" + peer("b", "b.test/ehrledger/main") + peer("c", "c.test/ehrledger/main"))
+	if err != nil || len(cfg.Peers) != 2 || cfg.witnessName() != "a.test/ehrledger/witness" || cfg.Witness.Interval != time.Second {
+		t.Fatalf("two peers: %+v %v", cfg, err)
+	}
+	for name, yaml := range map[string]string{
+		"a peer without keys":       "peers:\n  - name: b\n    url: http://b.test\n    origin: b.test/ehrledger/main\n",
+		"one name twice":            "peers:\n" + peer("b", "b.test/x") + peer("b", "c.test/x"),
+		"this provider's origin":    "ledger_origin: a.test/x\npeers:\n" + peer("b", "a.test/x"),
+		"more required than peers":  "witness:\n  required: 2\npeers:\n" + peer("b", "b.test/x"),
+		"a negative interval":       "witness:\n  interval: -1s\n",
+		"required without any peer": "witness:\n  required: 1\n",
+	} {
+		if _, err := load(yaml); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Keys that do not parse stop the server at start, naming the peer.
+	cfg, _ = load("ledger_origin: a.test/ehrledger/main\npeers:\n" + peer("b", "b.test/ehrledger/main"))
+	if _, err := openPeers(cfg, nil, nil, server.NewMetrics(), nil); err == nil || !strings.Contains(err.Error(), "peer b") {
+		t.Fatalf("a peer with a malformed key: %v", err)
 	}
 }
