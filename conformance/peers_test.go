@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -431,6 +432,18 @@ func TestThreeProviders(t *testing.T) {
 	// B and C still cosign each other.
 	b.published(t, b.size(t))
 	c.published(t, c.size(t))
+
+	// B's operator looks into the evidence (A's real tree was never
+	// forked: the test forged it) and trusts A again; B cosigns A's new
+	// checkpoints, and a client requiring B's cosignature verifies A's
+	// records again.
+	b.admin.do(http.MethodPost, "/ledger/peers/trust?origin="+url.QueryEscape(a.origin), nil).want(t, http.StatusOK)
+	c.admin.do(http.MethodPost, "/ledger/peers/trust?origin="+url.QueryEscape(a.origin), nil, "Authorization", "Bearer not-a-token").want(t, http.StatusUnauthorized)
+	n = a.size(t)
+	a.published(t, n)
+	if out, ok := verify(t, bin, "--log", a.url(), "--index", fmt.Sprint(n-1), "--key", a.logVKey, "--witness", b.witnessVKey); !ok {
+		t.Fatalf("a's record after b trusts it again: %s", out)
+	}
 }
 
 // shareRecords has b fetch a patient's records from a (and c be refused
