@@ -86,13 +86,22 @@ func NewPublisher(st *store.Store, src Source, witnesses []Peer, required int, l
 	return p, nil
 }
 
-// Run publishes every interval until ctx ends.
-func (p *Publisher) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+// Run publishes until ctx ends: each new checkpoint of the log as soon as
+// it is signed (looked for every 50 ms, in memory), and after a round that
+// failed, again no sooner than retry later.
+func (p *Publisher) Run(ctx context.Context, retry time.Duration) {
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	var failed time.Time
 	for {
-		if err := p.Publish(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("ledger: publication waits", "err", err)
+		p.mu.Lock()
+		fresh := p.src.Checkpoint().Size > p.published
+		p.mu.Unlock()
+		if fresh && time.Since(failed) >= retry {
+			if err := p.Publish(ctx); err != nil && ctx.Err() == nil {
+				failed = time.Now()
+				p.log.Warn("ledger: publication waits", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -68,7 +68,8 @@ type witnessConfig struct {
 	KeyFile string `yaml:"key_file"`
 	// Required is how many peers must cosign (default: all of them).
 	Required *int `yaml:"required"`
-	// Interval is how often new checkpoints are sent to the peers.
+	// Interval is how often peers are mirrored, and a publication that
+	// failed is tried again.
 	Interval time.Duration `yaml:"interval"`
 }
 
