@@ -112,8 +112,9 @@ func (p *Publisher) Run(ctx context.Context, retry time.Duration) {
 }
 
 // Publish sends the log's newest checkpoint to every witness at once and
-// stores it cosigned when enough of them answered; it returns an error
-// when they did not.
+// stores it cosigned as soon as enough of them answered (a slow witness
+// does not hold it back; its late answer counts for its status only); it
+// returns an error when too few of them cosigned.
 func (p *Publisher) Publish(ctx context.Context) error {
 	cp := p.src.Checkpoint()
 	p.mu.Lock()
@@ -122,13 +123,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if done {
 		return nil
 	}
-	sigs := make([][]byte, len(p.witnesses))
-	var wg sync.WaitGroup
-	for i, w := range p.witnesses {
-		wg.Go(func() {
+	answers := make(chan []byte, len(p.witnesses))
+	for _, w := range p.witnesses {
+		go func() {
 			sig, err := p.ask(ctx, w, cp)
 			p.mu.Lock()
-			defer p.mu.Unlock()
 			st := p.status[w.Name]
 			st.Contact = time.Now().UTC()
 			st.Error = ""
@@ -136,16 +135,19 @@ func (p *Publisher) Publish(ctx context.Context) error {
 				st.Error = err.Error()
 			} else {
 				st.Cosigned = max(st.Cosigned, cp.Size)
-				sigs[i] = sig
 			}
 			p.status[w.Name] = st
-		})
+			p.mu.Unlock()
+			answers <- sig
+		}()
 	}
-	wg.Wait()
 	merged := bytes.Clone(cp.Note)
 	got := 0
-	for _, sig := range sigs {
-		if sig != nil {
+	for range p.witnesses {
+		if got >= p.required {
+			break
+		}
+		if sig := <-answers; sig != nil {
 			merged = append(merged, sig...)
 			got++
 		}
