@@ -113,7 +113,7 @@ func (p *Publisher) Run(ctx context.Context, retry time.Duration) {
 
 // Publish sends the log's newest checkpoint to every witness at once and
 // stores it cosigned as soon as enough of them answered (a slow witness
-// does not hold it back; its late answer counts for its status only); it
+// does not hold it back: its cosignature is added when it comes); it
 // returns an error when too few of them cosigned.
 func (p *Publisher) Publish(ctx context.Context) error {
 	cp := p.src.Checkpoint()
@@ -142,11 +142,8 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		}()
 	}
 	merged := bytes.Clone(cp.Note)
-	got := 0
-	for range p.witnesses {
-		if got >= p.required {
-			break
-		}
+	got, heard := 0, 0
+	for ; heard < len(p.witnesses) && got < p.required; heard++ {
 		if sig := <-answers; sig != nil {
 			merged = append(merged, sig...)
 			got++
@@ -157,6 +154,23 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	}
 	if err := p.st.AddCosigned(ctx, cp.Size, merged); err != nil {
 		return err
+	}
+	if heard < len(p.witnesses) {
+		// The late cosignatures join the stored checkpoint when they come,
+		// for clients that ask for more witnesses than the policy.
+		go func() {
+			late := false
+			for ; heard < len(p.witnesses); heard++ {
+				if sig := <-answers; sig != nil {
+					merged, late = append(merged, sig...), true
+				}
+			}
+			if late {
+				if err := p.st.AddCosigned(context.WithoutCancel(ctx), cp.Size, merged); err != nil {
+					p.log.Warn("ledger: a late cosignature could not be stored", "size", cp.Size, "err", err)
+				}
+			}
+		}()
 	}
 	p.mu.Lock()
 	p.published = max(p.published, cp.Size)
