@@ -146,6 +146,17 @@ func (m *Mirror) Sync(ctx context.Context, origin string) (n int64, err error) {
 	if !ok {
 		return 0, fmt.Errorf("mirror: %s is not a peer", origin)
 	}
+	// The copy of a log under suspicion stays as it was until an operator
+	// acts.
+	ev, err := m.st.EvidenceAgainst(ctx, origin)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ev {
+		if !e.Cleared {
+			return 0, fmt.Errorf("mirror: %s is untrusted: evidence is held against it", origin)
+		}
+	}
 	signed, err := m.get(ctx, p, "/ledger/checkpoint/cosigned")
 	if err != nil {
 		return 0, err
