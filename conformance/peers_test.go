@@ -306,6 +306,17 @@ func TestThreeProviders(t *testing.T) {
 			_, ok := verify(t, bin, append([]string{"--log", p.url(), "--index", fmt.Sprint(n), "--key", p.logVKey}, wargs...)...)
 			return ok
 		})
+		// A proof asked without a size is to the cosigned checkpoint, which
+		// comes with it.
+		_, body := p.get(t, fmt.Sprintf("/ledger/proof/inclusion?index=%d", n))
+		var proof struct {
+			Size       int64  `json:"size"`
+			Checkpoint string `json:"checkpoint"`
+		}
+		json.Unmarshal([]byte(body), &proof)
+		if proof.Size <= n || checkpointSize(t, proof.Checkpoint) != proof.Size || strings.Count(proof.Checkpoint, "\n— ") < 2 {
+			t.Fatalf("%s's proof without a size: %s", p.name, body)
+		}
 	}
 
 	// B reads a patient's records from A as a Backend Services client with

@@ -257,8 +257,16 @@ func hashes(hs []tlog.Hash) []string {
 
 func (s *Server) ledgerInclusion(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	size, err := strconv.ParseInt(q.Get("size"), 10, 64)
-	if err != nil {
+	var size int64
+	var checkpoint []byte
+	var err error
+	if q.Get("size") == "" {
+		// Without a size: the tree of the checkpoint clients should trust,
+		// the cosigned one when the log has witnesses, carried along.
+		if size, checkpoint, err = s.trustedCheckpoint(r.Context()); err != nil {
+			return err
+		}
+	} else if size, err = strconv.ParseInt(q.Get("size"), 10, 64); err != nil {
 		return reqErr(errInvalid, "invalid", "size must be a tree size")
 	}
 	var index int64
@@ -284,8 +292,30 @@ func (s *Server) ledgerInclusion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writePlainJSON(w, map[string]any{"index": index, "size": size, "leaf_hash": leaves, "proof": hashes(proof)})
+	out := map[string]any{"index": index, "size": size, "leaf_hash": leaves, "proof": hashes(proof)}
+	if checkpoint != nil {
+		out["checkpoint"] = string(checkpoint)
+	}
+	writePlainJSON(w, out)
 	return nil
+}
+
+// trustedCheckpoint is the newest checkpoint of the log cosigned by its
+// witness policy's quorum or, for a log without witnesses, its newest
+// signed checkpoint; with its size.
+func (s *Server) trustedCheckpoint(ctx context.Context) (int64, []byte, error) {
+	if s.cfg.Publisher != nil {
+		size, cp, err := s.store.Cosigned(ctx)
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, nil, reqErr(errUnavailable, "transient", "no checkpoint has been cosigned yet")
+		}
+		return size, cp, err
+	}
+	cp := s.ledger.Checkpoint()
+	if cp.Note == nil {
+		return 0, nil, reqErr(errUnavailable, "transient", "no checkpoint has been signed yet")
+	}
+	return cp.Size, cp.Note, nil
 }
 
 func (s *Server) ledgerLeafHash(ctx context.Context, index int64) (string, error) {
