@@ -23,6 +23,8 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/ehrledger/ehrledger/internal/testdb"
 )
 
 // provider is one of several ehrledger processes that witness each other.
@@ -322,7 +324,7 @@ func TestThreeProviders(t *testing.T) {
 	// B reads a patient's records from A as a Backend Services client with
 	// its own key; A decides on the patient's consent for B, and records
 	// the disclosure, which B's mirror of A's log then holds.
-	shareRecords(t, bin, a, b, c)
+	shared := shareRecords(t, bin, a, b, c)
 
 	// C crashes. A and B keep serving and publishing with 1 of 2, and
 	// A's mirror of C's log holds C's records: a client checks C's last
@@ -455,12 +457,46 @@ func TestThreeProviders(t *testing.T) {
 	if out, ok := verify(t, bin, "--log", a.url(), "--index", fmt.Sprint(n-1), "--key", a.logVKey, "--witness", b.witnessVKey); !ok {
 		t.Fatalf("a's record after b trusts it again: %s", out)
 	}
+
+	// Someone holding A's database rewrites A's record of the disclosure
+	// to B. A client checking it at A is told it no longer matches the
+	// signed tree; B's mirror still holds, and proves, what A recorded.
+	db := testdb.Raw(t, "sqlite:"+filepath.Join(a.data, "ehrledger.db"))
+	rows, err := db.Query(`SELECT pos, data FROM ledger_tiles WHERE level = -1 AND n = ?`, shared/256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos int64 = -1
+	var part []byte
+	for rows.Next() {
+		var p int64
+		var d []byte
+		rows.Scan(&p, &d)
+		if bytes.Contains(d, []byte(`"client":"provider-b"`)) {
+			pos, part = p, d
+		}
+	}
+	rows.Close()
+	if pos < 0 {
+		t.Fatal("a's record of the disclosure to b is not in its stored bundle")
+	}
+	part = bytes.Replace(part, []byte(`"purpose":"TREAT"`), []byte(`"purpose":"HRSCH"`), 1)
+	if _, err := db.Exec(`UPDATE ledger_tiles SET data = ? WHERE level = -1 AND n = ? AND pos = ?`, part, shared/256, pos); err != nil {
+		t.Fatal(err)
+	}
+	if out, ok := verify(t, bin, "--log", a.url(), "--index", fmt.Sprint(shared), "--key", a.logVKey); ok || !strings.Contains(out, "does not lead to") {
+		t.Fatalf("a's rewritten record verifies at a: %v\n%s", ok, out)
+	}
+	out, ok = verify(t, bin, "--log", b.url()+"/mirror/"+a.origin, "--index", fmt.Sprint(shared), "--key", a.logVKey, "--witness", b.witnessVKey, "--witness", c.witnessVKey, "--witnesses", "1")
+	if !ok || !strings.Contains(out, `"purpose":"TREAT"`) {
+		t.Fatalf("b's mirror of a's record: %v\n%s", ok, out)
+	}
 }
 
 // shareRecords has b fetch a patient's records from a (and c be refused
 // by the patient's consent) and checks the disclosure in a's log through
 // b's mirror.
-func shareRecords(t *testing.T, bin string, a, b, c *provider) {
+func shareRecords(t *testing.T, bin string, a, b, c *provider) int64 {
 	t.Helper()
 	fetch := func(p *provider, args ...string) (string, string, error) {
 		cmd := exec.Command(bin, append([]string{"fetch", "--key-file", filepath.Join(p.data, "client-key.json")}, args...)...)
@@ -513,6 +549,7 @@ func shareRecords(t *testing.T, bin string, a, b, c *provider) {
 			t.Fatalf("a's record of the disclosure to b lacks %s:\n%s", want, rec)
 		}
 	}
+	return n
 }
 
 // submit posts to witness w the add-checkpoint body that body makes for

@@ -212,8 +212,12 @@ func (m *Mirror) Sync(ctx context.Context, origin string) (n int64, err error) {
 // against its authenticated leaf hash, and stores their bundles with the
 // hash tiles authenticated on the way.
 func (m *Mirror) copyRange(ctx context.Context, p Peer, tr *tileReader, hashes tlog.HashReader, from, to, size int64) error {
-	idx := make([]int64, 0, to-from)
-	for i := from; i < to; i++ {
+	// Every record of the bundles fetched is checked, those copied before
+	// in a bundle that was partial too: the copy keeps a bundle's widest
+	// version, which replaces the narrower one.
+	first := from / width * width
+	idx := make([]int64, 0, to-first)
+	for i := first; i < to; i++ {
 		idx = append(idx, tlog.StoredHashIndex(0, i))
 	}
 	leaves, err := hashes.ReadHashes(idx)
@@ -234,7 +238,7 @@ func (m *Mirror) copyRange(ctx context.Context, p Peer, tr *tileReader, hashes t
 		}
 		for i, r := range recs {
 			n := b*width + int64(i)
-			if n >= from && n < to && tlog.RecordHash(r) != leaves[n-from] {
+			if n < to && tlog.RecordHash(r) != leaves[n-first] {
 				return fmt.Errorf("mirror: %s: record %d does not match its leaf hash", p.Origin, n)
 			}
 		}

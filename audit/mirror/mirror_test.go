@@ -146,7 +146,15 @@ func TestMirror(t *testing.T) {
 		if n, err := m.Sync(ctx, origin); err != nil || n != 700 {
 			t.Fatalf("first sync: %d records, %v", n, err)
 		}
-		p.add(4500, "r")
+		// A record copied before, in a bundle that was partial, altered
+		// when the bundle is fetched wider: refused too.
+		p.badEntry = 600
+		p.add(10, "r")
+		if _, err := m.Sync(ctx, origin); err == nil || !strings.Contains(err.Error(), "record 600") {
+			t.Fatalf("an altered record in a widened bundle: %v", err)
+		}
+		p.badEntry = -1
+		p.add(4490, "r")
 		if n, err := m.Sync(ctx, origin); err != nil || n != 4500 {
 			t.Fatalf("second sync: %d records, %v", n, err)
 		}
