@@ -38,6 +38,10 @@ const chunk = 16 * width
 // records is ~16 MiB).
 const maxBody = 17 << 20
 
+// ErrMismatch says a peer served tiles or records that do not match its
+// signed checkpoint: its storage was altered, or it serves another tree.
+var ErrMismatch = errors.New("mirror: the peer's data does not match its signed tree")
+
 // Peer is a log to mirror.
 type Peer struct {
 	Origin   string
@@ -111,7 +115,15 @@ func (m *Mirror) Run(ctx context.Context, every time.Duration) {
 		var wg sync.WaitGroup
 		for origin := range m.peers {
 			wg.Go(func() {
-				if _, err := m.Sync(ctx, origin); err != nil && ctx.Err() == nil {
+				m.mu.Lock()
+				before := m.status[origin].Error
+				m.mu.Unlock()
+				_, err := m.Sync(ctx, origin)
+				switch {
+				case err == nil || ctx.Err() != nil:
+				case errors.Is(err, ErrMismatch) && err.Error() != before:
+					m.log.Error("ALARM: a peer serves a log that does not match its signed checkpoint; the copy keeps what was verified", "origin", origin, "err", err)
+				default:
 					m.log.Debug("mirror: sync waits", "origin", origin, "err", err)
 				}
 			})
@@ -222,7 +234,7 @@ func (m *Mirror) copyRange(ctx context.Context, p Peer, tr *tileReader, hashes t
 	}
 	leaves, err := hashes.ReadHashes(idx)
 	if err != nil {
-		return fmt.Errorf("mirror: %s: the hash tiles do not lead to the signed root: %w", p.Origin, err)
+		return fmt.Errorf("%w: %s: the hash tiles do not lead to the signed root: %v", ErrMismatch, p.Origin, err)
 	}
 	var tiles []store.MirrorTile
 	for b := from / width; b*width < to; b++ {
@@ -239,7 +251,7 @@ func (m *Mirror) copyRange(ctx context.Context, p Peer, tr *tileReader, hashes t
 		for i, r := range recs {
 			n := b*width + int64(i)
 			if n < to && tlog.RecordHash(r) != leaves[n-first] {
-				return fmt.Errorf("mirror: %s: record %d does not match its leaf hash", p.Origin, n)
+				return fmt.Errorf("%w: %s: record %d does not match its leaf hash", ErrMismatch, p.Origin, n)
 			}
 		}
 		tiles = append(tiles, store.MirrorTile{Level: -1, N: b, Width: w, Data: data})
