@@ -384,6 +384,25 @@ func TestThreeProviders(t *testing.T) {
 		}
 	}
 
+	// The witness endpoint's refusals, over HTTP: plain text, C2SP statuses.
+	for _, c := range []struct {
+		body string
+		want int
+	}{
+		{strings.Repeat("x", 20<<10), http.StatusRequestEntityTooLarge},
+		{"old 0\n", http.StatusBadRequest},
+		{"old 0\n\n" + forgeCheckpoint(t, &provider{origin: "z.test/ehrledger/main", logSigner: a.logSigner}, 1), http.StatusNotFound},
+	} {
+		res, err := http.Post(b.url()+"/witness/add-checkpoint", "text/plain", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.want {
+			t.Fatalf("add-checkpoint %.20q...: %d, want %d", c.body, res.StatusCode, c.want)
+		}
+	}
+
 	// A forks: it signs another tree of the size B last cosigned. B
 	// refuses, keeps the evidence and distrusts A.
 	if got := submit(t, b, a, func(old int64) string { return fmt.Sprintf("old %d\n\n%s", old, forgeCheckpoint(t, a, old)) }); got != http.StatusUnprocessableEntity {
