@@ -275,6 +275,7 @@ func isDeleted(err error) bool { return errors.Is(err, store.ErrDeleted) }
 type bundle struct {
 	ResourceType string        `json:"resourceType"`
 	Type         string        `json:"type"`
+	Timestamp    string        `json:"timestamp,omitempty"`
 	Total        *int          `json:"total,omitempty"`
 	Link         []bundleLink  `json:"link,omitempty"`
 	Entry        []bundleEntry `json:"entry,omitempty"`

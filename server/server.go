@@ -84,6 +84,10 @@ type Config struct {
 	// Mirror, when set, holds copies of the peers' logs, served under
 	// /mirror/<origin>/. The caller runs it.
 	Mirror *mirror.Mirror
+	// AccountingExempt are the purposes of use that an accounting of
+	// disclosures marks exempt from the legal accounting (marked, never
+	// left out); nil means DefaultAccountingExempt.
+	AccountingExempt []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -248,6 +252,7 @@ func (s *Server) routes() chi.Router {
 	t.Get("/{type}/{id}/_history/{vid}", s.handle("vread", s.vread))
 	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}/$everything", s.handle("everything", s.everything))
+	t.Get("/{type}/{id}/$disclosures", s.handle("disclosures", s.disclosures))
 	t.Post("/{type}/{id}/$erase", s.handle("erase", s.erase))
 	t.Get("/{type}/{id}/{ctype}", s.handle("search-compartment", s.compartmentSearch))
 	return r

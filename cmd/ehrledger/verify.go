@@ -34,6 +34,11 @@ const verifyUsage = `Usage:
   ehrledger verify --log URL --full [key flags]
       Download every record, recompute the signed root and compare the log's
       hash tiles with the recomputed hashes.
+  ehrledger verify --accounting FILE [key flags]
+      Check offline an accounting of disclosures (GET /Patient/ID/$disclosures):
+      its checkpoint, each disclosure's inclusion proof, and each AuditEvent's
+      fields against the ledger record it carries; every entry that fails is
+      named.
   ehrledger verify --checkpoint FILE --record FILE --proof FILE --index N [key flags]
       Check offline that the record is record N of the checkpoint's tree, with
       an inclusion proof saved from /ledger/proof/inclusion.
@@ -61,6 +66,7 @@ type verifyFlags struct {
 	log, key, keyFile, origin string
 	consistency               string
 	checkpoint, record, proof string
+	accounting                string
 	index                     int64
 	full                      bool
 	witnessKeys               stringList
@@ -100,6 +106,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		origin = v.Name()
 	}
 	switch {
+	case f.accounting != "":
+		return verifyAccounting(f.accounting, v, cosigners, origin, stdout)
 	case c == nil:
 		return verifyOffline(f, v, cosigners, origin, stdout)
 	case f.given["index"]:
@@ -128,6 +136,7 @@ func parseVerifyFlags(args []string, stderr io.Writer) (*verifyFlags, error) {
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "offline: file holding the signed checkpoint")
 	fs.StringVar(&f.record, "record", "", "offline: file holding the record's bytes")
 	fs.StringVar(&f.proof, "proof", "", "offline: file holding the inclusion proof JSON")
+	fs.StringVar(&f.accounting, "accounting", "", "offline: file holding an accounting of disclosures (a Bundle)")
 	fs.Var(&f.witnessKeys, "witness", "a witness's cosignature/v1 verifier key (repeat for several)")
 	fs.IntVar(&f.witnesses, "witnesses", -1, "how many of the --witness keys must have cosigned (default: all)")
 	if err := fs.Parse(args); err != nil {
@@ -154,6 +163,12 @@ func (f *verifyFlags) problem(fs *flag.FlagSet) string {
 		return "--index must not be negative"
 	case g["witnesses"] && (f.witnesses < 1 || f.witnesses > len(f.witnessKeys)):
 		return fmt.Sprintf("--witnesses %d needs at least as many --witness keys (%d given)", f.witnesses, len(f.witnessKeys))
+	case g["accounting"] && (offline || g["log"] || g["index"] || g["consistency"] || g["full"]):
+		return "--accounting checks a file alone: no --log, --index, --consistency, --full, --checkpoint, --record or --proof"
+	case g["accounting"] && !g["key"] && !g["key-file"]:
+		return "--accounting needs --key or --key-file (the log's key, obtained out of band)"
+	case g["accounting"]:
+		return ""
 	case strings.Contains(f.log, "/mirror/") && !g["key"] && !g["key-file"]:
 		return "a mirror serves no key: give the mirrored log's key with --key or --key-file"
 	case offline && (g["log"] || g["consistency"] || g["full"]):

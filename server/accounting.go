@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/go-chi/chi/v5"
+)
+
+// The accounting of a patient's disclosures (HIPAA §164.528): the
+// disclosure records of the ledger about the patient, as IHE BALP
+// PrivacyDisclosure AuditEvents, each with the record itself and its
+// inclusion proof to one checkpoint the Bundle carries, so that anyone
+// can check it offline (ehrledger verify --accounting, docs/accounting.md).
+
+// Extensions of an accounting's AuditEvents.
+const (
+	// ledgerRecordExt carries the record's exact bytes (the leaf).
+	ledgerRecordExt = "urn:ehrledger:fhir:ledger-record"
+	// inclusionProofExt carries its inclusion proof: base64 hashes,
+	// space-separated, in tlog.RecordProof order.
+	inclusionProofExt = "urn:ehrledger:fhir:inclusion-proof"
+	// checkpointURL names the Bundle entry holding the checkpoint.
+	checkpointURL = "urn:ehrledger:checkpoint"
+	// accountingTags is the code system of the accounting's tags.
+	accountingTags = "urn:ehrledger:accounting"
+)
+
+// DefaultAccountingWindow is the period an accounting covers by default:
+// the six years §164.528 gives.
+const DefaultAccountingWindow = 6 * 365 * 24 * time.Hour
+
+// maxAccounted bounds the disclosures in one accounting; a narrower
+// window asks for fewer.
+const maxAccounted = 100_000
+
+// disclosures is GET /Patient/{id}/$disclosures?start=&end=: the
+// accounting of the patient's disclosures in the window (default: the
+// last six years), for the patient's own app or an administrator.
+func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if typ != "Patient" {
+		return reqErr(errNotFound, "not-supported", "$disclosures is supported on Patient only")
+	}
+	if !callerOf(r.Context()).admin() && selfPatient(r.Context()) != id {
+		return forbidden("an accounting of disclosures is given to the patient's own app or to the ehrledger/admin scope")
+	}
+	q := r.URL.Query()
+	now := s.now()
+	start, end := now.Add(-DefaultAccountingWindow), now
+	for _, p := range []struct {
+		name string
+		into *time.Time
+		high bool
+	}{{"start", &start, false}, {"end", &end, true}} {
+		if v := q.Get(p.name); v != "" {
+			low, high, err := fhir.ParseSearchDate(v)
+			if err != nil {
+				return reqErr(errInvalid, "invalid", "%s %q: %v", p.name, v, err)
+			}
+			*p.into = low
+			if p.high {
+				*p.into = high
+			}
+		}
+	}
+	if !start.Before(end) {
+		return reqErr(errInvalid, "invalid", "start must come before end")
+	}
+	if err := s.awaitLookups(r.Context()); err != nil {
+		return err
+	}
+	type listed struct {
+		index int64
+		data  []byte
+		rec   *audit.Record
+	}
+	var found []listed
+	for after := int64(-1); ; {
+		recs, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(id), start.UnixMicro(), end.UnixMicro(), after, 1000)
+		if err != nil {
+			return err
+		}
+		for _, lr := range recs {
+			after = lr.Index
+			rec, err := audit.ParseRecord(lr.Data)
+			if err != nil {
+				return err
+			}
+			if rec.Type == audit.TypeDisclosure {
+				found = append(found, listed{lr.Index, lr.Data, rec})
+			}
+		}
+		if len(found) > maxAccounted {
+			return reqErr(errUnprocessable, "too-costly", "more than %d disclosures in the window: ask for a narrower one (start, end)", maxAccounted)
+		}
+		if len(recs) < 1000 {
+			break
+		}
+	}
+	last := int64(-1)
+	if len(found) > 0 {
+		last = found[len(found)-1].index
+	}
+	size, checkpoint, err := s.checkpointCovering(r.Context(), last)
+	if err != nil {
+		return err
+	}
+	exempt := s.cfg.AccountingExempt
+	if exempt == nil {
+		exempt = DefaultAccountingExempt
+	}
+	base := s.baseURL(r)
+	b := bundle{ResourceType: "Bundle", Type: "collection", Timestamp: fhir.FormatInstant(now)}
+	cp, _ := json.Marshal(map[string]any{"resourceType": "Binary", "contentType": "text/plain",
+		"data": base64.StdEncoding.EncodeToString(checkpoint)})
+	b.Entry = append(b.Entry, bundleEntry{FullURL: checkpointURL, Resource: cp})
+	for _, f := range found {
+		if f.index >= size {
+			continue // after the checkpoint: see checkpointCovering
+		}
+		proof, err := s.ledger.ProveInclusion(r.Context(), f.index, size)
+		if err != nil {
+			return err
+		}
+		ae := s.auditEvent(f.index, f.rec, id)
+		ext := ae["extension"].([]any)
+		ext = append(ext,
+			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.data)},
+			map[string]any{"url": inclusionProofExt, "valueString": strings.Join(hashes(proof), " ")})
+		ae["extension"] = ext
+		ae["entity"].([]any)[0].(map[string]any)["description"] = DisclosedSummary(f.rec)
+		if slices.Contains(exempt, f.rec.Purpose) {
+			ae["meta"].(map[string]any)["tag"] = []any{map[string]any{"system": accountingTags, "code": "exempt",
+				"display": "a category the jurisdiction exempts from the legal accounting (" + f.rec.Purpose + ")"}}
+		}
+		raw, _ := json.Marshal(ae) // plain maps always marshal
+		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10), Resource: raw})
+	}
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
+}
+
+// awaitLookups waits (up to 5 s) until the records integrated when it
+// was called can be found by patient, so that an accounting holds every
+// disclosure answered before it was asked.
+func (s *Server) awaitLookups(ctx context.Context) error {
+	size, err := s.store.LedgerSize(ctx)
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		through, err := s.store.LedgerLookedUp(ctx)
+		if err != nil {
+			return err
+		}
+		if through >= size-1 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return reqErr(errUnavailable, "transient", "the ledger's index by patient is behind; ask again in a moment")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// DefaultAccountingExempt are the purposes marked exempt from the legal
+// accounting when the configuration says nothing: treatment, payment and
+// health care operations (§164.528(a)(1)(i)). They are marked, never
+// left out.
+var DefaultAccountingExempt = []string{"TREAT", "HPAYMT", "HOPERAT"}
+
+// DisclosedSummary is the brief description of what a disclosure record
+// disclosed: the number of resources of each type, types in order.
+func DisclosedSummary(rec *audit.Record) string {
+	counts := map[string]int{}
+	var types []string
+	for _, res := range rec.Resources {
+		t, _, _ := strings.Cut(res.Ref, "/")
+		if counts[t] == 0 {
+			types = append(types, t)
+		}
+		counts[t]++
+	}
+	slices.Sort(types)
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%d %s", counts[t], t)
+	}
+	return "disclosed: " + strings.Join(parts, ", ")
+}
+
+// checkpointCovering returns the checkpoint an accounting proves to: the
+// trusted one (trustedCheckpoint), waiting a little for one that holds
+// record last when the log has witnesses, and signing one that does at
+// once when it has none.
+func (s *Server) checkpointCovering(ctx context.Context, last int64) (int64, []byte, error) {
+	if s.cfg.Publisher == nil && last >= 0 {
+		note, err := s.ledger.SignCovering(ctx, last)
+		if err != nil {
+			return 0, nil, err
+		}
+		size, err := checkpointSize(note)
+		return size, note, err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		size, note, err := s.trustedCheckpoint(ctx)
+		if err == nil && size > last || time.Now().After(deadline) {
+			return size, note, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func checkpointSize(note []byte) (int64, error) {
+	lines := strings.SplitN(string(note), "\n", 3)
+	if len(lines) < 3 {
+		return 0, fmt.Errorf("server: malformed checkpoint")
+	}
+	return strconv.ParseInt(lines[1], 10, 64)
+}
