@@ -51,6 +51,9 @@ type serveConfig struct {
 	InsecureNoAuth bool       `yaml:"insecure_no_auth"`
 	// Consent is the provider's consent policy (docs/consent.md).
 	Consent consentConfig `yaml:"consent"`
+	// AccountingExempt are the purposes of use an accounting of
+	// disclosures marks exempt from the legal accounting (docs/accounting.md).
+	AccountingExempt []string `yaml:"accounting_exempt"`
 	// Witness is this provider's witness key; Peers the other providers,
 	// each witnessed by this one and a witness of its log (docs/peers.md).
 	Witness witnessConfig `yaml:"witness"`
@@ -241,6 +244,10 @@ var serveSettings = []setting{
 		c.Consent.Redact = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 		return nil
 	}},
+	{"accounting-exempt", "EHR_ACCOUNTING_EXEMPT", "purposes of use an accounting of disclosures marks exempt from the legal accounting, comma-separated (default TREAT,HPAYMT,HOPERAT; \"none\" for none)", func(c *serveConfig, v string) error {
+		c.AccountingExempt = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+		return nil
+	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
 	{"vault-token", "EHR_VAULT_TOKEN", "Vault token (or use AppRole)", func(c *serveConfig, v string) error { c.Vault.Token = v; return nil }},
 	{"vault-role-id", "EHR_VAULT_ROLE_ID", "Vault AppRole role id", func(c *serveConfig, v string) error { c.Vault.RoleID = v; return nil }},
@@ -399,6 +406,18 @@ func (c *serveConfig) ledgerKeyFile() string {
 		return c.LedgerKeyFile
 	}
 	return filepath.Join(c.Data, "ledger-key.json")
+}
+
+// accountingExempt is what an accounting marks exempt: the configured
+// purposes ("none": none), or the server's default.
+func (c *serveConfig) accountingExempt() []string {
+	switch {
+	case c.AccountingExempt == nil:
+		return nil
+	case slices.Equal(c.AccountingExempt, []string{"none"}):
+		return []string{}
+	}
+	return c.AccountingExempt
 }
 
 // consent is the consent engine's configuration.

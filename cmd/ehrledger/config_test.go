@@ -164,3 +164,20 @@ func TestPeersConfig(t *testing.T) {
 		t.Fatalf("a peer with a malformed key: %v", err)
 	}
 }
+
+func TestAccountingExemptConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, nil}, // the server's default
+		{[]string{"--accounting-exempt", "none"}, []string{}},
+		{[]string{"--accounting-exempt", "HPAYMT,HOPERAT"}, []string{"HPAYMT", "HOPERAT"}},
+	} {
+		cfg, err := loadServeConfig(c.args, none, io.Discard)
+		if got := cfg.accountingExempt(); err != nil || (got == nil) != (c.want == nil) || strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%v: %v %v, want %v", c.args, got, err, c.want)
+		}
+	}
+}
