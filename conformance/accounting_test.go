@@ -2,10 +2,12 @@ package conformance
 
 import (
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,6 +142,41 @@ func TestAccounting(t *testing.T) {
 			t.Errorf("tampered %s: verify %v:\n%s", c.name, ok, out)
 		}
 	}
+	// ehrledger export: the same accounting as a file that verifies, a CSV
+	// and a printable report.
+	export := func(format string) string {
+		cmd := exec.Command(bin, "export", "--server", p.url, "--patient", pat, "--format", format)
+		cmd.Env = append(os.Environ(), "EHR_TOKEN="+self.token)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("ehrledger export --format %s: %v", format, err)
+		}
+		return string(out)
+	}
+	os.WriteFile(file, []byte(export("json")), 0o600)
+	if out, ok := verify(t, bin, "--accounting", file, "--key", key); !ok {
+		t.Fatalf("the exported accounting does not verify: %s", out)
+	}
+	rows, err := csv.NewReader(strings.NewReader(export("csv"))).ReadAll()
+	if err != nil || len(rows) != len(want)+1 || rows[0][0] != "date" {
+		t.Fatalf("CSV: %v %q", err, rows)
+	}
+	breakGlass := 0
+	for _, row := range rows[1:] {
+		if row[6] == "true" {
+			breakGlass++
+			if row[2] != "Organization/acct-other" || row[3] != "ETREAT" {
+				t.Fatalf("the break-glass row: %q", row)
+			}
+		}
+	}
+	if breakGlass != 1 {
+		t.Fatalf("CSV rows with break-glass: %d, want 1", breakGlass)
+	}
+	if html := export("html"); !strings.Contains(html, "<table>") || !strings.Contains(html, "break-glass") || strings.Count(html, "<tr><td>") != len(want) {
+		t.Fatalf("HTML report:\n%s", html)
+	}
+
 	// A checkpoint not signed by the log's key fails the whole file.
 	var tb map[string]any
 	json.Unmarshal(r.body, &tb)

@@ -25,6 +25,8 @@ Usage:
   ehrledger verify --checkpoint FILE --record FILE --proof FILE --index N --key VKEY
   ehrledger fetch --server URL --client ID --key-file FILE [--scope S] [--purpose CODE] PATH
   ehrledger fetch --key-file FILE --public-key
+  ehrledger export --server URL --patient ID [--format json|csv|html] [--start DATE] [--end DATE]
+  ehrledger verify --accounting FILE --key VKEY [--witness WKEY ...]
   ehrledger version
 
 Run "ehrledger serve -h" for the server's flags.
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runToken(ctx, args[1:], stdout, stderr)
 	case "verify":
 		err = runVerify(ctx, args[1:], stdout, stderr)
+	case "export":
+		err = runExport(ctx, args[1:], stdout, stderr)
 	case "fetch":
 		err = runFetch(ctx, args[1:], stdout, stderr)
 	case "version":
