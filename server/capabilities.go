@@ -131,6 +131,8 @@ type capOperation struct {
 var (
 	validateOp   = capOperation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 	everythingOp = capOperation{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+	// disclosuresOp is the accounting of disclosures (docs/accounting.md).
+	disclosuresOp = capOperation{Name: "disclosures", Definition: "urn:ehrledger:OperationDefinition/Patient-disclosures"}
 )
 
 func interactions(codes []string) []capInteraction {
@@ -181,7 +183,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 		}
 		ops := []capOperation{validateOp}
 		if t == "Patient" {
-			ops = append(ops, everythingOp)
+			ops = append(ops, everythingOp, disclosuresOp)
 		}
 		rest.Resource = append(rest.Resource, capResource{
 			Type:              t,
