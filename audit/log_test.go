@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -339,6 +341,46 @@ func TestSequencerTakesOverAPartialTree(t *testing.T) {
 		}
 		if _, err := audit.Open(ctx, st, cfg); err != nil {
 			t.Fatalf("the tree two sequencers built does not verify: %v", err)
+		}
+	})
+}
+
+// TestRecordsOfManyRecords lists over a thousand records of one patient
+// at once, each in a bundle part of its own (SQLite refuses a query whose
+// conditions nest over 1,000 deep).
+func TestRecordsOfManyRecords(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
+		signer, verifier := keys(t)
+		l := runLogs(t, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour}, 1)[0]
+		const n = 1200
+		for i := range n {
+			rec := fmt.Sprintf(`{"v":1,"type":"disclosure","time":"2026-12-04T10:00:00.%06dZ","patient":"many","n":%d}`, i, i)
+			if _, err := l.Append(ctx, [][]byte{[]byte(rec)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			behind, err := l.LookupsBehind(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if behind == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lookups %d behind", behind)
+			}
+		}
+		recs, err := l.RecordsOf(ctx, "many", math.MinInt64, math.MaxInt64, -1, n)
+		if err != nil || len(recs) != n {
+			t.Fatalf("RecordsOf: %d records, %v", len(recs), err)
+		}
+		for i, r := range recs {
+			if !strings.Contains(string(r.Data), fmt.Sprintf(`"n":%d}`, i)) {
+				t.Fatalf("record %d of the list is %s", i, r.Data)
+			}
 		}
 	})
 }

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -190,9 +192,28 @@ type LedgerPartRange struct {
 // LedgerBundleParts returns the parts of entry bundles in the given
 // ranges, in (n, pos) order.
 func (s *Store) LedgerBundleParts(ctx context.Context, ranges []LedgerPartRange) ([]LedgerTilePart, error) {
-	if len(ranges) == 0 {
-		return nil, nil
+	var out []LedgerTilePart
+	// A query of many ranges is split: SQLite refuses an expression over
+	// 1,000 deep, and one OR per range makes it as deep as the ranges.
+	for len(ranges) > 0 {
+		n := min(len(ranges), maxRangesPerQuery)
+		got, err := s.ledgerBundleParts(ctx, ranges[:n])
+		if err != nil {
+			return nil, err
+		}
+		out, ranges = append(out, got...), ranges[n:]
 	}
+	slices.SortFunc(out, func(a, b LedgerTilePart) int {
+		return cmp.Or(cmp.Compare(a.N, b.N), cmp.Compare(a.Pos, b.Pos))
+	})
+	// Ranges of two queries may share a part.
+	return slices.CompactFunc(out, func(a, b LedgerTilePart) bool { return a.N == b.N && a.Pos == b.Pos }), nil
+}
+
+// maxRangesPerQuery bounds the ranges of one bundle-parts query.
+const maxRangesPerQuery = 200
+
+func (s *Store) ledgerBundleParts(ctx context.Context, ranges []LedgerPartRange) ([]LedgerTilePart, error) {
 	var b builder
 	b.w("SELECT level, n, pos, data FROM ledger_tiles WHERE level = -1 AND (")
 	for i, r := range ranges {
@@ -201,7 +222,7 @@ func (s *Store) LedgerBundleParts(ctx context.Context, ranges []LedgerPartRange)
 		}
 		b.w("(n = ").arg(r.N).w(" AND pos >= ").arg(r.From).w(" AND pos <= ").arg(r.To).w(")")
 	}
-	b.w(") ORDER BY n, pos")
+	b.w(")")
 	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("store: ledger bundle parts: %w", err))
