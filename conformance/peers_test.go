@@ -499,7 +499,10 @@ func TestThreeProviders(t *testing.T) {
 	if pos < 0 {
 		t.Fatal("a's record of the disclosure to b is not in its stored bundle")
 	}
-	part = bytes.Replace(part, []byte(`"purpose":"TREAT"`), []byte(`"purpose":"HRSCH"`), 1)
+	// A part holds up to 16 records: change the purpose of this one.
+	start := bytes.LastIndex(part[:bytes.Index(part, []byte(`"client":"provider-b"`))], []byte(`{"v":`))
+	at := start + bytes.Index(part[start:], []byte(`"purpose":"TREAT"`))
+	copy(part[at:], `"purpose":"HRSCH"`)
 	if _, err := db.Exec(`UPDATE ledger_tiles SET data = ? WHERE level = -1 AND n = ? AND pos = ?`, part, shared/256, pos); err != nil {
 		t.Fatal(err)
 	}
@@ -554,6 +557,15 @@ func shareRecords(t *testing.T, bin string, a, b, c *provider) int64 {
 	out, _, _ = fetch(c, "--server", a.url(), "--client", "provider-c", "--purpose", "TREAT", "/Patient/shared-x/Observation")
 	if strings.Contains(out, "shared-obs") {
 		t.Fatalf("c's search shows what the consent denies it: %s", out)
+	}
+
+	// X's accounting at A proves to A's cosigned checkpoint: it verifies
+	// offline with the witnesses' cosignatures required.
+	r := a.admin.do(http.MethodGet, "/Patient/shared-x/$disclosures", nil).want(t, http.StatusOK)
+	file := filepath.Join(t.TempDir(), "accounting.json")
+	os.WriteFile(file, r.body, 0o600)
+	if out, ok := verify(t, bin, "--accounting", file, "--key", a.logVKey, "--witness", b.witnessVKey, "--witness", c.witnessVKey, "--witnesses", "1"); !ok || !strings.Contains(out, "all 1 disclosures") {
+		t.Fatalf("x's accounting at a: %s", out)
 	}
 
 	// B checks A's record of the disclosure with its own mirror.
