@@ -3,7 +3,6 @@ package mirror_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/http"
@@ -14,9 +13,8 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testlog"
 	"github.com/ehrledger/ehrledger/store"
-	"github.com/transparency-dev/formats/log"
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -27,50 +25,31 @@ const origin = "a.test/ehrledger/main"
 // cosigned checkpoint, hash tiles and entry bundles.
 type peer struct {
 	mu       sync.Mutex
+	tree     testlog.Tree
 	signer   note.Signer
 	cosigner note.Signer // nil: the checkpoint is not cosigned
-	records  [][]byte
-	hashes   []tlog.Hash
-	badEntry int64 // serve this record altered (-1: none)
-}
-
-func (p *peer) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = p.hashes[x]
-		}
-		return out, nil
-	})
+	badEntry int64       // serve this record altered (-1: none)
 }
 
 func (p *peer) add(n int, tag string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for range n {
-		r := fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"%s-%d"}`, tag, len(p.records))
-		hs, err := tlog.StoredHashes(int64(len(p.records)), r, p.reader())
-		if err != nil {
-			panic(err)
-		}
-		p.records = append(p.records, r)
-		p.hashes = append(p.hashes, hs...)
+		p.tree.Add(fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"%s-%d"}`, tag, p.tree.Size()))
 	}
 }
 
 func (p *peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	size := int64(len(p.records))
+	size := p.tree.Size()
 	switch rest := strings.TrimPrefix(r.URL.Path, "/ledger/"); {
 	case rest == "checkpoint/cosigned":
-		root, _ := tlog.TreeHash(size, p.reader())
 		signers := []note.Signer{p.signer}
 		if p.cosigner != nil {
 			signers = append(signers, p.cosigner)
 		}
-		signed, _ := note.Sign(&note.Note{Text: string(log.Checkpoint{Origin: origin, Size: uint64(size), Hash: root[:]}.Marshal())}, signers...)
-		w.Write(signed)
+		w.Write(p.tree.Checkpoint(origin, signers...))
 	case strings.HasPrefix(rest, "tile/"):
 		t, err := mirror.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
 		if err != nil {
@@ -80,7 +59,7 @@ func (p *peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if t.L == -1 {
 			var out []byte
 			for i := t.N * 256; i < t.N*256+int64(t.W) && i < size; i++ {
-				rec := p.records[i]
+				rec := p.tree.Records[i]
 				if i == p.badEntry {
 					rec = []byte(`{"v":1,"altered":true}`)
 				}
@@ -90,7 +69,7 @@ func (p *peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Write(out)
 			return
 		}
-		data, err := tlog.ReadTileData(t, p.reader())
+		data, err := tlog.ReadTileData(t, p.tree.Reader())
 		if err != nil {
 			http.NotFound(w, r)
 			return
@@ -109,13 +88,8 @@ func TestMirror(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-		signer, _ := note.NewSigner(skey)
-		verifier, _ := note.NewVerifier(vkey)
-		wkey, wvkey, _ := note.GenerateKey(rand.Reader, "w.test/ehrledger/witness")
-		cosigner, _ := fnote.NewSignerForCosignatureV1(wkey)
-		cvkey, _ := fnote.VKeyToCosignatureV1(wvkey)
-		cosigVerifier, _ := fnote.NewVerifierForCosignatureV1(cvkey)
+		signer, verifier := testlog.LogKey(t, origin)
+		cosigner, cosigVerifier := testlog.WitnessKey(t, "w.test/ehrledger/witness")
 
 		p := &peer{signer: signer, badEntry: -1}
 		srv := httptest.NewServer(p)
@@ -179,7 +153,7 @@ func TestMirror(t *testing.T) {
 		fork := &peer{signer: signer, cosigner: cosigner, badEntry: -1}
 		fork.add(5300, "x")
 		p.mu.Lock()
-		p.records, p.hashes = fork.records, fork.hashes
+		p.tree = fork.tree
 		p.mu.Unlock()
 		if _, err := m.Sync(ctx, origin); err == nil || evidence != 1 {
 			t.Fatalf("a forked tree: %v, %d pieces of evidence", err, evidence)

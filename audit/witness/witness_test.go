@@ -3,7 +3,6 @@ package witness_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -17,9 +16,8 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testlog"
 	"github.com/ehrledger/ehrledger/store"
-	"github.com/transparency-dev/formats/log"
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -29,59 +27,19 @@ const origin = "a.test/ehrledger/main"
 // memLog is a peer's log kept in memory: enough to sign checkpoints and
 // prove them, and to fork.
 type memLog struct {
+	testlog.Tree
 	signer note.Signer
-	hashes []tlog.Hash
-	size   int64
-}
-
-func (m *memLog) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = m.hashes[x]
-		}
-		return out, nil
-	})
 }
 
 func (m *memLog) add(records ...string) {
 	for _, r := range records {
-		hs, err := tlog.StoredHashes(m.size, []byte(r), m.reader())
-		if err != nil {
-			panic(err)
-		}
-		m.hashes = append(m.hashes, hs...)
-		m.size++
+		m.Add([]byte(r))
 	}
 }
 
-func (m *memLog) root(size int64) tlog.Hash {
-	h, err := tlog.TreeHash(size, m.reader())
-	if err != nil {
-		panic(err)
-	}
-	return h
-}
+func (m *memLog) checkpoint() []byte { return m.Checkpoint(origin, m.signer) }
 
-func (m *memLog) checkpoint() []byte {
-	body := log.Checkpoint{Origin: origin, Size: uint64(m.size), Hash: func() []byte { h := m.root(m.size); return h[:] }()}.Marshal()
-	signed, err := note.Sign(&note.Note{Text: string(body)}, m.signer)
-	if err != nil {
-		panic(err)
-	}
-	return signed
-}
-
-func (m *memLog) proof(from int64) tlog.TreeProof {
-	if from == 0 || from == m.size {
-		return nil
-	}
-	p, err := tlog.ProveTree(m.size, from, m.reader())
-	if err != nil {
-		panic(err)
-	}
-	return p
-}
+func (m *memLog) proof(from int64) tlog.TreeProof { return m.Proof(from) }
 
 // request is an add-checkpoint body.
 func request(old int64, proof tlog.TreeProof, cp []byte) []byte {
@@ -111,7 +69,7 @@ func serveProofs(t *testing.T, m *memLog) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		from, _ := strconv.ParseInt(r.URL.Query().Get("from"), 10, 64)
 		to, _ := strconv.ParseInt(r.URL.Query().Get("to"), 10, 64)
-		if r.URL.Path != "/ledger/proof/consistency" || to != m.size {
+		if r.URL.Path != "/ledger/proof/consistency" || to != m.Size() {
 			http.NotFound(w, r)
 			return
 		}
@@ -136,17 +94,9 @@ func TestWitness(t *testing.T) {
 		}
 		t.Cleanup(func() { st.Close() })
 
-		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
-		logSigner, _ := note.NewSigner(skey)
-		logVerifier, _ := note.NewVerifier(vkey)
+		logSigner, logVerifier := testlog.LogKey(t, origin)
 		a := &memLog{signer: logSigner}
-		wkey, wvkey, _ := note.GenerateKey(rand.Reader, "w.test/ehrledger/witness")
-		cosigner, err := fnote.NewSignerForCosignatureV1(wkey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cvkey, _ := fnote.VKeyToCosignatureV1(wvkey)
-		cosigVerifier, _ := fnote.NewVerifierForCosignatureV1(cvkey)
+		cosigner, cosigVerifier := testlog.WitnessKey(t, "w.test/ehrledger/witness")
 		evidence := 0
 		newWitness := func() *witness.Witness {
 			w := witness.New(st, cosigner, []witness.Log{{Origin: origin, Verifier: logVerifier, URL: serveProofs(t, a)}}, nil)
@@ -190,11 +140,9 @@ func TestWitness(t *testing.T) {
 		}
 
 		// Refusals, each with its status, and nothing stored.
-		otherKey, _, _ := note.GenerateKey(rand.Reader, origin)
-		forger, _ := note.NewSigner(otherKey)
-		forged := &memLog{signer: forger, hashes: a.hashes, size: a.size}
-		unknownKey, _, _ := note.GenerateKey(rand.Reader, "z.test/ehrledger/main")
-		unknownSigner, _ := note.NewSigner(unknownKey)
+		forger, _ := testlog.LogKey(t, origin)
+		forged := &memLog{Tree: a.Tree, signer: forger}
+		unknownSigner, _ := testlog.LogKey(t, "z.test/ehrledger/main")
 		unknown, _ := note.Sign(&note.Note{Text: "z.test/ehrledger/main\n1\n" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n"}, unknownSigner)
 		badProof := append(tlog.TreeProof{}, a.proof(3)...)
 		badProof[0][0] ^= 1
@@ -277,7 +225,7 @@ func TestWitness(t *testing.T) {
 
 		// A larger tree the log itself cannot prove consistent: evidence.
 		fork.add("r9", "r10")
-		a.hashes, a.size = fork.hashes, fork.size // the peer now serves the forked tree
+		a.Tree = fork.Tree // the peer now serves the forked tree
 		if got := status(wErr(w.Add(ctx, request(10, badProof, fork.checkpoint())))); got != http.StatusUnprocessableEntity {
 			t.Fatalf("an inconsistent larger tree: status %d, want 422", got)
 		}
