@@ -85,6 +85,7 @@ func testClients() []auth.Client {
 			ID:       rsaClient,
 			Keys:     jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsaPub}},
 			Actor:    "Organization/clinic",
+			Name:     "Riverside Clinic, laboratory",
 			Roles:    []string{"registry", "lab"},
 			Purposes: []string{"TREAT", "HOPERAT"},
 			Scopes:   scopes("system/Observation.rs system/Patient.r system/Condition.rs?category=problem-list-item patient/*.cruds user/Observation.rs ehrledger/admin"),
@@ -864,12 +865,18 @@ func TestClientJSONRoundTrip(t *testing.T) {
 		if string(again) != string(b) {
 			t.Errorf("round trip changed the client:\n%s\n%s", b, again)
 		}
-		if back.ID != c.ID || back.Actor != c.Actor || back.Patient != c.Patient || len(back.Keys.Keys) != len(c.Keys.Keys) ||
+		if back.ID != c.ID || back.Actor != c.Actor || back.Patient != c.Patient || back.Name != c.Name || len(back.Keys.Keys) != len(c.Keys.Keys) ||
 			!slices.Equal(scopeStrings(back.Scopes), scopeStrings(c.Scopes)) {
 			t.Errorf("round trip lost fields: %+v", back)
 		}
 	}
 	var c auth.Client
+	if _, err := auth.CheckClient(auth.Client{ID: "x", Actor: "Organization/x", Name: "a\nb"}); err == nil {
+		t.Error("a name with a line break was accepted")
+	}
+	if _, err := auth.CheckClient(auth.Client{ID: "x", Actor: "Organization/x", Name: strings.Repeat("n", 201)}); err == nil {
+		t.Error("a name of 201 bytes was accepted")
+	}
 	if err := json.Unmarshal([]byte(`{"client_id":"x","actor":"Organization/x","scope":"system/observation.rs"}`), &c); err == nil {
 		t.Error("a malformed scope in a registration was accepted")
 	}

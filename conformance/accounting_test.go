@@ -28,7 +28,7 @@ func TestAccounting(t *testing.T) {
 		admin.do(http.MethodPut, "/Observation/"+o, fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, o, pat)).want(t, http.StatusCreated)
 	}
 	caller := func(name, actor string, purposes []string, patient string) *client {
-		reg := map[string]any{"actor": actor, "scope": "system/*.rs", "purposes": purposes}
+		reg := map[string]any{"actor": actor, "scope": "system/*.rs", "purposes": purposes, "name": "The " + name + " people"}
 		scope := "system/*.rs"
 		if patient != "" {
 			reg["patient"], reg["scope"], scope = patient, "patient/*.rs", "patient/*.rs"
@@ -74,6 +74,10 @@ func TestAccounting(t *testing.T) {
 		}
 		if (purpose == "TREAT") != strings.Contains(string(meta), `"exempt"`) {
 			t.Fatalf("record %d (purpose %s): exempt tag %s", n, purpose, meta)
+		}
+		who := e.Resource["agent"].([]any)[0].(map[string]any)["who"].(map[string]any)
+		if !strings.HasPrefix(fmt.Sprint(who["display"]), "The acct-") || !strings.HasSuffix(fmt.Sprint(who["display"]), who["identifier"].(map[string]any)["value"].(string)+" people") {
+			t.Fatalf("record %d: the recipient %v", n, who)
 		}
 	}
 	slices.Sort(want)
@@ -163,9 +167,9 @@ func TestAccounting(t *testing.T) {
 	}
 	breakGlass := 0
 	for _, row := range rows[1:] {
-		if row[6] == "true" {
+		if row[7] == "true" {
 			breakGlass++
-			if row[2] != "Organization/acct-other" || row[3] != "ETREAT" {
+			if row[1] != "The acct-other people" || row[3] != "Organization/acct-other" || row[4] != "ETREAT" {
 				t.Fatalf("the break-glass row: %q", row)
 			}
 		}

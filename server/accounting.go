@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/go-chi/chi/v5"
 )
@@ -119,6 +120,14 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 	if exempt == nil {
 		exempt = DefaultAccountingExempt
 	}
+	names := map[string]string{}
+	for _, f := range found {
+		if rc := f.rec.Recipient; rc != nil && rc.Client != "" {
+			if _, ok := names[rc.Client]; !ok {
+				names[rc.Client] = s.clientName(r.Context(), rc.Client)
+			}
+		}
+	}
 	base := s.baseURL(r)
 	cp, _ := json.Marshal(map[string]any{"resourceType": "Binary", "contentType": "text/plain",
 		"data": base64.StdEncoding.EncodeToString(checkpoint)})
@@ -138,6 +147,9 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 			map[string]any{"url": inclusionProofExt, "valueString": strings.Join(hashes(proof), " ")})
 		ae["extension"] = ext
 		ae["entity"].([]any)[0].(map[string]any)["description"] = DisclosedSummary(f.rec)
+		if rc := f.rec.Recipient; rc != nil && names[rc.Client] != "" {
+			ae["agent"].([]any)[0].(map[string]any)["who"].(map[string]any)["display"] = names[rc.Client]
+		}
 		if slices.Contains(exempt, f.rec.Purpose) {
 			ae["meta"].(map[string]any)["tag"] = []any{map[string]any{"system": accountingTags, "code": "exempt",
 				"display": "a category the jurisdiction exempts from the legal accounting (" + f.rec.Purpose + ")"}}
@@ -147,6 +159,20 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.writeBody(w, r, http.StatusOK, collection(fhir.FormatInstant(now), entries))
 	return nil
+}
+
+// clientName is the registered name (auth.Client.Name) of a client, ""
+// for a client unknown here (another issuer's, or deleted since).
+func (s *Server) clientName(ctx context.Context, id string) string {
+	doc, err := s.store.AuthClient(ctx, id)
+	if err != nil {
+		return ""
+	}
+	var c auth.Client
+	if json.Unmarshal(doc, &c) != nil {
+		return ""
+	}
+	return c.Name
 }
 
 // accountingEntry is an entry of an accounting: its fullUrl and its

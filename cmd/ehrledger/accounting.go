@@ -42,6 +42,7 @@ type accountingEvent struct {
 	Agent []struct {
 		Who struct {
 			Reference  string `json:"reference"`
+			Display    string `json:"display"`
 			Identifier struct {
 				Value string `json:"value"`
 			} `json:"identifier"`

@@ -108,10 +108,10 @@ type accounting struct {
 }
 
 type disclosureRow struct {
-	Index                               int64
-	Date, Client, Organization, Purpose string
-	Description, Interaction            string
-	BreakGlass, Exempt                  bool
+	Index                                     int64
+	Date, Name, Client, Organization, Purpose string
+	Description, Interaction                  string
+	BreakGlass, Exempt                        bool
 }
 
 func readAccounting(body []byte) (*accounting, error) {
@@ -152,7 +152,7 @@ func readAccounting(body []byte) (*accounting, error) {
 		}
 		for _, a := range ae.Agent {
 			if a.Requestor {
-				row.Client, row.Organization = a.Who.Identifier.Value, a.Who.Reference
+				row.Name, row.Client, row.Organization = a.Who.Display, a.Who.Identifier.Value, a.Who.Reference
 			}
 		}
 		if len(ae.Purpose) > 0 && len(ae.Purpose[0].Coding) > 0 {
@@ -179,9 +179,9 @@ func readAccounting(body []byte) (*accounting, error) {
 
 func (a *accounting) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"date", "recipient_client", "recipient_organization", "purpose", "what", "interaction", "break_glass", "exempt", "ledger_index"})
+	cw.Write([]string{"date", "recipient_name", "recipient_client", "recipient_organization", "purpose", "what", "interaction", "break_glass", "exempt", "ledger_index"})
 	for _, d := range a.Disclosures {
-		cw.Write([]string{d.Date, d.Client, d.Organization, d.Purpose, d.Description, d.Interaction,
+		cw.Write([]string{d.Date, d.Name, d.Client, d.Organization, d.Purpose, d.Description, d.Interaction,
 			fmt.Sprint(d.BreakGlass), fmt.Sprint(d.Exempt), fmt.Sprint(d.Index)})
 	}
 	cw.Flush()
@@ -204,7 +204,7 @@ pre { font-size: 0.8em; white-space: pre-wrap; }
 <table>
 <thead><tr><th>Date (UTC)</th><th>Recipient</th><th>Purpose</th><th>What was disclosed</th><th>Emergency access</th><th>Exempt from the legal accounting</th><th>Ledger record</th></tr></thead>
 <tbody>
-{{range .Disclosures}}<tr><td>{{.Date}}</td><td>{{.Organization}} ({{.Client}})</td><td>{{.Purpose}}</td><td>{{.Description}}</td><td>{{if .BreakGlass}}<span class="bg">break-glass</span>{{end}}</td><td>{{if .Exempt}}yes{{end}}</td><td>{{.Index}}</td></tr>
+{{range .Disclosures}}<tr><td>{{.Date}}</td><td>{{with .Name}}{{.}}, {{end}}{{.Organization}} ({{.Client}})</td><td>{{.Purpose}}</td><td>{{.Description}}</td><td>{{if .BreakGlass}}<span class="bg">break-glass</span>{{end}}</td><td>{{if .Exempt}}yes{{end}}</td><td>{{.Index}}</td></tr>
 {{end}}</tbody>
 </table>
 <h2>How to check this report</h2>
