@@ -82,10 +82,10 @@ func (s *Store) MirrorTiles(ctx context.Context, origin string, keys []LedgerTil
 // update started from.
 var ErrMirrorMoved = errors.New("store: the mirror moved meanwhile")
 
-// AdvanceMirror stores tiles and the new state of next.Origin's copy in
-// one transaction, provided the copy is still at size from (0 and none
-// for a first copy); otherwise ErrMirrorMoved.
-func (s *Store) AdvanceMirror(ctx context.Context, from int64, next MirrorState, tiles []MirrorTile) error {
+// AdvanceMirror stores the new state of next.Origin's copy (its tiles
+// stored before, PutMirrorTiles), provided the copy is still at size from
+// (0 and none for a first copy); otherwise ErrMirrorMoved.
+func (s *Store) AdvanceMirror(ctx context.Context, from int64, next MirrorState) error {
 	now := time.Now().UnixMicro()
 	moved := false
 	err := s.InTx(ctx, func(tx *Tx) error {
@@ -102,18 +102,8 @@ func (s *Store) AdvanceMirror(ctx context.Context, from int64, next MirrorState,
 			}
 			res = db.Exec(`INSERT INTO mirror_state (origin, size, root, note, updated_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO NOTHING`,
 				next.Origin, next.Size, next.Root, string(next.Note), now)
-			if res.Error != nil || res.RowsAffected == 0 {
-				moved = res.Error == nil
-				return res.Error
-			}
-		}
-		for _, t := range tiles {
-			err := db.Exec(`INSERT INTO mirror_tiles (origin, level, n, width, data) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (origin, level, n) DO UPDATE SET width = excluded.width, data = excluded.data WHERE mirror_tiles.width < excluded.width`,
-				next.Origin, t.Level, t.N, t.Width, t.Data).Error
-			if err != nil {
-				return err
-			}
+			moved = res.Error == nil && res.RowsAffected == 0
+			return res.Error
 		}
 		return nil
 	})

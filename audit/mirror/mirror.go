@@ -214,7 +214,7 @@ func (m *Mirror) Sync(ctx context.Context, origin string) (n int64, err error) {
 		n += to - from
 	}
 	next := store.MirrorState{Origin: origin, Size: tree.N, Root: tree.Hash[:], Note: signed}
-	if err := m.st.AdvanceMirror(ctx, cur.Size, next, nil); err != nil {
+	if err := m.st.AdvanceMirror(ctx, cur.Size, next); err != nil {
 		return n, err
 	}
 	return n, nil
