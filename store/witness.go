@@ -122,6 +122,17 @@ func (s *Store) EvidenceAgainst(ctx context.Context, origin string) ([]Evidence,
 	return out, rows.Err()
 }
 
+// Untrusted reports whether evidence against origin is held that no
+// operator cleared.
+func (s *Store) Untrusted(ctx context.Context, origin string) (bool, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM witness_evidence WHERE origin = ? AND cleared_us IS NULL`, origin).Row().Scan(&n)
+	if err != nil {
+		return false, s.classify(fmt.Errorf("store: untrusted: %w", err))
+	}
+	return n > 0, nil
+}
+
 // ClearEvidence marks the evidence against origin looked into: the log is
 // trusted again. It returns how many were cleared.
 func (s *Store) ClearEvidence(ctx context.Context, origin string) (int64, error) {

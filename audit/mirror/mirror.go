@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -160,14 +161,10 @@ func (m *Mirror) Sync(ctx context.Context, origin string) (n int64, err error) {
 	}
 	// The copy of a log under suspicion stays as it was until an operator
 	// acts.
-	ev, err := m.st.EvidenceAgainst(ctx, origin)
-	if err != nil {
+	if untrusted, err := m.st.Untrusted(ctx, origin); err != nil {
 		return 0, err
-	}
-	for _, e := range ev {
-		if !e.Cleared {
-			return 0, fmt.Errorf("mirror: %s is untrusted: evidence is held against it", origin)
-		}
+	} else if untrusted {
+		return 0, fmt.Errorf("mirror: %s is untrusted: evidence is held against it", origin)
 	}
 	signed, err := m.get(ctx, p, "/ledger/checkpoint/cosigned")
 	if err != nil {
@@ -287,14 +284,7 @@ func (m *Mirror) open(p Peer, signed []byte) (tlog.Tree, error) {
 }
 
 func (m *Mirror) keepEvidence(ctx context.Context, origin, reason string, first, second []byte) {
-	m.log.Error("ALARM: a peer's log signed checkpoints that cannot both be true; it is untrusted until an operator acts", "origin", origin, "reason", reason)
-	if err := m.st.AddEvidence(context.WithoutCancel(ctx), store.Evidence{Origin: origin, Reason: reason, First: first, Second: second}); err != nil {
-		m.log.Error("mirror: the evidence could not be stored", "origin", origin, "err", err)
-		return
-	}
-	if m.OnEvidence != nil {
-		m.OnEvidence(origin)
-	}
+	audit.KeepEvidence(ctx, m.st, m.log, store.Evidence{Origin: origin, Reason: reason, First: first, Second: second}, m.OnEvidence)
 }
 
 func (m *Mirror) get(ctx context.Context, p Peer, path string) ([]byte, error) {

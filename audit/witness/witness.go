@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -175,7 +176,7 @@ func (w *Witness) Add(ctx context.Context, body []byte) ([]byte, error) {
 	if req.old > cp.size {
 		return nil, refuse(http.StatusBadRequest, "the old size %d is larger than the checkpoint's %d", req.old, cp.size)
 	}
-	if untrusted, err := w.Untrusted(ctx, cp.origin); err != nil {
+	if untrusted, err := w.st.Untrusted(ctx, cp.origin); err != nil {
 		return nil, err
 	} else if untrusted {
 		return nil, refuse(http.StatusForbidden, "the log %s is untrusted: this witness holds evidence against it", cp.origin)
@@ -280,29 +281,7 @@ func (w *Witness) checkWithLog(ctx context.Context, cp *checkpoint, cur store.Wi
 }
 
 func (w *Witness) keepEvidence(ctx context.Context, origin, reason string, first, second []byte) {
-	w.log.Error("ALARM: a peer's log signed checkpoints that cannot both be true; it is untrusted until an operator acts", "origin", origin, "reason", reason)
-	if err := w.st.AddEvidence(context.WithoutCancel(ctx), store.Evidence{Origin: origin, Reason: reason, First: first, Second: second}); err != nil {
-		w.log.Error("witness: the evidence could not be stored", "origin", origin, "err", err)
-		return
-	}
-	if w.OnEvidence != nil {
-		w.OnEvidence(origin)
-	}
-}
-
-// Untrusted reports whether evidence against origin is held and not
-// cleared by an operator.
-func (w *Witness) Untrusted(ctx context.Context, origin string) (bool, error) {
-	ev, err := w.st.EvidenceAgainst(ctx, origin)
-	if err != nil {
-		return false, err
-	}
-	for _, e := range ev {
-		if !e.Cleared {
-			return true, nil
-		}
-	}
-	return false, nil
+	audit.KeepEvidence(ctx, w.st, w.log, store.Evidence{Origin: origin, Reason: reason, First: first, Second: second}, w.OnEvidence)
 }
 
 // Latest returns the newest checkpoint of origin this witness cosigned,

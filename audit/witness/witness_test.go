@@ -232,7 +232,7 @@ func TestWitness(t *testing.T) {
 		if evidence != 2 {
 			t.Fatalf("%d pieces of evidence, want 2", evidence)
 		}
-		if untrusted, _ := w.Untrusted(ctx, origin); !untrusted {
+		if untrusted, _ := st.Untrusted(ctx, origin); !untrusted {
 			t.Fatal("the log is trusted despite the evidence")
 		}
 	})
