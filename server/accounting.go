@@ -15,6 +15,7 @@ import (
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/go-chi/chi/v5"
+	"github.com/transparency-dev/formats/log"
 )
 
 // The accounting of a patient's disclosures (HIPAA §164.528): the
@@ -287,10 +288,11 @@ func (s *Server) checkpointCovering(ctx context.Context, last int64) (int64, []b
 	}
 }
 
+// checkpointSize reads the tree size a signed checkpoint names.
 func checkpointSize(note []byte) (int64, error) {
-	lines := strings.SplitN(string(note), "\n", 3)
-	if len(lines) < 3 {
-		return 0, fmt.Errorf("server: malformed checkpoint")
+	var c log.Checkpoint
+	if _, err := c.Unmarshal(note); err != nil {
+		return 0, fmt.Errorf("server: %w", err)
 	}
-	return strconv.ParseInt(lines[1], 10, 64)
+	return int64(c.Size), nil
 }
