@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/internal/testlog"
 	"github.com/ehrledger/ehrledger/store"
 	"golang.org/x/mod/sumdb/note"
@@ -83,11 +84,7 @@ func (p *peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestMirror(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
-		st, err := store.Open(ctx, store.Config{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
 		signer, verifier := testlog.LogKey(t, origin)
 		cosigner, cosigVerifier := testlog.WitnessKey(t, "w.test/ehrledger/witness")
 

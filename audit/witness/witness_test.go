@@ -16,6 +16,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/internal/testdb"
+	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/internal/testlog"
 	"github.com/ehrledger/ehrledger/store"
 	"golang.org/x/mod/sumdb/note"
@@ -88,11 +89,7 @@ func serveProofs(t *testing.T, m *memLog) string {
 func TestWitness(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
-		st, err := store.Open(ctx, store.Config{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
 
 		logSigner, logVerifier := testlog.LogKey(t, origin)
 		a := &memLog{signer: logSigner}
