@@ -209,9 +209,7 @@ func (s *Server) ledgerCheckpoint(w http.ResponseWriter, r *http.Request) error 
 		}
 		note = signed
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(note)
+	writeNote(w, note)
 	return nil
 }
 
