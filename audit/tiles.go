@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ehrledger/ehrledger/store"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -29,8 +30,26 @@ func appendEntry(bundle, record []byte) []byte {
 	return append(bundle, record...)
 }
 
-// entries splits an entry bundle into its records.
-func entries(bundle []byte) ([][]byte, error) {
+// TilePath is a tile's C2SP tlog-tiles path: tile/<L>/<N>[.p/<W>], or
+// tile/entries/<N>[.p/<W>] for an entry bundle.
+func TilePath(t tlog.Tile) string {
+	p := strings.TrimPrefix(t.Path(), fmt.Sprintf("tile/%d/", t.H))
+	if rest, ok := strings.CutPrefix(p, "data/"); ok {
+		p = "entries/" + rest
+	}
+	return "tile/" + p
+}
+
+// ParseTilePath reads a C2SP tile path after its "tile/".
+func ParseTilePath(rest string) (tlog.Tile, error) {
+	if e, ok := strings.CutPrefix(rest, "entries/"); ok {
+		return tlog.ParseTilePath(fmt.Sprintf("tile/%d/data/%s", TileHeight, e))
+	}
+	return tlog.ParseTilePath(fmt.Sprintf("tile/%d/%s", TileHeight, rest))
+}
+
+// Entries splits a C2SP entry bundle into its records.
+func Entries(bundle []byte) ([][]byte, error) {
 	var out [][]byte
 	for len(bundle) > 0 {
 		if len(bundle) < 2 {
@@ -136,15 +155,25 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		}
 		return data[:t.W*tlog.HashSize], nil
 	}
-	recs, err := entries(data)
-	if err != nil || len(recs) < t.W {
+	out, ok := FirstEntries(data, t.W)
+	if !ok {
 		return nil, fmt.Errorf("%w: entry bundle %s is shorter than the tree says", ErrTampered, t.Path())
 	}
+	return out, nil
+}
+
+// FirstEntries is the entry bundle of the first w records of bundle, as
+// a partial bundle of width w is served; false when it holds fewer.
+func FirstEntries(bundle []byte, w int) ([]byte, bool) {
+	recs, err := Entries(bundle)
+	if err != nil || len(recs) < w {
+		return nil, false
+	}
 	var out []byte
-	for _, r := range recs[:t.W] {
+	for _, r := range recs[:w] {
 		out = appendEntry(out, r)
 	}
-	return out, nil
+	return out, true
 }
 
 // Record returns the record at index n.
@@ -193,7 +222,7 @@ func (l *Log) recordsAt(ctx context.Context, indexes []int64) (map[int64][]byte,
 	}
 	out := make(map[int64][]byte, len(indexes))
 	for _, p := range parts {
-		recs, err := entries(p.Data)
+		recs, err := Entries(p.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry bundle %d: %v", ErrTampered, p.N, err)
 		}
@@ -218,7 +247,7 @@ func (l *Log) Records(ctx context.Context, from, to int64) ([]store.LedgerRecord
 	}
 	var out []store.LedgerRecord
 	for _, b := range bundles {
-		recs, err := entries(b.Data)
+		recs, err := Entries(b.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry bundle %d: %v", ErrTampered, b.N, err)
 		}

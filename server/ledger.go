@@ -220,14 +220,7 @@ func (s *Server) ledgerKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) ledgerTile(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, "/ledger/tile/")
-	var path string
-	if e, ok := strings.CutPrefix(rest, "entries/"); ok {
-		path = "tile/8/data/" + e
-	} else {
-		path = "tile/8/" + rest
-	}
-	t, err := tlog.ParseTilePath(path)
+	t, err := audit.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/ledger/tile/"))
 	if err != nil {
 		return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
 	}

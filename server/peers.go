@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
@@ -213,7 +214,7 @@ func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeNote(w, cp)
 	case strings.HasPrefix(rest, "tile/"):
-		t, err := mirror.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
+		t, err := audit.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
 		if err != nil {
 			return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
 		}
@@ -222,7 +223,7 @@ func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if t.W == 1<<mirror.TileHeight {
+		if t.W == 1<<audit.TileHeight {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		} else {
 			w.Header().Set("Cache-Control", "no-cache")

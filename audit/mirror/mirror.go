@@ -10,7 +10,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +26,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// TileHeight is the height of C2SP tiles: 256 hashes or records each.
-const TileHeight = 8
-
-const width = 1 << TileHeight
+// width is the records of an entry bundle, the hashes of a tile.
+const width = 1 << audit.TileHeight
 
 // chunk bounds the records fetched and stored at a time while catching up.
 const chunk = 16 * width
@@ -236,12 +233,12 @@ func (m *Mirror) copyRange(ctx context.Context, p Peer, tr *tileReader, hashes t
 	var tiles []store.MirrorTile
 	for b := from / width; b*width < to; b++ {
 		w := int(min(width, size-b*width))
-		t := tlog.Tile{H: TileHeight, L: -1, N: b, W: w}
-		data, err := m.get(ctx, p, "/ledger/"+tilePath(t))
+		t := tlog.Tile{H: audit.TileHeight, L: -1, N: b, W: w}
+		data, err := m.get(ctx, p, "/ledger/"+audit.TilePath(t))
 		if err != nil {
 			return err
 		}
-		recs, err := splitBundle(data)
+		recs, err := audit.Entries(data)
 		if err != nil || len(recs) != w {
 			return fmt.Errorf("mirror: %s: entry bundle %d holds %d records, want %d", p.Origin, b, len(recs), w)
 		}
@@ -321,17 +318,17 @@ type tileReader struct {
 	saved map[tlog.Tile][]byte
 }
 
-func (r *tileReader) Height() int { return TileHeight }
+func (r *tileReader) Height() int { return audit.TileHeight }
 
 func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
 		var err error
-		if out[i], err = r.m.get(r.ctx, r.p, "/ledger/"+tilePath(t)); err != nil {
+		if out[i], err = r.m.get(r.ctx, r.p, "/ledger/"+audit.TilePath(t)); err != nil {
 			return nil, err
 		}
 		if len(out[i]) != t.W*tlog.HashSize {
-			return nil, fmt.Errorf("mirror: %s: tile %s has %d bytes, want %d", r.p.Origin, tilePath(t), len(out[i]), t.W*tlog.HashSize)
+			return nil, fmt.Errorf("mirror: %s: tile %s has %d bytes, want %d", r.p.Origin, audit.TilePath(t), len(out[i]), t.W*tlog.HashSize)
 		}
 	}
 	return out, nil
@@ -343,41 +340,6 @@ func (r *tileReader) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 	}
 }
 
-// tilePath is a tile's C2SP path: tile/<L>/<N>[.p/<W>] or
-// tile/entries/<N>[.p/<W>].
-func tilePath(t tlog.Tile) string {
-	p := strings.TrimPrefix(t.Path(), fmt.Sprintf("tile/%d/", t.H))
-	if rest, ok := strings.CutPrefix(p, "data/"); ok {
-		p = "entries/" + rest
-	}
-	return "tile/" + p
-}
-
-// ParseTilePath reads a C2SP tile path (after tile/).
-func ParseTilePath(rest string) (tlog.Tile, error) {
-	if e, ok := strings.CutPrefix(rest, "entries/"); ok {
-		return tlog.ParseTilePath(fmt.Sprintf("tile/%d/data/%s", TileHeight, e))
-	}
-	return tlog.ParseTilePath(fmt.Sprintf("tile/%d/%s", TileHeight, rest))
-}
-
-// splitBundle splits an entry bundle into its records.
-func splitBundle(data []byte) ([][]byte, error) {
-	var out [][]byte
-	for len(data) > 0 {
-		if len(data) < 2 {
-			return nil, errors.New("truncated bundle")
-		}
-		n := int(binary.BigEndian.Uint16(data))
-		if len(data) < 2+n {
-			return nil, errors.New("truncated record")
-		}
-		out = append(out, data[2:2+n])
-		data = data[2+n:]
-	}
-	return out, nil
-}
-
 // Tile returns the data of a tile of origin's copy as of its mirrored
 // checkpoint, or store.ErrNotFound.
 func (m *Mirror) Tile(ctx context.Context, origin string, t tlog.Tile) ([]byte, error) {
@@ -386,7 +348,7 @@ func (m *Mirror) Tile(ctx context.Context, origin string, t tlog.Tile) ([]byte, 
 		return nil, err
 	}
 	level := max(t.L, 0)
-	if t.W < 1 || t.W > width || t.N < 0 || level*TileHeight >= 63 || t.N<<TileHeight+int64(t.W) > cur.Size>>(TileHeight*level) {
+	if t.W < 1 || t.W > width || t.N < 0 || level*audit.TileHeight >= 63 || t.N<<audit.TileHeight+int64(t.W) > cur.Size>>(audit.TileHeight*level) {
 		return nil, store.ErrNotFound
 	}
 	got, err := m.st.MirrorTiles(ctx, origin, []store.LedgerTileKey{{Level: t.L, N: t.N}})
@@ -400,14 +362,9 @@ func (m *Mirror) Tile(ctx context.Context, origin string, t tlog.Tile) ([]byte, 
 	if t.L >= 0 {
 		return s.Data[:t.W*tlog.HashSize], nil
 	}
-	recs, err := splitBundle(s.Data)
-	if err != nil || len(recs) < t.W {
+	out, ok := audit.FirstEntries(s.Data, t.W)
+	if !ok {
 		return nil, fmt.Errorf("mirror: %s: stored bundle %d is damaged", origin, t.N)
-	}
-	var out []byte
-	for _, r := range recs[:t.W] {
-		out = binary.BigEndian.AppendUint16(out, uint16(len(r)))
-		out = append(out, r...)
 	}
 	return out, nil
 }

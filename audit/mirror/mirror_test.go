@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/internal/testdb"
 	"github.com/ehrledger/ehrledger/internal/testkeys"
@@ -52,7 +53,7 @@ func (p *peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Write(p.tree.Checkpoint(origin, signers...))
 	case strings.HasPrefix(rest, "tile/"):
-		t, err := mirror.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
+		t, err := audit.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
 		if err != nil {
 			http.NotFound(w, r)
 			return
