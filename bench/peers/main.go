@@ -31,10 +31,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/bench/internal/benchenv"
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 type provider struct {
@@ -340,10 +342,7 @@ func download(p *provider, n int64) int64 {
 	got := int64(0)
 	for b := int64(0); b*256 < n; b++ {
 		w := min(256, n-b*256)
-		path := fmt.Sprintf("/ledger/tile/entries/%s", tileIndex(b))
-		if w < 256 {
-			path += fmt.Sprintf(".p/%d", w)
-		}
+		path := "/ledger/" + audit.TilePath(tlog.Tile{H: audit.TileHeight, L: -1, N: b, W: int(w)})
 		res, err := http.Get(p.url() + path)
 		if err != nil {
 			fatal(err)
@@ -353,15 +352,6 @@ func download(p *provider, n int64) int64 {
 		got += w
 	}
 	return got
-}
-
-// tileIndex is N in the x001/x234/067 form.
-func tileIndex(n int64) string {
-	s := fmt.Sprintf("%03d", n%1000)
-	for n /= 1000; n > 0; n /= 1000 {
-		s = fmt.Sprintf("x%03d/", n%1000) + s
-	}
-	return s
 }
 
 func fatal(err error) {
