@@ -24,6 +24,10 @@ const (
 // PatientOwner is the owner name of a patient's data key.
 func PatientOwner(id string) string { return "Patient/" + id }
 
+// ExportOwner is the owner name of the data key that seals the output of
+// Bulk Data export job id, erased with the job.
+func ExportOwner(id string) string { return "export/" + id }
+
 // OwnerOf says whose data key seals a resource: a Patient's own, the first
 // patient whose compartment holds the resource (compartment lists their
 // ids in definition order), or else the provider's.

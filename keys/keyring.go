@@ -281,14 +281,15 @@ func (k *Keyring) Ensure(ctx context.Context, owners []string) (map[string]*Data
 	return out, nil
 }
 
-// Erase destroys a patient's data key: the wrapped key is deleted from the
-// store (a tombstone stays), the resources sealed under it leave search,
-// and the cached key is dropped; record, the erasure's ledger record, is
-// stored in the same transaction. It returns how many resources were
-// withdrawn. Keys that are not a patient's cannot be erased.
+// Erase destroys a patient's (or an export's) data key: the wrapped key
+// is deleted from the store (a tombstone stays), the resources sealed
+// under it leave search, and the cached key is dropped; record, the
+// erasure's ledger record, is stored in the same transaction. It returns
+// how many resources were withdrawn. The provider's own keys cannot be
+// erased.
 func (k *Keyring) Erase(ctx context.Context, owner string, record []byte) (int, error) {
-	if !strings.HasPrefix(owner, "Patient/") {
-		return 0, fmt.Errorf("keys: only a patient's key can be erased, not %q", owner)
+	if !strings.HasPrefix(owner, "Patient/") && !strings.HasPrefix(owner, ExportOwner("")) {
+		return 0, fmt.Errorf("keys: only a patient's or an export's key can be erased, not %q", owner)
 	}
 	n, err := k.store.EraseKey(ctx, owner, record)
 	if err != nil {

@@ -37,13 +37,33 @@ func disclosureOf(v *store.Version, body []byte) disclosure {
 // maxResourcesPerRecord keeps a record well inside a C2SP entry's 64 KiB.
 const maxResourcesPerRecord = 200
 
-// disclose appends one disclosure record per patient whose data the
-// response carries, and one denial record per patient whose data the
-// consents withheld from it, waits until they are durable, and names the
-// disclosure records in the Ledger-Index header. Resources of no patient
-// (the provider's own) are not disclosures. When the ledger cannot record
-// them the request fails with 503 and the data is not sent.
+// disclose records what a response discloses and withholds (record),
+// and names the disclosure records in the Ledger-Index header. When the
+// ledger cannot record them the request fails with 503 and the data is
+// not sent.
 func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction string, items []disclosure) error {
+	idx, err := s.record(r.Context(), interaction, items)
+	if err != nil {
+		s.log.Error("ledger: a disclosure could not be recorded; nothing was sent", "request_id", requestID(r), "err", err)
+		return reqErr(errUnavailable, "transient", "the disclosure could not be recorded in the ledger, so no data is sent; retry later")
+	}
+	if len(idx) > 0 {
+		parts := make([]string, len(idx))
+		for i, n := range idx {
+			parts[i] = strconv.FormatInt(n, 10)
+		}
+		w.Header().Set("Ledger-Index", strings.Join(parts, ","))
+	}
+	return nil
+}
+
+// record appends one disclosure record per patient whose data items
+// disclose, and one denial record per patient whose data the consents
+// withheld, for the caller in ctx, waits until they are durable, and
+// returns the indexes of the disclosure records. Resources of no patient
+// (the provider's own) are not disclosures. A patient's resources are
+// split over several records only past maxResourcesPerRecord.
+func (s *Server) record(ctx context.Context, interaction string, items []disclosure) ([]int64, error) {
 	type group struct {
 		patient    string
 		denied     bool
@@ -78,7 +98,7 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 		g.breakGlass = g.breakGlass || d.breakGlass
 	}
 	if len(groups) == 0 {
-		return nil
+		return nil, nil
 	}
 	var used []string
 	for _, g := range groups {
@@ -88,12 +108,12 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 			}
 		}
 	}
-	anchors, err := s.consentIndexes(r.Context(), used)
+	anchors, err := s.consentIndexes(ctx, used)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := audit.FormatTime(s.now())
-	c := callerOf(r.Context())
+	c := callerOf(ctx)
 	var recs [][]byte
 	var disclosures []bool // per record: a disclosure (named in Ledger-Index)
 	for _, g := range groups {
@@ -109,21 +129,17 @@ func (s *Server) disclose(w http.ResponseWriter, r *http.Request, interaction st
 			disclosures = append(disclosures, !g.denied)
 		}
 	}
-	idx, err := s.ledger.Append(r.Context(), recs)
+	idx, err := s.ledger.Append(ctx, recs)
 	if err != nil {
-		s.log.Error("ledger: a disclosure could not be recorded; nothing was sent", "request_id", requestID(r), "err", err)
-		return reqErr(errUnavailable, "transient", "the disclosure could not be recorded in the ledger, so no data is sent; retry later")
+		return nil, err
 	}
-	var parts []string
+	var out []int64
 	for i, n := range idx {
 		if disclosures[i] {
-			parts = append(parts, strconv.FormatInt(n, 10))
+			out = append(out, n)
 		}
 	}
-	if len(parts) > 0 {
-		w.Header().Set("Ledger-Index", strings.Join(parts, ","))
-	}
-	return nil
+	return out, nil
 }
 
 // writeRecords queues, inside tx, a write record (a consent record for a

@@ -88,6 +88,9 @@ type Config struct {
 	// disclosures marks exempt from the legal accounting (marked, never
 	// left out); nil means DefaultAccountingExempt.
 	AccountingExempt []string
+	// ExportRetention is how long the files of an ended Bulk Data export
+	// are kept; 0 means DefaultExportRetention.
+	ExportRetention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -111,6 +114,8 @@ type Server struct {
 	authServer *auth.Server
 	// policyCache keeps patients' compiled consent policies (consent.go).
 	policyCache *lru.Cache[string, cachedPolicy]
+	// exportWake tells RunExports that a job was accepted.
+	exportWake chan struct{}
 }
 
 // New checks cfg and builds the Server with its routes. With an
@@ -144,6 +149,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ExportRetention <= 0 {
+		cfg.ExportRetention = DefaultExportRetention
+	}
 	if cfg.Consent.Default == consent.Inherit {
 		cfg.Consent.Default = consent.Permit
 	}
@@ -158,6 +166,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		now:        cfg.Now,
 		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started:    cfg.Now(),
+		exportWake: make(chan struct{}, 1),
 	}
 	s.policyCache, _ = lru.New[string, cachedPolicy](policyCacheSize) // a positive size never fails
 	if cfg.Authority != nil {
@@ -230,6 +239,10 @@ func (s *Server) routes() chi.Router {
 	// search of stored resources.
 	a.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
 	a.Get("/_history", s.handle("history-system", s.historySystem))
+	a.Get("/$export", s.handle("export", s.exportSystemLevel))
+	a.Get("/$export-status/{job}", s.handleAs("export-status", false, s.exportStatus))
+	a.Delete("/$export-status/{job}", s.handleAs("export-status", false, s.exportDelete))
+	a.Get("/$export-file/{job}/{file}", s.handleAs("export-file", false, s.exportFileGet))
 	a.Post("/ledger/peers/trust", s.handleAs("peers", false, s.trustPeer))
 	a.Post("/", s.handle("transaction", s.transactionOrBatch))
 
@@ -243,6 +256,7 @@ func (s *Server) routes() chi.Router {
 	t.Patch("/{type}", s.handle("conditional-patch", scoped(auth.Patch, s.conditionalPatch)))
 	t.Delete("/{type}", s.handle("conditional-delete", scoped(auth.Delete, s.conditionalDelete)))
 	t.Get("/{type}/_history", s.handle("history-type", s.historyType))
+	t.Get("/{type}/$export", s.handle("export", s.exportPatients))
 	t.Post("/{type}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}", s.handle("read", s.read))
 	t.Put("/{type}/{id}", s.handle("update", scoped(auth.Update, s.update)))
@@ -253,6 +267,7 @@ func (s *Server) routes() chi.Router {
 	t.Post("/{type}/{id}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}/$everything", s.handle("everything", s.everything))
 	t.Get("/{type}/{id}/$disclosures", s.handle("disclosures", s.disclosures))
+	t.Get("/{type}/{id}/$export", s.handle("export", s.exportGroup))
 	t.Post("/{type}/{id}/$erase", s.handle("erase", s.erase))
 	t.Get("/{type}/{id}/{ctype}", s.handle("search-compartment", s.compartmentSearch))
 	return r

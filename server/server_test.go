@@ -47,9 +47,10 @@ func newServer(t *testing.T, dsn string) *testServer {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.RunAuditEvents(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan struct{}, 2)
+	go func() { srv.RunAuditEvents(ctx); done <- struct{}{} }()
+	go func() { srv.RunExports(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
 	return &testServer{Server: hs, st: st, authority: authority, issuer: issuer}
 }
 

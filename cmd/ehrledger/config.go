@@ -54,6 +54,9 @@ type serveConfig struct {
 	// AccountingExempt are the purposes of use an accounting of
 	// disclosures marks exempt from the legal accounting (docs/accounting.md).
 	AccountingExempt []string `yaml:"accounting_exempt"`
+	// ExportRetention is how long the files of an ended Bulk Data export
+	// are kept (docs/export.md).
+	ExportRetention time.Duration `yaml:"export_retention"`
 	// Witness is this provider's witness key; Peers the other providers,
 	// each witnessed by this one and a witness of its log (docs/peers.md).
 	Witness witnessConfig `yaml:"witness"`
@@ -148,6 +151,7 @@ func defaultServeConfig() serveConfig {
 		MaxJSONDepth:          server.DefaultMaxDepth,
 		RequestTimeout:        server.DefaultTimeout,
 		ShutdownTimeout:       30 * time.Second,
+		ExportRetention:       server.DefaultExportRetention,
 		LogFormat:             "text",
 		LogLevel:              "info",
 		KMS:                   "local",
@@ -248,6 +252,10 @@ var serveSettings = []setting{
 		c.AccountingExempt = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 		return nil
 	}},
+	{"export-retention", "EHR_EXPORT_RETENTION", "how long the files of an ended Bulk Data export are kept", func(c *serveConfig, v string) (err error) {
+		c.ExportRetention, err = time.ParseDuration(v)
+		return err
+	}},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
 	{"vault-token", "EHR_VAULT_TOKEN", "Vault token (or use AppRole)", func(c *serveConfig, v string) error { c.Vault.Token = v; return nil }},
 	{"vault-role-id", "EHR_VAULT_ROLE_ID", "Vault AppRole role id", func(c *serveConfig, v string) error { c.Vault.RoleID = v; return nil }},
@@ -338,6 +346,8 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: max_json_depth must be positive")
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return errors.New("config: timeouts must be positive")
+	case c.ExportRetention <= 0:
+		return errors.New("config: export_retention must be positive")
 	case c.KMS != "local" && c.KMS != "vault":
 		return fmt.Errorf("config: kms must be local or vault, not %q", c.KMS)
 	case c.KMS == "vault" && c.Vault.Addr == "":

@@ -75,6 +75,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Consent:          cfg.consent(),
 		Labels:           cfg.labelRules(),
 		AccountingExempt: cfg.accountingExempt(),
+		ExportRetention:  cfg.ExportRetention,
 		Witness:          peers.witness,
 		WitnessKey:       peers.witnessKey,
 		Publisher:        peers.publisher,
@@ -83,9 +84,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	auditDone := make(chan struct{})
-	go func() { srv.RunAuditEvents(lctx); close(auditDone) }()
-	defer func() { stopLedger(); <-auditDone }()
+	// Exports run beside the ledger, which records their disclosures; an
+	// export stopped here is resumed by another replica or the next start.
+	background := make(chan struct{}, 2)
+	go func() { srv.RunAuditEvents(lctx); background <- struct{}{} }()
+	go func() { srv.RunExports(lctx); background <- struct{}{} }()
+	defer func() { stopLedger(); <-background; <-background }()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

@@ -159,8 +159,9 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 		stopLedger()
 		return nil, err
 	}
-	auditDone := make(chan struct{})
-	go func() { srv.RunAuditEvents(lctx); close(auditDone) }()
+	auditDone := make(chan struct{}, 2)
+	go func() { srv.RunAuditEvents(lctx); auditDone <- struct{}{} }()
+	go func() { srv.RunExports(lctx); auditDone <- struct{}{} }()
 	base, stopHTTP, err := Listen(srv)
 	if err != nil {
 		stopLedger()
@@ -176,6 +177,7 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 		stopHTTP()
 		stopLedger()
 		<-ledgerDone
+		<-auditDone
 		<-auditDone
 		st.Close()
 		os.RemoveAll(keyDir)

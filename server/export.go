@@ -1,0 +1,889 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/store"
+	"github.com/go-chi/chi/v5"
+)
+
+// Bulk Data export (FHIR Bulk Data Access IG v2, docs/export.md): a
+// kick-off stores a job and answers 202 at once; a worker (RunExports) on
+// any replica runs it in batches of patients, gating each patient's data
+// by their consents and recording one disclosure per patient before the
+// batch counts as done; the client polls the status URL and downloads the
+// ndjson files, sealed at rest with the job's own data key, which is
+// erased when the job is deleted or expires.
+
+// DefaultExportRetention is how long an ended export's files are kept.
+const DefaultExportRetention = 24 * time.Hour
+
+const (
+	// exportBatchPatients is how many patients a batch exports.
+	exportBatchPatients = 100
+	// exportReadChunk bounds the resources read and decided at once.
+	exportReadChunk = 500
+	// exportPartBytes is the size at which a type's buffered output is
+	// sealed and stored as a part; exportBufferedBytes bounds all
+	// buffers together.
+	exportPartBytes     = 1 << 20
+	exportBufferedBytes = 4 << 20
+	// exportFileResources splits a type's output into files of at most
+	// this many resources (a file ends only between parts).
+	exportFileResources = 50_000
+	// exportLease is how long a worker holds a job between two steps
+	// before another worker may take it over.
+	exportLease = time.Minute
+	// exportAttempts is how many times in a row a batch may fail before
+	// the job is failed.
+	exportAttempts = 5
+)
+
+// Levels of an export.
+const (
+	exportSystem  = "system"
+	exportPatient = "patient"
+	exportGroup   = "group"
+)
+
+// exportSpec is what a job exports and for whom, as stored with it.
+type exportSpec struct {
+	Level string `json:"level"`
+	Group string `json:"group,omitempty"`
+	// Members are the key owners of the group's patients, sorted.
+	Members []string `json:"members,omitempty"`
+	Types   []string `json:"types"`
+	Since   int64    `json:"since_us,omitempty"`
+	// TypeFilters are the _typeFilter queries by type, any of which a
+	// resource of the type must meet.
+	TypeFilters map[string][]string `json:"type_filters,omitempty"`
+	Caller      exportCaller        `json:"caller"`
+}
+
+// exportCaller is the caller who kicked an export off, as the job acts
+// for them.
+type exportCaller struct {
+	Open     bool     `json:"open,omitempty"`
+	Issuer   string   `json:"iss,omitempty"`
+	Subject  string   `json:"sub,omitempty"`
+	ClientID string   `json:"client_id,omitempty"`
+	Scope    string   `json:"scope,omitempty"`
+	Patient  string   `json:"patient,omitempty"`
+	FHIRUser string   `json:"fhir_user,omitempty"`
+	Actor    string   `json:"actor,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Purposes []string `json:"purposes,omitempty"`
+	Purpose  string   `json:"purpose,omitempty"`
+}
+
+func exportCallerOf(c *caller) exportCaller {
+	e := exportCaller{Open: c.open, Purpose: c.purpose}
+	if cl := c.claims; cl != nil {
+		e.Issuer, e.Subject, e.ClientID, e.Scope = cl.Issuer, cl.Subject, cl.ClientID, cl.RawScope
+		e.Patient, e.FHIRUser, e.Actor, e.Roles, e.Purposes = cl.Patient, cl.FHIRUser, cl.Actor, cl.Roles, cl.PurposeOfUse
+	}
+	return e
+}
+
+func (e exportCaller) caller() *caller {
+	if e.Open {
+		return &caller{open: true, purpose: e.Purpose}
+	}
+	cl := &auth.Claims{Issuer: e.Issuer, Subject: e.Subject, ClientID: e.ClientID, RawScope: e.Scope, Patient: e.Patient,
+		FHIRUser: e.FHIRUser, Actor: e.Actor, Roles: e.Roles, PurposeOfUse: e.Purposes}
+	cl.Scopes, cl.IgnoredScopes = auth.ParseScopes(e.Scope)
+	return &caller{claims: cl, purpose: e.Purpose}
+}
+
+// exportSystemLevel is GET /$export: every resource the caller may see.
+func (s *Server) exportSystemLevel(w http.ResponseWriter, r *http.Request) error {
+	return s.kickOff(w, r, &exportSpec{Level: exportSystem})
+}
+
+// exportPatients is GET /Patient/$export: every patient's data.
+func (s *Server) exportPatients(w http.ResponseWriter, r *http.Request) error {
+	if typ := chi.URLParam(r, "type"); typ != "Patient" {
+		return reqErr(errNotFound, "not-supported", "$export is supported on the system, on Patient and on Group/{id}, not on %s", typ)
+	}
+	return s.kickOff(w, r, &exportSpec{Level: exportPatient})
+}
+
+// exportGroup is GET /Group/{id}/$export: the data of the group's
+// patients (its members that are Patients).
+func (s *Server) exportGroup(w http.ResponseWriter, r *http.Request) error {
+	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
+	if typ != "Group" {
+		return reqErr(errNotFound, "not-supported", "$export is supported on the system, on Patient and on Group/{id}, not on %s/{id}", typ)
+	}
+	if _, err := reachOf(r.Context(), typ, auth.Read); err != nil {
+		return err
+	}
+	g, err := s.store.Read(r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if err := s.checkVisible(r.Context(), auth.Read, g); err != nil {
+		return err
+	}
+	var group struct {
+		Member []struct {
+			Entity   struct{ Reference string } `json:"entity"`
+			Inactive bool                       `json:"inactive"`
+		} `json:"member"`
+	}
+	if err := json.Unmarshal(g.Body, &group); err != nil {
+		return fmt.Errorf("server: stored Group/%s: %w", id, err)
+	}
+	var members []string
+	for _, m := range group.Member {
+		if p, ok := strings.CutPrefix(m.Entity.Reference, "Patient/"); ok && !m.Inactive && p != "" {
+			members = append(members, keys.PatientOwner(p))
+		}
+	}
+	slices.Sort(members)
+	return s.kickOff(w, r, &exportSpec{Level: exportGroup, Group: id, Members: slices.Compact(members)})
+}
+
+// exportParams are the kick-off parameters understood.
+var exportParams = []string{"_outputFormat", "_since", "_type", "_typeFilter"}
+
+// typeFilterControls are search parameters a _typeFilter may not carry:
+// they shape a result, not select resources.
+var typeFilterControls = []string{"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_page", "_contained", "_containedType"}
+
+// kickOff checks an export request, stores its job and answers 202 with
+// the status URL.
+func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpec) error {
+	ctx := r.Context()
+	if !slices.Contains(preferences(r), "respond-async") {
+		return reqErr(errInvalid, "invalid", "$export runs asynchronously: send the header Prefer: respond-async")
+	}
+	c := callerOf(ctx)
+	if c.breakGlass != "" {
+		return forbidden("break-glass access is for one patient's care and cannot start a bulk export")
+	}
+	params := r.URL.Query()
+	strict := slices.Contains(preferences(r), "handling=strict")
+	for k := range params {
+		if !slices.Contains(exportParams, k) && strict {
+			return reqErr(errInvalid, "not-supported", "$export does not support the parameter %s (supported: %s)", k, strings.Join(exportParams, ", "))
+		}
+	}
+	if f := params.Get("_outputFormat"); f != "" && f != "application/fhir+ndjson" && f != "application/ndjson" && f != "ndjson" {
+		return reqErr(errInvalid, "not-supported", "_outputFormat %q is not supported; the output is application/fhir+ndjson", f)
+	}
+	if v := params.Get("_since"); v != "" {
+		t, err := fhir.ParseInstantParam(v)
+		if err != nil {
+			return reqErr(errInvalid, "invalid", "_since: %v", err)
+		}
+		spec.Since = t.UnixMicro()
+	}
+	types, err := exportTypes(ctx, spec.Level, params["_type"])
+	if err != nil {
+		return err
+	}
+	spec.Types = types
+	if spec.TypeFilters, err = typeFilters(params["_typeFilter"], types); err != nil {
+		return err
+	}
+	spec.Caller = exportCallerOf(c)
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	id := newExportID()
+	base := s.baseURL(r)
+	job := &store.ExportJob{ID: id, Client: c.clientID(), Request: base + r.URL.RequestURI(), Spec: raw}
+	if err := s.store.CreateExport(ctx, job); err != nil {
+		return err
+	}
+	s.log.Info("export: accepted", "job", id, "request_id", requestID(r), "client", c.clientID(), "level", spec.Level, "types", len(types))
+	select {
+	case s.exportWake <- struct{}{}:
+	default:
+	}
+	w.Header().Set("Content-Location", base+"/$export-status/"+id)
+	s.writeOutcome(w, r, http.StatusAccepted, info("export "+id+" accepted; poll the Content-Location for its status"))
+	return nil
+}
+
+// exportTypes are the resource types an export covers: those asked for
+// in _type (comma-separated, repeatable) or else every type of its level
+// (the Patient compartment's for patient and group exports), less those
+// the caller's scopes do not reach. A type asked for that the scopes do
+// not reach is refused.
+func exportTypes(ctx context.Context, level string, asked []string) ([]string, error) {
+	all := fhir.ResourceTypes()
+	if level != exportSystem {
+		all = compartmentTypes()
+	}
+	var want []string
+	for _, v := range asked {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+			case !fhir.IsResourceType(t):
+				return nil, reqErr(errInvalid, "invalid", "_type: %q is not a FHIR R4 resource type", t)
+			case !slices.Contains(all, t):
+				return nil, reqErr(errInvalid, "invalid", "_type: %s is not in the Patient compartment, which a %s export covers", t, level)
+			case !slices.Contains(want, t):
+				want = append(want, t)
+			}
+		}
+	}
+	var out []string
+	if len(want) > 0 {
+		for _, t := range want {
+			if _, err := reachOf(ctx, t, auth.SearchType); err != nil {
+				return nil, err
+			}
+		}
+		out = want
+	} else {
+		for _, t := range all {
+			if _, err := reachOf(ctx, t, auth.SearchType); err == nil {
+				out = append(out, t)
+			}
+		}
+		if len(out) == 0 {
+			return nil, forbidden("the access token's scopes allow searching no resource type this export covers")
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// typeFilters reads _typeFilter values (Type?query, repeatable and
+// comma-separated, each query escaped) into queries by type, refusing
+// any a search of its type would refuse.
+func typeFilters(values []string, types []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, v := range values {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			typ, query, ok := strings.Cut(f, "?")
+			if !ok || !fhir.IsResourceType(typ) {
+				return nil, reqErr(errInvalid, "invalid", "_typeFilter %q must be a resource type, ? and a search query", f)
+			}
+			if !slices.Contains(types, typ) {
+				return nil, reqErr(errInvalid, "invalid", "_typeFilter %q is for %s, which this export does not cover", f, typ)
+			}
+			q, err := url.ParseQuery(query)
+			if err != nil {
+				return nil, reqErr(errInvalid, "invalid", "_typeFilter %q: %v", f, err)
+			}
+			for k := range q {
+				if slices.Contains(typeFilterControls, k) {
+					return nil, reqErr(errInvalid, "invalid", "_typeFilter %q: %s shapes a result and cannot filter an export", f, k)
+				}
+			}
+			if _, err := fhir.ParseSearch(typ, q, fhir.SearchOptions{Strict: true}); err != nil {
+				return nil, err
+			}
+			out[typ] = append(out[typ], q.Encode())
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func newExportID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ownExport is the export job the request names, when the caller's client
+// kicked it off; 404 for anyone else, who learns nothing of it.
+func (s *Server) ownExport(r *http.Request) (*store.ExportJob, error) {
+	id := chi.URLParam(r, "job")
+	j, err := s.store.Export(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && j.Client != callerOf(r.Context()).clientID() {
+		return nil, reqErr(errNotFound, "not-found", "no export %s of this client; it may have been deleted or expired", id)
+	}
+	return j, err
+}
+
+// exportStatus is GET /$export-status/{job}: 202 with its progress while
+// it runs, then its manifest.
+func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.ownExport(r)
+	if err != nil {
+		return err
+	}
+	switch j.Status {
+	case store.ExportFailed:
+		s.writeOutcome(w, r, http.StatusInternalServerError, []fhir.Issue{{Severity: "error", Code: "exception",
+			Diagnostics: "the export failed: " + j.Error}})
+		return nil
+	case store.ExportCompleted:
+	default:
+		w.Header().Set("Retry-After", "2")
+		w.Header().Set("X-Progress", progressOf(j))
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	}
+	index, err := s.store.ExportIndex(r.Context(), j.ID)
+	if err != nil {
+		return err
+	}
+	base := s.baseURL(r)
+	type output struct {
+		Type  string `json:"type"`
+		URL   string `json:"url"`
+		Count int64  `json:"count"`
+	}
+	m := struct {
+		TransactionTime     string   `json:"transactionTime"`
+		Request             string   `json:"request"`
+		RequiresAccessToken bool     `json:"requiresAccessToken"`
+		Output              []output `json:"output"`
+		Error               []output `json:"error"`
+	}{TransactionTime: fhir.FormatInstant(j.Created), Request: j.Request, RequiresAccessToken: true, Output: []output{}, Error: []output{}}
+	for _, f := range exportFiles(index) {
+		m.Output = append(m.Output, output{Type: f.typ, URL: base + "/$export-file/" + j.ID + "/" + f.name(), Count: f.count})
+	}
+	w.Header().Set("Expires", j.Expires.UTC().Format(http.TimeFormat))
+	body, _ := json.Marshal(m) // strings and numbers always marshal
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+	return nil
+}
+
+// progressOf is a running job's X-Progress.
+func progressOf(j *store.ExportJob) string {
+	if j.Status == store.ExportAccepted {
+		return "queued"
+	}
+	p := "exported " + strconv.FormatInt(j.Resources, 10) + " resources"
+	if j.PatientsTotal > 0 {
+		p += " of " + strconv.FormatInt(j.PatientsDone, 10) + "/" + strconv.FormatInt(j.PatientsTotal, 10) + " patients"
+	}
+	return p
+}
+
+// exportFile is one output file: parts first..last of a type.
+type exportFile struct {
+	typ         string
+	n           int // the file's number within its type, from 1
+	first, last int64
+	count       int64
+}
+
+func (f exportFile) name() string { return f.typ + "-" + strconv.Itoa(f.n) + ".ndjson" }
+
+// exportFiles groups a job's parts (by type, then sequence) into files of
+// at most exportFileResources resources, or one part when a part holds
+// more.
+func exportFiles(index []store.ExportPart) []exportFile {
+	var out []exportFile
+	for _, p := range index {
+		last := len(out) - 1
+		if last < 0 || out[last].typ != p.Type || out[last].count+int64(p.N) > exportFileResources {
+			n := 1
+			if last >= 0 && out[last].typ == p.Type {
+				n = out[last].n + 1
+			}
+			out = append(out, exportFile{typ: p.Type, n: n, first: p.Seq})
+			last++
+		}
+		out[last].last = p.Seq
+		out[last].count += int64(p.N)
+	}
+	return out
+}
+
+// exportFileGet is GET /$export-file/{job}/{file}: the file's ndjson,
+// opened part by part as it is sent.
+func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.ownExport(r)
+	if err != nil {
+		return err
+	}
+	name := chi.URLParam(r, "file")
+	if j.Status != store.ExportCompleted {
+		return reqErr(errNotFound, "not-found", "export %s has no files until it completes", j.ID)
+	}
+	index, err := s.store.ExportIndex(r.Context(), j.ID)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(exportFiles(index), func(f exportFile) bool { return f.name() == name })
+	if i < 0 {
+		return reqErr(errNotFound, "not-found", "export %s has no file %s", j.ID, name)
+	}
+	f := exportFiles(index)[i]
+	dk, err := s.keys.Keys(r.Context(), []string{keys.ExportOwner(j.ID)})
+	if err != nil {
+		return err
+	}
+	key := dk[keys.ExportOwner(j.ID)]
+	if key == nil || key.Erased() {
+		return reqErr(errNotFound, "not-found", "export %s was deleted", j.ID)
+	}
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	started := false
+	for seq := f.first - 1; seq < f.last; {
+		p, err := s.store.ExportPartAfter(r.Context(), j.ID, f.typ, seq)
+		if err == nil {
+			var plain []byte
+			if plain, err = key.Open(exportAAD(j.ID, f.typ, p.Seq), p.Data); err == nil {
+				started = true
+				_, err = w.Write(plain)
+			}
+		}
+		if err != nil {
+			if !started {
+				return err
+			}
+			// Mid-stream the status is sent: cut the body short so that the
+			// client sees a broken transfer, not a short file.
+			s.log.Error("export: a file could not be sent whole", "job", j.ID, "file", name, "request_id", requestID(r), "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		seq = p.Seq
+	}
+	return nil
+}
+
+// exportDelete is DELETE /$export-status/{job}: the job is cancelled or
+// its files deleted, and its key erased.
+func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.ownExport(r)
+	if err != nil {
+		return err
+	}
+	if err := s.dropExport(r.Context(), j.ID); err != nil {
+		return err
+	}
+	s.log.Info("export: deleted by its client", "job", j.ID, "request_id", requestID(r))
+	s.writeOutcome(w, r, http.StatusAccepted, info("export "+j.ID+" deleted"))
+	return nil
+}
+
+// dropExport erases job's key, which makes its files unreadable at once,
+// then deletes the job and its files.
+func (s *Server) dropExport(ctx context.Context, job string) error {
+	if _, err := s.keys.Erase(ctx, keys.ExportOwner(job), nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	err := s.store.DeleteExport(ctx, job)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted meanwhile
+	}
+	return err
+}
+
+func exportAAD(job, typ string, seq int64) []byte {
+	return []byte("export/" + job + "/" + typ + "/" + strconv.FormatInt(seq, 10))
+}
+
+// RunExports runs the export jobs of this and every other replica as they
+// come (one at a time), taking over those whose worker stopped, and
+// deletes ended jobs once they expire, until ctx ends.
+func (s *Server) RunExports(ctx context.Context) {
+	worker := newExportID()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	s.sweepExports(ctx)
+	for {
+		j, err := s.store.ClaimExport(ctx, worker, exportLease)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("export: claiming a job failed", "err", err)
+		}
+		if j != nil {
+			s.runExport(ctx, worker, j)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.exportWake:
+		case <-sweep.C:
+			s.sweepExports(ctx)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// sweepExports deletes the ended jobs that have expired.
+func (s *Server) sweepExports(ctx context.Context) {
+	ids, err := s.store.ExpiredExports(ctx, s.now())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("export: listing expired jobs failed", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		if err := s.dropExport(ctx, id); err != nil {
+			s.log.Error("export: deleting an expired job failed", "job", id, "err", err)
+			continue
+		}
+		s.log.Info("export: expired and deleted", "job", id)
+	}
+}
+
+// runExport runs job j, claimed by worker, batch by batch to its end, or
+// until the worker loses it or ctx ends (another worker then resumes it
+// from its last batch).
+func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJob) {
+	var spec exportSpec
+	if err := json.Unmarshal(j.Spec, &spec); err != nil {
+		s.finishExport(ctx, worker, j, store.ExportFailed, "the stored request cannot be read")
+		return
+	}
+	jctx := context.WithValue(ctx, callerKey{}, spec.Caller.caller())
+	x := &exportRun{s: s, worker: worker, job: j, spec: &spec, p: store.ExportProgress{ResumeAt: j.ResumeAt, Batch: j.Batch,
+		PatientsDone: j.PatientsDone, PatientsTotal: j.PatientsTotal, Resources: j.Resources}}
+	dk, err := s.keys.Ensure(jctx, []string{keys.ExportOwner(j.ID)})
+	if err == nil {
+		if x.key = dk[keys.ExportOwner(j.ID)]; x.key.Erased() {
+			err = store.ErrExportLost // deleted meanwhile
+		}
+	}
+	if err == nil && x.p.Batch == 0 {
+		x.p.PatientsTotal, err = x.patientsTotal(jctx)
+	}
+	if err != nil {
+		if !errors.Is(err, store.ErrExportLost) && ctx.Err() == nil {
+			s.log.Error("export: the job cannot start; it is retried once its lease runs out", "job", j.ID, "err", err)
+		}
+		return
+	}
+	s.log.Info("export: running", "job", j.ID, "level", spec.Level, "from_batch", x.p.Batch)
+	failures := 0
+	logged := time.Now()
+	for {
+		done, err := x.batch(jctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrExportLost):
+			s.log.Info("export: stopped: the job was deleted or taken over", "job", j.ID)
+			return
+		case ctx.Err() != nil:
+			s.log.Info("export: interrupted; another worker or the next start resumes it", "job", j.ID, "batch", x.p.Batch)
+			return
+		default:
+			if failures++; failures == exportAttempts {
+				s.log.Error("export: failed", "job", j.ID, "batch", x.p.Batch, "err", err)
+				s.finishExport(ctx, worker, j, store.ExportFailed, "an internal error stopped it; see the server log")
+				return
+			}
+			s.log.Error("export: a batch failed; retrying", "job", j.ID, "batch", x.p.Batch, "attempt", failures, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(failures) * time.Second):
+			}
+			continue
+		}
+		failures = 0
+		if done || time.Since(logged) > 5*time.Second {
+			logged = time.Now()
+			s.log.Info("export: progress", "job", j.ID, "patients_done", x.p.PatientsDone, "patients_total", x.p.PatientsTotal, "resources", x.p.Resources)
+		}
+		if done {
+			s.finishExport(ctx, worker, j, store.ExportCompleted, "")
+			return
+		}
+	}
+}
+
+func (s *Server) finishExport(ctx context.Context, worker string, j *store.ExportJob, status, msg string) {
+	err := s.store.FinishExport(ctx, j.ID, worker, status, msg, s.now().Add(s.cfg.ExportRetention))
+	if err != nil && !errors.Is(err, store.ErrExportLost) {
+		s.log.Error("export: the job's end could not be stored", "job", j.ID, "err", err)
+		return
+	}
+	if status == store.ExportCompleted {
+		s.log.Info("export: completed", "job", j.ID)
+	}
+}
+
+// exportRun is a job as a worker runs it.
+type exportRun struct {
+	s      *Server
+	worker string
+	job    *store.ExportJob
+	spec   *exportSpec
+	key    *keys.DataKey
+	p      store.ExportProgress
+}
+
+// The phases of a job, the prefix of its cursor: the patients' data,
+// then (for a system export) the provider's own.
+const (
+	phasePatients = "patients:"
+	phaseProvider = "provider:"
+)
+
+// patientsTotal is how many patients the job will go through.
+func (x *exportRun) patientsTotal(ctx context.Context) (int64, error) {
+	switch {
+	case x.spec.Caller.Patient != "":
+		return 1, nil
+	case x.spec.Level == exportGroup:
+		return int64(len(x.spec.Members)), nil
+	}
+	return x.s.store.CountPatientOwners(ctx)
+}
+
+// owners are the next patients (key owners) after after.
+func (x *exportRun) owners(ctx context.Context, after string) ([]string, error) {
+	var from []string
+	switch {
+	case x.spec.Caller.Patient != "":
+		// A token with a patient in context exports that patient only.
+		self := keys.PatientOwner(x.spec.Caller.Patient)
+		if x.spec.Level == exportGroup && !slices.Contains(x.spec.Members, self) {
+			return nil, nil
+		}
+		from = []string{self}
+	case x.spec.Level == exportGroup:
+		from = x.spec.Members
+	default:
+		return x.s.store.PatientOwners(ctx, after, exportBatchPatients)
+	}
+	i, _ := slices.BinarySearch(from, after)
+	if i < len(from) && from[i] == after {
+		i++
+	}
+	return from[i:min(i+exportBatchPatients, len(from))], nil
+}
+
+func (x *exportRun) since() time.Time {
+	if x.spec.Since == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(x.spec.Since)
+}
+
+// batch exports the next batch and advances the job past it; done when
+// nothing is left.
+func (x *exportRun) batch(ctx context.Context) (done bool, err error) {
+	out := &exportOutput{x: x, seq: x.p.Batch * store.ExportPartsPerBatch, bufs: map[string]*exportBuf{}}
+	next := x.p
+	next.Batch++
+	cursor := x.p.ResumeAt
+	switch {
+	case cursor == "" || strings.HasPrefix(cursor, phasePatients):
+		after := strings.TrimPrefix(cursor, phasePatients)
+		owners, err := x.owners(ctx, after)
+		if err != nil {
+			return false, err
+		}
+		if len(owners) == 0 {
+			if x.spec.Level != exportSystem {
+				return true, nil
+			}
+			next.ResumeAt = phaseProvider
+			break
+		}
+		if err := x.patients(ctx, owners, out); err != nil {
+			return false, err
+		}
+		next.ResumeAt = phasePatients + owners[len(owners)-1]
+		next.PatientsDone += int64(len(owners))
+	case strings.HasPrefix(cursor, phaseProvider):
+		var after store.Key
+		after.Type, after.ID, _ = strings.Cut(strings.TrimPrefix(cursor, phaseProvider), "/")
+		ks, err := x.s.store.OwnerKeys(ctx, keys.ProviderOwner, x.spec.Types, x.since(), after, exportReadChunk)
+		if err != nil || len(ks) == 0 {
+			return err == nil, err
+		}
+		versions, err := x.read(ctx, ks)
+		if err != nil {
+			return false, err
+		}
+		for i := range versions {
+			if err := out.add(ctx, &versions[i]); err != nil {
+				return false, err
+			}
+		}
+		last := ks[len(ks)-1]
+		next.ResumeAt = phaseProvider + last.Type + "/" + last.ID
+	default:
+		return false, fmt.Errorf("server: export %s: unknown cursor %q", x.job.ID, cursor)
+	}
+	if err := out.flush(ctx); err != nil {
+		return false, err
+	}
+	next.Resources += out.count
+	if err := x.s.store.AdvanceExport(ctx, x.job.ID, x.worker, exportLease, next); err != nil {
+		return false, err
+	}
+	x.p = next
+	return false, nil
+}
+
+// patients exports the data of owners that the caller may see and their
+// consents permit, and records one disclosure per patient (and one
+// denial per patient with data withheld) before the batch is done.
+func (x *exportRun) patients(ctx context.Context, owners []string, out *exportOutput) error {
+	ks, err := x.s.store.OwnedKeys(ctx, owners, x.spec.Types, x.since())
+	if err != nil {
+		return err
+	}
+	var v verdicts
+	var items []disclosure
+	for start := 0; start < len(ks); start += exportReadChunk {
+		chunk := make([]store.Key, 0, exportReadChunk)
+		for _, k := range ks[start:min(start+exportReadChunk, len(ks))] {
+			chunk = append(chunk, k.Key)
+		}
+		versions, err := x.read(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		if versions, err = x.s.gate(ctx, versions, &v); err != nil {
+			return err
+		}
+		for i := range versions {
+			ver := &versions[i]
+			items = append(items, v.annotate(disclosureOf(ver, ver.Body), ver))
+			if err := out.add(ctx, ver); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = x.s.record(ctx, "export", v.withDenials(items))
+	return err
+}
+
+// read reads the current versions of ks and keeps those the caller's
+// scopes reach and the job's type filters select.
+func (x *exportRun) read(ctx context.Context, ks []store.Key) ([]store.Version, error) {
+	versions, err := x.s.store.ReadMany(ctx, ks)
+	if err != nil {
+		return nil, err
+	}
+	if versions, err = x.s.visible(ctx, auth.SearchType, versions); err != nil {
+		return nil, err
+	}
+	if len(x.spec.TypeFilters) == 0 {
+		return versions, nil
+	}
+	ids := map[string][]string{}
+	for _, v := range versions {
+		if x.spec.TypeFilters[v.Type] != nil {
+			ids[v.Type] = append(ids[v.Type], v.ID)
+		}
+	}
+	selected := map[store.Key]bool{}
+	for typ, list := range ids {
+		for _, raw := range x.spec.TypeFilters[typ] {
+			q, _ := url.ParseQuery(raw) // checked at kick-off
+			m, err := x.s.matching(ctx, typ, q, list)
+			if err != nil {
+				return nil, err
+			}
+			for id := range m {
+				selected[store.Key{Type: typ, ID: id}] = true
+			}
+		}
+	}
+	return slices.DeleteFunc(versions, func(v store.Version) bool {
+		return x.spec.TypeFilters[v.Type] != nil && !selected[store.Key{Type: v.Type, ID: v.ID}]
+	}), nil
+}
+
+// exportOutput buffers a batch's ndjson by type and stores it as sealed
+// parts, a type's buffer once it reaches exportPartBytes, all of them
+// once together they reach exportBufferedBytes, and the rest at the end
+// of the batch.
+type exportOutput struct {
+	x        *exportRun
+	seq      int64
+	bufs     map[string]*exportBuf
+	buffered int
+	count    int64
+}
+
+type exportBuf struct {
+	data []byte
+	n    int
+}
+
+func (o *exportOutput) add(ctx context.Context, v *store.Version) error {
+	b := o.bufs[v.Type]
+	if b == nil {
+		b = &exportBuf{}
+		o.bufs[v.Type] = b
+	}
+	before := len(b.data)
+	if bytes.ContainsAny(v.Body, "\r\n") {
+		var c bytes.Buffer
+		if err := json.Compact(&c, v.Body); err != nil {
+			return err
+		}
+		b.data = append(b.data, c.Bytes()...)
+	} else {
+		b.data = append(b.data, v.Body...)
+	}
+	b.data = append(b.data, '\n')
+	b.n++
+	o.count++
+	o.buffered += len(b.data) - before
+	switch {
+	case o.buffered >= exportBufferedBytes:
+		return o.flush(ctx)
+	case len(b.data) >= exportPartBytes:
+		return o.store(ctx, []string{v.Type})
+	}
+	return nil
+}
+
+// flush stores every buffer.
+func (o *exportOutput) flush(ctx context.Context) error {
+	types := make([]string, 0, len(o.bufs))
+	for t, b := range o.bufs {
+		if b.n > 0 {
+			types = append(types, t)
+		}
+	}
+	slices.Sort(types)
+	return o.store(ctx, types)
+}
+
+// store seals the buffers of types into parts and stores them.
+func (o *exportOutput) store(ctx context.Context, types []string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	parts := make([]store.ExportPart, 0, len(types))
+	for _, t := range types {
+		b := o.bufs[t]
+		sealed, err := o.x.key.Seal(exportAAD(o.x.job.ID, t, o.seq), b.data)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, store.ExportPart{Type: t, Seq: o.seq, N: b.n, Data: sealed})
+		o.seq++
+		o.buffered -= len(b.data)
+		b.data, b.n = b.data[:0], 0
+	}
+	return o.x.s.store.AddExportParts(ctx, o.x.job.ID, o.x.worker, exportLease, parts)
+}
