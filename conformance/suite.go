@@ -71,6 +71,7 @@ func Run(t *testing.T, srv Server) {
 		{"SMART discovery", testSMARTDiscovery},
 		{"the client registry's admin API", testClientRegistry},
 		{"a patient's Consent gates what each caller sees", testConsentGating},
+		{"Bulk Data export", testExport},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

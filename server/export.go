@@ -506,7 +506,7 @@ func exportAAD(job, typ string, seq int64) []byte {
 // deletes ended jobs once they expire, until ctx ends.
 func (s *Server) RunExports(ctx context.Context) {
 	worker := newExportID()
-	sweep := time.NewTicker(time.Minute)
+	sweep := time.NewTicker(min(time.Minute, s.cfg.ExportRetention))
 	defer sweep.Stop()
 	s.sweepExports(ctx)
 	for {

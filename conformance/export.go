@@ -1,0 +1,290 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The Bulk Data export cases (docs/export.md): kick-off, status, manifest
+// and files at the three levels, consent gating with one disclosure
+// record per exported patient, and who may see a job.
+
+// exportManifest is a completed export's status answer.
+type exportManifest struct {
+	TransactionTime     string `json:"transactionTime"`
+	Request             string `json:"request"`
+	RequiresAccessToken bool   `json:"requiresAccessToken"`
+	Output              []struct {
+		Type  string `json:"type"`
+		URL   string `json:"url"`
+		Count int    `json:"count"`
+	} `json:"output"`
+	Error []any `json:"error"`
+}
+
+// kickOff starts an export at path and returns its status path.
+func (c *client) kickOff(t *testing.T, path string) string {
+	t.Helper()
+	r := c.do(http.MethodGet, path, nil, "Prefer", "respond-async", "Accept", "application/fhir+json").want(t, http.StatusAccepted)
+	loc := r.Header.Get("Content-Location")
+	if !strings.HasPrefix(loc, c.base+"/$export-status/") {
+		t.Fatalf("kick-off %s: Content-Location %q", path, loc)
+	}
+	return strings.TrimPrefix(loc, c.base)
+}
+
+// awaitExport polls a status path until the export completes, checking
+// what each in-progress answer carries.
+func (c *client) awaitExport(t *testing.T, status string) exportManifest {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r := c.do(http.MethodGet, status, nil, "Accept", "application/json")
+		switch r.StatusCode {
+		case http.StatusAccepted:
+			if r.Header.Get("Retry-After") == "" || r.Header.Get("X-Progress") == "" {
+				t.Fatalf("in progress without Retry-After or X-Progress: %v", r.Header)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the export did not complete: %s", r.Header.Get("X-Progress"))
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		case http.StatusOK:
+		default:
+			t.Fatalf("status: %d %s", r.StatusCode, truncate(r.body))
+		}
+		if r.Header.Get("Expires") == "" {
+			t.Fatal("a manifest without Expires")
+		}
+		var m exportManifest
+		if err := json.Unmarshal(r.body, &m); err != nil {
+			t.Fatalf("manifest: %v: %s", err, truncate(r.body))
+		}
+		if !m.RequiresAccessToken || m.TransactionTime == "" || m.Error == nil {
+			t.Fatalf("manifest: %s", r.body)
+		}
+		return m
+	}
+}
+
+// download fetches every file of a manifest and returns the resources by
+// "Type/id", checking each file's type and count.
+func (c *client) download(t *testing.T, m exportManifest) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for _, o := range m.Output {
+		r := c.do(http.MethodGet, strings.TrimPrefix(o.URL, c.base), nil, "Accept", "application/fhir+ndjson").want(t, http.StatusOK)
+		if ct := r.Header.Get("Content-Type"); ct != "application/fhir+ndjson" {
+			t.Fatalf("%s: Content-Type %q", o.URL, ct)
+		}
+		n := 0
+		sc := bufio.NewScanner(bytes.NewReader(r.body))
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			var res map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+				t.Fatalf("%s line %d: %v", o.URL, n+1, err)
+			}
+			if res["resourceType"] != o.Type {
+				t.Fatalf("%s holds a %v", o.URL, res["resourceType"])
+			}
+			out[fmt.Sprintf("%s/%s", res["resourceType"], res["id"])] = res
+			n++
+		}
+		if n != o.Count {
+			t.Fatalf("%s: %d lines, the manifest says %d", o.URL, n, o.Count)
+		}
+	}
+	return out
+}
+
+// exportRecords returns the ledger records of the exports about patient,
+// waiting up to 20 s for at least want of them to be listed.
+func (c *client) exportRecords(t *testing.T, patient string, want int) []ledgerRecord {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil).want(t, http.StatusOK)
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					Extension []struct {
+						ValueInteger int64 `json:"valueInteger"`
+					} `json:"extension"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		json.Unmarshal(r.body, &b)
+		var out []ledgerRecord
+		seen := map[int64]bool{}
+		for _, e := range b.Entry {
+			if len(e.Resource.Extension) == 0 || seen[e.Resource.Extension[0].ValueInteger] {
+				continue
+			}
+			n := e.Resource.Extension[0].ValueInteger
+			seen[n] = true
+			if rec, _ := c.record(t, c.checkpoint(t, n), n); rec.Interaction == "export" {
+				out = append(out, rec)
+			}
+		}
+		if len(out) >= want || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func testExport(t *testing.T, c *client, run string) {
+	since := time.Now().UTC().Add(-time.Second).Format(time.RFC3339Nano)
+	a, b := "ex-a-"+run, "ex-b-"+run
+	lab, hiv, cond, bObs := "ex-lab-"+run, "ex-hiv-"+run, "ex-cond-"+run, "ex-bobs-"+run
+	org, group := "ex-org-"+run, "ex-group-"+run
+	put := func(typ, id, body string) {
+		c.do(http.MethodPut, "/"+typ+"/"+id, body).want(t, http.StatusCreated)
+	}
+	obs := func(id, patient, code string) {
+		put("Observation", id, fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":%q}]},"subject":{"reference":"Patient/%s"}}`, id, code, patient))
+	}
+	put("Patient", a, fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, a))
+	put("Patient", b, fmt.Sprintf(`{"resourceType":"Patient","id":%q}`, b))
+	obs(lab, a, "104177005")
+	obs(hiv, a, "86406008")
+	obs(bObs, b, "104177005")
+	put("Condition", cond, fmt.Sprintf(`{"resourceType":"Condition","id":%q,"subject":{"reference":"Patient/%s"}}`, cond, a))
+	put("Organization", org, fmt.Sprintf(`{"resourceType":"Organization","id":%q,"name":"Export clinic"}`, org))
+	put("Group", group, fmt.Sprintf(`{"resourceType":"Group","id":%q,"type":"person","actual":true,"member":[{"entity":{"reference":"Patient/%s"}},{"entity":{"reference":"Patient/%s"}}]}`, group, a, b))
+
+	bulkOrg := "Organization/bulk-" + run
+	c.register(t, "bulk-"+run, map[string]any{"actor": bulkOrg, "scope": "system/*.rs", "purposes": []string{"TREAT"}})
+	bulk := c.srv.as(t, TokenRequest{Client: "bulk-" + run, Scope: "system/*.rs"})
+	c.register(t, "bulk2-"+run, map[string]any{"actor": "Organization/bulk2-" + run, "scope": "system/Observation.rs", "purposes": []string{"TREAT"}})
+	narrow := c.srv.as(t, TokenRequest{Client: "bulk2-" + run, Scope: "system/Observation.rs"})
+	// A's Consent withholds the HIV test from the bulk client; B's lets
+	// only somebody else see anything.
+	consentA, _ := created(t, c, "Consent", consentOf(a, map[string]any{"type": "permit", "provision": []any{
+		map[string]any{"type": "deny", "actor": actorRef(bulkOrg),
+			"code": []any{map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "86406008"}}}}}}}))
+	created(t, c, "Consent", consentOf(b, map[string]any{"type": "deny", "provision": []any{
+		map[string]any{"type": "permit", "actor": actorRef("Organization/somebody-else-" + run)}}}))
+
+	t.Run("kick-off refusals", func(t *testing.T) {
+		bulk.do(http.MethodGet, "/Group/"+group+"/$export", nil).want(t, http.StatusBadRequest) // no Prefer: respond-async
+		for _, path := range []string{
+			"/$export?_type=NotAType",
+			"/Patient/$export?_type=Organization", // not patient data
+			"/$export?_type=Patient&_typeFilter=" + url.QueryEscape("Observation?code=x"), // a type not exported
+			"/$export?_typeFilter=" + url.QueryEscape("Observation?no-such-param=1"),
+			"/$export?_typeFilter=" + url.QueryEscape("Observation?_count=1"),
+			"/$export?_since=yesterday",
+			"/$export?_outputFormat=text/csv",
+		} {
+			bulk.do(http.MethodGet, path, nil, "Prefer", "respond-async").want(t, http.StatusBadRequest)
+		}
+		bulk.do(http.MethodGet, "/$export?unknown=1", nil, "Prefer", "respond-async, handling=strict").want(t, http.StatusBadRequest)
+		bulk.do(http.MethodGet, "/Observation/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
+		bulk.do(http.MethodGet, "/Patient/"+a+"/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
+		bulk.do(http.MethodGet, "/Group/no-such-group-"+run+"/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
+		narrow.do(http.MethodGet, "/$export?_type=Patient", nil, "Prefer", "respond-async").want(t, http.StatusForbidden)
+		narrow.do(http.MethodGet, "/Group/"+group+"/$export", nil, "Prefer", "respond-async").want(t, http.StatusForbidden) // may not read the Group
+	})
+
+	var status string
+	t.Run("a Group export holds what the consents permit, and records each patient once", func(t *testing.T) {
+		status = bulk.kickOff(t, "/Group/"+group+"/$export")
+		m := bulk.awaitExport(t, status)
+		if !strings.HasSuffix(m.Request, "/Group/"+group+"/$export") {
+			t.Fatalf("manifest request %q", m.Request)
+		}
+		got := bulk.download(t, m)
+		var keys []string
+		for k := range got {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		// The Group is in the compartment of its first member, A.
+		want := []string{"Condition/" + cond, "Consent/" + consentA, "Group/" + group, "Observation/" + lab, "Patient/" + a}
+		if !slices.Equal(keys, want) {
+			t.Fatalf("exported %v, want %v", keys, want)
+		}
+		// A: one disclosure of what was exported, one denial of the HIV test.
+		recs := c.exportRecords(t, a, 2)
+		slices.SortFunc(recs, func(x, y ledgerRecord) int { return strings.Compare(x.Type, y.Type) })
+		if len(recs) != 2 || recs[0].Type != "denial" || recs[1].Type != "disclosure" ||
+			len(recs[0].Resources) != 1 || recs[0].Resources[0].Ref != "Observation/"+hiv+"/_history/1" {
+			t.Fatalf("A's export records: %+v", recs)
+		}
+		recs = recs[1:]
+		if recs[0].Recipient == nil || recs[0].Recipient.Client != "bulk-"+run || recs[0].Recipient.Organization != bulkOrg || recs[0].Purpose != "TREAT" {
+			t.Fatalf("A's disclosure: %+v", recs[0])
+		}
+		var refs []string
+		for _, r := range recs[0].Resources {
+			refs = append(refs, strings.Split(r.Ref, "/_history/")[0])
+		}
+		slices.Sort(refs)
+		if !slices.Equal(refs, want) {
+			t.Fatalf("A's disclosure names %v, want %v", refs, want)
+		}
+		if len(recs[0].Consents) != 1 {
+			t.Fatalf("A's disclosure cites consents %+v", recs[0].Consents)
+		}
+		recs = c.exportRecords(t, b, 1)
+		if len(recs) != 1 || recs[0].Type != "denial" || len(recs[0].Resources) != 3 { // the Patient, the Observation, the Consent
+			t.Fatalf("B's export records: %+v", recs)
+		}
+	})
+
+	t.Run("only the client that asked sees the job", func(t *testing.T) {
+		narrow.do(http.MethodGet, status, nil).want(t, http.StatusNotFound)
+		narrow.do(http.MethodDelete, status, nil).want(t, http.StatusNotFound)
+		m := bulk.awaitExport(t, status)
+		narrow.do(http.MethodGet, strings.TrimPrefix(m.Output[0].URL, c.base), nil).want(t, http.StatusNotFound)
+		bulk.do(http.MethodGet, strings.TrimPrefix(m.Output[0].URL, c.base)+"x", nil).want(t, http.StatusNotFound)
+	})
+
+	t.Run("system export with _since, _type and _typeFilter", func(t *testing.T) {
+		q := url.Values{"_since": {since}, "_type": {"Observation,Organization,Patient"},
+			"_typeFilter": {"Observation?code=" + url.QueryEscape("http://snomed.info/sct|104177005")}}
+		m := bulk.awaitExport(t, bulk.kickOff(t, "/$export?"+q.Encode()))
+		got := bulk.download(t, m)
+		for _, k := range []string{"Observation/" + lab, "Organization/" + org, "Patient/" + a} {
+			if got[k] == nil {
+				t.Errorf("%s missing from %d resources", k, len(got))
+			}
+		}
+		for k, res := range got {
+			typ, _, _ := strings.Cut(k, "/")
+			code, _ := json.Marshal(res["code"])
+			if !slices.Contains([]string{"Observation", "Organization", "Patient"}, typ) || typ == "Observation" && !strings.Contains(string(code), "104177005") {
+				t.Errorf("%s exported", k)
+			}
+		}
+		for _, k := range []string{"Observation/" + hiv, "Observation/" + bObs, "Patient/" + b} {
+			if got[k] != nil {
+				t.Errorf("%s exported against its patient's consent", k)
+			}
+		}
+	})
+
+	t.Run("a Patient export, deleted while the client holds it", func(t *testing.T) {
+		st := bulk.kickOff(t, "/Patient/$export?_type=Patient,Observation&_since="+url.QueryEscape(since))
+		m := bulk.awaitExport(t, st)
+		got := bulk.download(t, m)
+		if got["Patient/"+a] == nil || got["Observation/"+lab] == nil || got["Organization/"+org] != nil {
+			t.Fatalf("patient export: %d resources", len(got))
+		}
+		bulk.do(http.MethodDelete, st, nil).want(t, http.StatusAccepted)
+		bulk.do(http.MethodGet, st, nil).want(t, http.StatusNotFound)
+		bulk.do(http.MethodGet, strings.TrimPrefix(m.Output[0].URL, c.base), nil).want(t, http.StatusNotFound)
+		bulk.do(http.MethodDelete, st, nil).want(t, http.StatusNotFound)
+	})
+}
