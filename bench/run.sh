@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 
 run="${1:-}"
 case "$run" in
-  load|search|ledger|peers|accounting) shift ;;
-  *) echo "usage: $0 load|search|ledger|peers|accounting [flags]" >&2; exit 2 ;;
+  load|search|ledger|peers|accounting|export) shift ;;
+  *) echo "usage: $0 load|search|ledger|peers|accounting|export [flags]" >&2; exit 2 ;;
 esac
 start_postgres durable
 if [[ " $* " == *vault* ]]; then # -keys ...,vault: measure through Vault Transit

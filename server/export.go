@@ -631,6 +631,7 @@ type exportRun struct {
 	spec   *exportSpec
 	key    *keys.DataKey
 	p      store.ExportProgress
+	out    *exportOutput
 }
 
 // The phases of a job, the prefix of its cursor: the patients' data,
@@ -684,7 +685,11 @@ func (x *exportRun) since() time.Time {
 // batch exports the next batch and advances the job past it; done when
 // nothing is left.
 func (x *exportRun) batch(ctx context.Context) (done bool, err error) {
-	out := &exportOutput{x: x, seq: x.p.Batch * store.ExportPartsPerBatch, bufs: map[string]*exportBuf{}}
+	if x.out == nil {
+		x.out = &exportOutput{x: x, bufs: map[string]*exportBuf{}}
+	}
+	out := x.out // its buffers are reused from batch to batch
+	out.seq, out.count = x.p.Batch*store.ExportPartsPerBatch, 0
 	next := x.p
 	next.Batch++
 	cursor := x.p.ResumeAt

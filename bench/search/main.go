@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -23,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ehrledger/ehrledger/bench/internal/benchenv"
@@ -72,11 +70,11 @@ func main() {
 			pop := synth.New(synth.Config{Seed: *seed, Patients: synth.New(synth.Config{Seed: *seed, Patients: 5000}).PatientsFor(resources)})
 			client := env.Client
 			fmt.Fprintf(os.Stderr, "loading %d patients into %s...\n", pop.Patients(), db)
-			load, err := loadPopulation(client, base, pop, *loaders)
+			load, err := benchenv.Load(client, base, pop, *loaders)
 			if err != nil {
 				fatal(err)
 			}
-			ingest = append(ingest, fmt.Sprintf("| %s | %d | %d | %.1f s | %.0f |", db, load.resources, pop.Patients(), load.elapsed.Seconds(), float64(load.resources)/load.elapsed.Seconds()))
+			ingest = append(ingest, fmt.Sprintf("| %s | %d | %d | %.1f s | %.0f |", db, load.Resources, pop.Patients(), load.Elapsed.Seconds(), float64(load.Resources)/load.Elapsed.Seconds()))
 			fmt.Fprintln(os.Stderr, ingest[len(ingest)-1])
 			raw, err := openRaw(dsn)
 			if err != nil {
@@ -89,7 +87,7 @@ func main() {
 					fatal(err)
 				}
 			}
-			for _, q := range clinicalQueries(pop, load.patientIDs) {
+			for _, q := range clinicalQueries(pop, load.PatientIDs) {
 				if err := q.check(client, base, raw, db); err != nil {
 					fatal(fmt.Errorf("%s: the floor does not return the server's rows: %w", q.name, err))
 				}
@@ -99,7 +97,7 @@ func main() {
 				flr := benchenv.Measure(*duration, *clients, func(w int) error {
 					return q.floor(raw, db, w)
 				})
-				queries = append(queries, fmt.Sprintf("| %s | %d | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |", db, load.resources, q.name,
+				queries = append(queries, fmt.Sprintf("| %s | %d | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |", db, load.Resources, q.name,
 					srv.Rate(), benchenv.Millis(srv.Quantile(0.5)), benchenv.Millis(srv.Quantile(0.99)),
 					flr.Rate(), benchenv.Millis(flr.Quantile(0.5)), benchenv.Millis(flr.Quantile(0.99)), srv.Rate()/flr.Rate()))
 				fmt.Fprintln(os.Stderr, queries[len(queries)-1])
@@ -127,80 +125,6 @@ func main() {
 	for _, l := range queries {
 		fmt.Println(l)
 	}
-}
-
-type loaded struct {
-	resources  int
-	elapsed    time.Duration
-	patientIDs []string // server id of patient i
-}
-
-// loadPopulation posts the shared resources, then every patient's record
-// as a transaction, with n loaders, and notes each patient's new id.
-func loadPopulation(client *http.Client, base string, pop *synth.Population, n int) (*loaded, error) {
-	if _, err := post(client, base, pop.SharedBundle()); err != nil {
-		return nil, err
-	}
-	out := &loaded{patientIDs: make([]string, pop.Patients())}
-	var next, resources atomic.Int64
-	var firstErr error
-	var once sync.Once
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			var buf []byte
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= pop.Patients() {
-					return
-				}
-				buf = pop.AppendRecord(buf[:0], i)
-				resp, err := post(client, base, buf)
-				if err != nil {
-					once.Do(func() { firstErr = fmt.Errorf("patient %d: %w", i, err) })
-					return
-				}
-				var b struct {
-					Entry []struct {
-						Response struct{ Location string }
-					}
-				}
-				if err := json.Unmarshal(resp, &b); err != nil || len(b.Entry) == 0 {
-					once.Do(func() { firstErr = fmt.Errorf("patient %d: unreadable response", i) })
-					return
-				}
-				// The Patient is the first entry of each record.
-				out.patientIDs[i] = strings.Split(b.Entry[0].Response.Location, "/")[1]
-				resources.Add(int64(len(b.Entry)))
-			}
-		})
-	}
-	wg.Wait()
-	out.elapsed = time.Since(start)
-	out.resources = int(resources.Load())
-	return out, firstErr
-}
-
-func post(client *http.Client, base string, body []byte) ([]byte, error) {
-	req, err := http.NewRequest("POST", base+"/", strings.NewReader(string(body)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/fhir+json")
-	res, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode != 200 {
-		return nil, fmt.Errorf("status %d: %.300s", res.StatusCode, b)
-	}
-	return b, nil
 }
 
 func openRaw(dsn string) (*sql.DB, error) {
