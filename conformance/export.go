@@ -176,6 +176,39 @@ func testExport(t *testing.T, c *client, run string) {
 	created(t, c, "Consent", consentOf(b, map[string]any{"type": "deny", "provision": []any{
 		map[string]any{"type": "permit", "actor": actorRef("Organization/somebody-else-" + run)}}}))
 
+	t.Run("the CapabilityStatement lists $export", func(t *testing.T) {
+		var cs struct {
+			Instantiates []string `json:"instantiates"`
+			Rest         []struct {
+				Operation []struct{ Name, Definition string } `json:"operation"`
+				Resource  []struct {
+					Type      string                              `json:"type"`
+					Operation []struct{ Name, Definition string } `json:"operation"`
+				} `json:"resource"`
+			} `json:"rest"`
+		}
+		json.Unmarshal(c.do(http.MethodGet, "/metadata", nil).want(t, http.StatusOK).body, &cs)
+		defs := map[string]bool{}
+		for _, o := range cs.Rest[0].Operation {
+			defs[o.Name+" "+o.Definition] = true
+		}
+		for _, r := range cs.Rest[0].Resource {
+			for _, o := range r.Operation {
+				defs[r.Type+" "+o.Name+" "+o.Definition] = true
+			}
+		}
+		const bulk = "http://hl7.org/fhir/uv/bulkdata/"
+		for _, d := range []string{"export " + bulk + "OperationDefinition/export", "Patient export " + bulk + "OperationDefinition/patient-export",
+			"Group export " + bulk + "OperationDefinition/group-export"} {
+			if !defs[d] {
+				t.Errorf("no operation %s", d)
+			}
+		}
+		if !slices.Contains(cs.Instantiates, bulk+"CapabilityStatement/bulk-data") {
+			t.Errorf("instantiates %v", cs.Instantiates)
+		}
+	})
+
 	t.Run("kick-off refusals", func(t *testing.T) {
 		bulk.do(http.MethodGet, "/Group/"+group+"/$export", nil).want(t, http.StatusBadRequest) // no Prefer: respond-async
 		for _, path := range []string{

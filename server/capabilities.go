@@ -21,6 +21,7 @@ type capabilityStatement struct {
 	Date           string            `json:"date"`
 	Publisher      string            `json:"publisher"`
 	Kind           string            `json:"kind"`
+	Instantiates   []string          `json:"instantiates"`
 	Software       capSoftware       `json:"software"`
 	Implementation capImplementation `json:"implementation"`
 	FHIRVersion    string            `json:"fhirVersion"`
@@ -131,6 +132,10 @@ type capOperation struct {
 var (
 	validateOp   = capOperation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 	everythingOp = capOperation{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+	// The Bulk Data export operations (docs/export.md).
+	exportOp        = capOperation{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+	patientExportOp = capOperation{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}
+	groupExportOp   = capOperation{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}
 	// disclosuresOp is the accounting of disclosures (docs/accounting.md).
 	disclosuresOp = capOperation{Name: "disclosures", Definition: "urn:ehrledger:OperationDefinition/Patient-disclosures"}
 )
@@ -166,7 +171,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 			"patch and delete take the same criteria. History pages with _count, _since and _page.",
 		Security:    s.security(r),
 		Interaction: interactions(systemInteractions),
-		Operation:   []capOperation{validateOp},
+		Operation:   []capOperation{validateOp, exportOp},
 		Resource:    make([]capResource, 0, len(types)),
 	}
 	for _, t := range types {
@@ -182,8 +187,11 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		ops := []capOperation{validateOp}
-		if t == "Patient" {
-			ops = append(ops, everythingOp, disclosuresOp)
+		switch t {
+		case "Patient":
+			ops = append(ops, everythingOp, disclosuresOp, patientExportOp)
+		case "Group":
+			ops = append(ops, groupExportOp)
 		}
 		rest.Resource = append(rest.Resource, capResource{
 			Type:              t,
@@ -208,6 +216,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 		Date:           fhir.FormatInstant(s.started),
 		Publisher:      "ehrledger",
 		Kind:           "instance",
+		Instantiates:   []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 		Software:       capSoftware{Name: "ehrledger", Version: s.cfg.Version},
 		Implementation: capImplementation{Description: "ehrledger FHIR R4 server", URL: s.baseURL(r)},
 		FHIRVersion:    "4.0.1",

@@ -36,8 +36,9 @@ const DefaultExportRetention = 24 * time.Hour
 const (
 	// exportBatchPatients is how many patients a batch exports.
 	exportBatchPatients = 100
-	// exportReadChunk bounds the resources read and decided at once.
-	exportReadChunk = 500
+	// exportReadChunk bounds the resources read and decided at once (a
+	// power of two: readChunks).
+	exportReadChunk = 512
 	// exportPartBytes is the size at which a type's buffered output is
 	// sealed and stored as a part; exportBufferedBytes bounds all
 	// buffers together.
@@ -63,8 +64,10 @@ const (
 
 // exportSpec is what a job exports and for whom, as stored with it.
 type exportSpec struct {
-	Level string `json:"level"`
-	Group string `json:"group,omitempty"`
+	// Request is the kick-off URL, for the manifest.
+	Request string `json:"request"`
+	Level   string `json:"level"`
+	Group   string `json:"group,omitempty"`
 	// Members are the key owners of the group's patients, sorted.
 	Members []string `json:"members,omitempty"`
 	Types   []string `json:"types"`
@@ -203,13 +206,24 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 		return err
 	}
 	spec.Caller = exportCallerOf(c)
+	id := newExportID()
+	base := s.baseURL(r)
+	spec.Request = base + r.URL.RequestURI()
+	// The job's own key seals what it stores, its request included: a
+	// Group's members, a filter, may say something of patients.
+	dk, err := s.keys.Ensure(ctx, []string{keys.ExportOwner(id)})
+	if err != nil {
+		return err
+	}
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
-	id := newExportID()
-	base := s.baseURL(r)
-	job := &store.ExportJob{ID: id, Client: c.clientID(), Request: base + r.URL.RequestURI(), Spec: raw}
+	sealed, err := dk[keys.ExportOwner(id)].Seal(exportAAD(id, "spec", 0), raw)
+	if err != nil {
+		return err
+	}
+	job := &store.ExportJob{ID: id, Client: c.clientID(), Spec: sealed}
 	if err := s.store.CreateExport(ctx, job); err != nil {
 		return err
 	}
@@ -344,6 +358,14 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
+	key, err := s.exportKey(r.Context(), j.ID)
+	if err != nil {
+		return err
+	}
+	spec, err := openSpec(key, j)
+	if err != nil {
+		return err
+	}
 	index, err := s.store.ExportIndex(r.Context(), j.ID)
 	if err != nil {
 		return err
@@ -360,7 +382,7 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
 		RequiresAccessToken bool     `json:"requiresAccessToken"`
 		Output              []output `json:"output"`
 		Error               []output `json:"error"`
-	}{TransactionTime: fhir.FormatInstant(j.Created), Request: j.Request, RequiresAccessToken: true, Output: []output{}, Error: []output{}}
+	}{TransactionTime: fhir.FormatInstant(j.Created), Request: spec.Request, RequiresAccessToken: true, Output: []output{}, Error: []output{}}
 	for _, f := range exportFiles(index) {
 		m.Output = append(m.Output, output{Type: f.typ, URL: base + "/$export-file/" + j.ID + "/" + f.name(), Count: f.count})
 	}
@@ -430,18 +452,15 @@ func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(exportFiles(index), func(f exportFile) bool { return f.name() == name })
+	files := exportFiles(index)
+	i := slices.IndexFunc(files, func(f exportFile) bool { return f.name() == name })
 	if i < 0 {
 		return reqErr(errNotFound, "not-found", "export %s has no file %s", j.ID, name)
 	}
-	f := exportFiles(index)[i]
-	dk, err := s.keys.Keys(r.Context(), []string{keys.ExportOwner(j.ID)})
+	f := files[i]
+	key, err := s.exportKey(r.Context(), j.ID)
 	if err != nil {
 		return err
-	}
-	key := dk[keys.ExportOwner(j.ID)]
-	if key == nil || key.Erased() {
-		return reqErr(errNotFound, "not-found", "export %s was deleted", j.ID)
 	}
 	w.Header().Set("Content-Type", "application/fhir+ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -467,6 +486,32 @@ func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
 		seq = p.Seq
 	}
 	return nil
+}
+
+// exportKey is the data key of job; 404 once it is erased.
+func (s *Server) exportKey(ctx context.Context, job string) (*keys.DataKey, error) {
+	dk, err := s.keys.Keys(ctx, []string{keys.ExportOwner(job)})
+	if err != nil {
+		return nil, err
+	}
+	key := dk[keys.ExportOwner(job)]
+	if key == nil || key.Erased() {
+		return nil, reqErr(errNotFound, "not-found", "export %s was deleted", job)
+	}
+	return key, nil
+}
+
+// openSpec opens the stored spec of job j.
+func openSpec(key *keys.DataKey, j *store.ExportJob) (*exportSpec, error) {
+	raw, err := key.Open(exportAAD(j.ID, "spec", 0), j.Spec)
+	if err != nil {
+		return nil, err
+	}
+	var spec exportSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("server: export %s: the stored request: %w", j.ID, err)
+	}
+	return &spec, nil
 }
 
 // exportDelete is DELETE /$export-status/{job}: the job is cancelled or
@@ -551,28 +596,34 @@ func (s *Server) sweepExports(ctx context.Context) {
 // until the worker loses it or ctx ends (another worker then resumes it
 // from its last batch).
 func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJob) {
-	var spec exportSpec
-	if err := json.Unmarshal(j.Spec, &spec); err != nil {
-		s.finishExport(ctx, worker, j, store.ExportFailed, "the stored request cannot be read")
-		return
+	key, err := s.exportKey(ctx, j.ID)
+	if errors.Is(err, errNotFound) {
+		err = store.ErrExportLost // deleted meanwhile
 	}
-	jctx := context.WithValue(ctx, callerKey{}, spec.Caller.caller())
-	x := &exportRun{s: s, worker: worker, job: j, spec: &spec, p: store.ExportProgress{ResumeAt: j.ResumeAt, Batch: j.Batch,
-		PatientsDone: j.PatientsDone, PatientsTotal: j.PatientsTotal, Resources: j.Resources}}
-	dk, err := s.keys.Ensure(jctx, []string{keys.ExportOwner(j.ID)})
+	var spec *exportSpec
 	if err == nil {
-		if x.key = dk[keys.ExportOwner(j.ID)]; x.key.Erased() {
-			err = store.ErrExportLost // deleted meanwhile
+		if spec, err = openSpec(key, j); errors.Is(err, keys.ErrTampered) {
+			s.log.Error("export: the stored request failed its integrity check", "job", j.ID)
+			s.finishExport(ctx, worker, j, store.ExportFailed, "the stored request failed its integrity check")
+			return
 		}
-	}
-	if err == nil && x.p.Batch == 0 {
-		x.p.PatientsTotal, err = x.patientsTotal(jctx)
 	}
 	if err != nil {
 		if !errors.Is(err, store.ErrExportLost) && ctx.Err() == nil {
 			s.log.Error("export: the job cannot start; it is retried once its lease runs out", "job", j.ID, "err", err)
 		}
 		return
+	}
+	jctx := context.WithValue(ctx, callerKey{}, spec.Caller.caller())
+	x := &exportRun{s: s, worker: worker, job: j, spec: spec, key: key, p: store.ExportProgress{ResumeAt: j.ResumeAt, Batch: j.Batch,
+		PatientsDone: j.PatientsDone, PatientsTotal: j.PatientsTotal, Resources: j.Resources}}
+	if x.p.Batch == 0 {
+		if x.p.PatientsTotal, err = x.patientsTotal(jctx); err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("export: the job cannot start; it is retried once its lease runs out", "job", j.ID, "err", err)
+			}
+			return
+		}
 	}
 	s.log.Info("export: running", "job", j.ID, "level", spec.Level, "from_batch", x.p.Batch)
 	failures := 0
@@ -754,11 +805,7 @@ func (x *exportRun) patients(ctx context.Context, owners []string, out *exportOu
 	}
 	var v verdicts
 	var items []disclosure
-	for start := 0; start < len(ks); start += exportReadChunk {
-		chunk := make([]store.Key, 0, exportReadChunk)
-		for _, k := range ks[start:min(start+exportReadChunk, len(ks))] {
-			chunk = append(chunk, k.Key)
-		}
+	for _, chunk := range readChunks(ks) {
 		versions, err := x.read(ctx, chunk)
 		if err != nil {
 			return err
@@ -776,6 +823,38 @@ func (x *exportRun) patients(ctx context.Context, owners []string, out *exportOu
 	}
 	_, err = x.s.record(ctx, "export", v.withDenials(items))
 	return err
+}
+
+// readChunks splits ks into chunks of one type each, of at most
+// exportReadChunk keys, each padded with its last key to a power of two:
+// a read then takes one of a few SQL shapes, which the database driver
+// prepares once, rather than a new statement per chunk.
+func readChunks(ks []store.OwnedKey) [][]store.Key {
+	byType := map[string][]store.Key{}
+	var types []string
+	for _, k := range ks {
+		if byType[k.Type] == nil {
+			types = append(types, k.Type)
+		}
+		byType[k.Type] = append(byType[k.Type], k.Key)
+	}
+	slices.Sort(types)
+	var out [][]store.Key
+	for _, t := range types {
+		all := byType[t]
+		for start := 0; start < len(all); start += exportReadChunk {
+			chunk := slices.Clip(all[start:min(start+exportReadChunk, len(all))]) // padding must not overwrite the next chunk
+			padded := 1
+			for padded < len(chunk) {
+				padded *= 2
+			}
+			for len(chunk) < min(padded, exportReadChunk) {
+				chunk = append(chunk, chunk[len(chunk)-1])
+			}
+			out = append(out, chunk)
+		}
+	}
+	return out
 }
 
 // read reads the current versions of ks and keeps those the caller's

@@ -31,11 +31,11 @@ var ErrExportLost = errors.New("store: the export job was deleted or taken over"
 
 // ExportJob is one Bulk Data export.
 type ExportJob struct {
-	ID      string
-	Client  string // the client that asked: the only one that may see it
-	Request string // the kick-off URL
-	Spec    []byte // what to export and for whom (the server's JSON)
-	Status  string
+	ID     string
+	Client string // the client that asked: the only one that may see it
+	// Spec is what to export and for whom, sealed by the server.
+	Spec   []byte
+	Status string
 	// ResumeAt is where the next batch starts (the server's cursor);
 	// Batch its number.
 	ResumeAt                    string
@@ -65,17 +65,19 @@ type ExportPart struct {
 }
 
 type exportRow struct {
-	ID, Client, Request, Spec, Status, ResumeAt string
-	Batch, PatientsDone, PatientsTotal          int64
-	Resources                                   int64
-	Error                                       string
-	CreatedUs, UpdatedUs, ExpiresUs             int64
+	ID, Client                         string
+	Spec                               []byte
+	Status, ResumeAt                   string
+	Batch, PatientsDone, PatientsTotal int64
+	Resources                          int64
+	Error                              string
+	CreatedUs, UpdatedUs, ExpiresUs    int64
 }
 
-const exportColumns = `id, client, request, spec, status, resume_at, batch, patients_done, patients_total, resources, error, created_us, updated_us, expires_us`
+const exportColumns = `id, client, spec, status, resume_at, batch, patients_done, patients_total, resources, error, created_us, updated_us, expires_us`
 
 func (r exportRow) job() *ExportJob {
-	j := &ExportJob{ID: r.ID, Client: r.Client, Request: r.Request, Spec: []byte(r.Spec), Status: r.Status,
+	j := &ExportJob{ID: r.ID, Client: r.Client, Spec: r.Spec, Status: r.Status,
 		ResumeAt: r.ResumeAt, Batch: r.Batch, PatientsDone: r.PatientsDone, PatientsTotal: r.PatientsTotal,
 		Resources: r.Resources, Error: r.Error, Created: time.UnixMicro(r.CreatedUs), Updated: time.UnixMicro(r.UpdatedUs)}
 	if r.ExpiresUs > 0 {
@@ -90,8 +92,8 @@ func (s *Store) CreateExport(ctx context.Context, j *ExportJob) error {
 	now := time.Now().UnixMicro()
 	err := s.InTx(ctx, func(tx *Tx) error {
 		return tx.db.WithContext(ctx).Exec(`INSERT INTO export_jobs (`+exportColumns+`, worker, lease_us)
-			VALUES (?, ?, ?, ?, ?, '', 0, 0, 0, 0, '', ?, ?, 0, '', 0)`,
-			j.ID, j.Client, j.Request, string(j.Spec), ExportAccepted, now, now).Error
+			VALUES (?, ?, ?, ?, '', 0, 0, 0, 0, '', ?, ?, 0, '', 0)`,
+			j.ID, j.Client, j.Spec, ExportAccepted, now, now).Error
 	})
 	if err != nil {
 		return fmt.Errorf("store: create export: %w", err)

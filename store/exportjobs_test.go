@@ -20,7 +20,7 @@ func TestExportTakeover(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		s, _ := testkeys.Open(t, store.Config{DSN: dsn})
 		ctx := context.Background()
-		if err := s.CreateExport(ctx, &store.ExportJob{ID: "job1", Client: "bulk", Request: "/$export", Spec: []byte(`{}`)}); err != nil {
+		if err := s.CreateExport(ctx, &store.ExportJob{ID: "job1", Client: "bulk", Spec: []byte("sealed")}); err != nil {
 			t.Fatal(err)
 		}
 		j, err := s.ClaimExport(ctx, "w1", 50*time.Millisecond)

@@ -20,6 +20,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "population seed")
 	loaders := flag.Int("loaders", 4, "concurrent transactions while loading")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the exports to this file")
+	memprofile := flag.String("memprofile", "", "write heap profiles taken before (FILE.before) and after the export to this file")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
 	flag.Parse()
 	ctx := context.Background()
@@ -61,35 +64,44 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
+		if *memprofile != "" {
+			writeHeapProfile(*memprofile + ".before")
+		}
 		idle := settle()
+		live := sampleLive()
 		t0 := time.Now()
 		types, exported := export(env)
-		exportTime, exportPeak := time.Since(t0), peak()
+		exportTime, exportPeak, exportLive := time.Since(t0), peak(), live()
 		stopProfile()
+		if *memprofile != "" {
+			writeHeapProfile(*memprofile)
+		}
 		if exported != load.Resources {
 			fatal(fmt.Errorf("%s: exported %d resources, loaded %d", db, exported, load.Resources))
 		}
 		fmt.Fprintf(os.Stderr, "exported %d in %s, peak RSS %d MB\n", exported, exportTime.Round(time.Millisecond), exportPeak>>20)
 
 		settle()
+		live = sampleLive()
 		t0 = time.Now()
 		paged := 0
 		for _, typ := range types {
 			paged += page(env, "/"+typ+"?_count=1000")
 		}
-		pageTime, pagePeak := time.Since(t0), peak()
+		pageTime, pagePeak, pageLive := time.Since(t0), peak(), live()
 		if paged != load.Resources {
 			fatal(fmt.Errorf("%s: searches returned %d resources, loaded %d", db, paged, load.Resources))
 		}
 		rate := func(d time.Duration) float64 { return float64(load.Resources) / d.Seconds() }
-		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %.1f s | %.0f | %d MB | %.1f s | %.0f | %d MB | %.2f |", db, load.Resources, pop.Patients(),
-			exportTime.Seconds(), rate(exportTime), (exportPeak-idle)>>20, pageTime.Seconds(), rate(pageTime), (pagePeak-idle)>>20, rate(exportTime)/rate(pageTime)))
+		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %.1f s | %.0f | %d MB | %d MB | %.1f s | %.0f | %d MB | %d MB | %.2f |", db, load.Resources, pop.Patients(),
+			exportTime.Seconds(), rate(exportTime), (exportPeak-idle)>>20, exportLive>>20,
+			pageTime.Seconds(), rate(pageTime), (pagePeak-idle)>>20, pageLive>>20, rate(exportTime)/rate(pageTime)))
 		fmt.Fprintln(os.Stderr, rows[len(rows)-1])
 		env.Stop()
 		drop()
 	}
-	fmt.Println("| database | resources | patients | $export to last file | resources/s | peak RSS above idle | type searches, all pages (baseline) | resources/s | peak RSS above idle | throughput ratio |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| database | resources | patients | $export to last file | resources/s | peak RSS above idle | peak live heap growth | type searches, all pages (baseline) | resources/s | peak RSS above idle | peak live heap growth | throughput ratio |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
@@ -250,6 +262,47 @@ func settle() int64 {
 		fatal(fmt.Errorf("resetting the peak RSS: %w", err))
 	}
 	return status("VmRSS")
+}
+
+// sampleLive samples the live heap (as of each GC) every 20 ms until the
+// function it returns is called, which returns its largest growth over
+// the live heap at the start.
+func sampleLive() func() int64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	read := func() int64 {
+		metrics.Read(sample)
+		return int64(sample[0].Value.Uint64())
+	}
+	start, high := read(), int64(0)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			high = max(high, read())
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return max(high, read()) - start
+	}
+}
+
+func writeHeapProfile(path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fatal(err)
+	}
 }
 
 // peak is the resident set's high-water mark since settle.

@@ -30,6 +30,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		{"flag beats env", cfg.MaxBodyBytes, int64(4096)},
 		{"durations from YAML", cfg.RequestTimeout, 5 * time.Second},
 		{"default stays", cfg.LogLevel, "info"},
+		{"export retention by default", cfg.ExportRetention, 24 * time.Hour},
 		{"embedded database under data", cfg.dsn(), "sqlite:/from/env/ehrledger.db"},
 	} {
 		if tc.got != tc.want {
@@ -50,6 +51,8 @@ func TestServeConfigRejects(t *testing.T) {
 		{"bad number", []string{"--max-body-bytes", "lots"}},
 		{"bad level", []string{"--log-level", "loud"}},
 		{"zero limit", []string{"--max-json-depth", "0"}},
+		{"zero export retention", []string{"--export-retention", "0s"}},
+		{"bad export retention", []string{"--export-retention", "a day"}},
 		{"stray argument", []string{"extra"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

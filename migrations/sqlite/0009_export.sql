@@ -2,12 +2,12 @@
 -- worker on any replica claims under a lease (lease_us) and runs batch by
 -- batch; resume_at and the counters advance with each batch's files, in
 -- one transaction, so that another worker can take over where a stopped
--- one left off. spec is what the client asked and who it is (JSON).
+-- one left off. spec is what the client asked and who it is, sealed with
+-- the job's data key (it may name patients).
 CREATE TABLE export_jobs (
     id             TEXT    NOT NULL PRIMARY KEY,
     client         TEXT    NOT NULL,
-    request        TEXT    NOT NULL, -- the kick-off URL, for the manifest
-    spec           TEXT    NOT NULL,
+    spec           BLOB    NOT NULL,
     status         TEXT    NOT NULL, -- accepted, in-progress, completed, failed
     resume_at      TEXT    NOT NULL, -- where the next batch starts
     batch          BIGINT  NOT NULL, -- the number of the next batch
