@@ -223,6 +223,18 @@ func testExport(t *testing.T, c *client, run string) {
 			bulk.do(http.MethodGet, path, nil, "Prefer", "respond-async").want(t, http.StatusBadRequest)
 		}
 		bulk.do(http.MethodGet, "/$export?unknown=1", nil, "Prefer", "respond-async, handling=strict").want(t, http.StatusBadRequest)
+		for _, body := range []string{
+			`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Patient/` + a + `"}}]}`, // not at system level
+			`{"resourceType":"Parameters","parameter":[{"name":"_type","valueInteger":1}]}`,
+			`{"resourceType":"Parameters","parameter":[{"name":"_since","valueString":"yesterday"}]}`,
+			`{"resourceType":"Patient"}`,
+			`{"resourceType":"Parameters","parameter":`,
+		} {
+			bulk.do(http.MethodPost, "/$export", body, "Prefer", "respond-async").want(t, http.StatusBadRequest)
+		}
+		bulk.do(http.MethodPost, "/Patient/$export", `{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Group/x"}}]}`,
+			"Prefer", "respond-async").want(t, http.StatusBadRequest)
+		bulk.do(http.MethodGet, "/Patient/$export?patient=Patient/"+a, nil, "Prefer", "respond-async").want(t, http.StatusBadRequest)
 		bulk.do(http.MethodGet, "/Observation/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
 		bulk.do(http.MethodGet, "/Patient/"+a+"/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
 		bulk.do(http.MethodGet, "/Group/no-such-group-"+run+"/$export", nil, "Prefer", "respond-async").want(t, http.StatusNotFound)
@@ -305,6 +317,21 @@ func testExport(t *testing.T, c *client, run string) {
 			if got[k] != nil {
 				t.Errorf("%s exported against its patient's consent", k)
 			}
+		}
+	})
+
+	t.Run("a POST kick-off with the patient parameter", func(t *testing.T) {
+		body := `{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Patient,Observation"},` +
+			`{"name":"patient","valueReference":{"reference":"Patient/` + a + `"}},{"name":"patient","valueReference":{"reference":"Patient/not-a-member-` + run + `"}}]}`
+		r := bulk.do(http.MethodPost, "/Group/"+group+"/$export", body, "Prefer", "respond-async").want(t, http.StatusAccepted)
+		got := bulk.download(t, bulk.awaitExport(t, strings.TrimPrefix(r.Header.Get("Content-Location"), c.base)))
+		var keys []string
+		for k := range got {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if want := []string{"Observation/" + lab, "Patient/" + a}; !slices.Equal(keys, want) {
+			t.Fatalf("exported %v, want %v", keys, want)
 		}
 	})
 

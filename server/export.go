@@ -70,8 +70,11 @@ type exportSpec struct {
 	Group   string `json:"group,omitempty"`
 	// Members are the key owners of the group's patients, sorted.
 	Members []string `json:"members,omitempty"`
-	Types   []string `json:"types"`
-	Since   int64    `json:"since_us,omitempty"`
+	// Patients, when not nil, are the only patients (key owners, sorted)
+	// whose data may be exported: the patient parameter.
+	Patients []string `json:"patients,omitempty"`
+	Types    []string `json:"types"`
+	Since    int64    `json:"since_us,omitempty"`
 	// TypeFilters are the _typeFilter queries by type, any of which a
 	// resource of the type must meet.
 	TypeFilters map[string][]string `json:"type_filters,omitempty"`
@@ -116,6 +119,58 @@ func (e exportCaller) caller() *caller {
 // exportSystemLevel is GET /$export: every resource the caller may see.
 func (s *Server) exportSystemLevel(w http.ResponseWriter, r *http.Request) error {
 	return s.kickOff(w, r, &exportSpec{Level: exportSystem})
+}
+
+// exportParameter is one parameter of a kick-off by POST.
+type exportParameter struct {
+	Name           string                      `json:"name"`
+	ValueString    *string                     `json:"valueString"`
+	ValueInstant   *string                     `json:"valueInstant"`
+	ValueReference *struct{ Reference string } `json:"valueReference"`
+}
+
+// postedParams reads a kick-off's Parameters body into the query
+// parameters a GET would carry, and the patient parameter's patients.
+func (s *Server) postedParams(w http.ResponseWriter, r *http.Request) (url.Values, []string, error) {
+	_, body, err := s.readBody(w, r, mediaFHIRJSON, mediaJSON, "application/json+fhir")
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := s.parseUnindexed(body, "Parameters")
+	if err != nil {
+		return nil, nil, err
+	}
+	var p struct {
+		Parameter []exportParameter `json:"parameter"`
+	}
+	if err := json.Unmarshal(in.res.Bytes(), &p); err != nil {
+		return nil, nil, reqErr(errInvalid, "invalid", "the Parameters cannot be read: %v", err)
+	}
+	params := url.Values{}
+	var patients []string
+	for i, pp := range p.Parameter {
+		switch {
+		case pp.Name == "patient" && pp.ValueReference != nil:
+			id, ok := strings.CutPrefix(pp.ValueReference.Reference, "Patient/")
+			if !ok || id == "" || strings.Contains(id, "/") {
+				return nil, nil, reqErr(errInvalid, "invalid", "parameter %d: patient must reference a Patient as Patient/{id}", i)
+			}
+			patients = append(patients, keys.PatientOwner(id))
+		case pp.Name == "_since" && pp.ValueInstant != nil:
+			params.Add(pp.Name, *pp.ValueInstant)
+		case pp.ValueString != nil:
+			params.Add(pp.Name, *pp.ValueString)
+		case slices.Contains(exportParams, pp.Name) || pp.Name == "patient":
+			return nil, nil, reqErr(errInvalid, "invalid", "parameter %d: %s has the wrong type of value", i, pp.Name)
+		default:
+			params.Add(pp.Name, "")
+		}
+	}
+	if patients != nil {
+		slices.Sort(patients)
+		patients = slices.Compact(patients)
+	}
+	return params, patients, nil
 }
 
 // exportPatients is GET /Patient/$export: every patient's data.
@@ -169,8 +224,8 @@ var exportParams = []string{"_outputFormat", "_since", "_type", "_typeFilter"}
 // they shape a result, not select resources.
 var typeFilterControls = []string{"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_page", "_contained", "_containedType"}
 
-// kickOff checks an export request, stores its job and answers 202 with
-// the status URL.
+// kickOff checks an export request (a GET's query, or a POST's
+// Parameters), stores its job and answers 202 with the status URL.
 func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpec) error {
 	ctx := r.Context()
 	if !slices.Contains(preferences(r), "respond-async") {
@@ -181,6 +236,18 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 		return forbidden("break-glass access is for one patient's care and cannot start a bulk export")
 	}
 	params := r.URL.Query()
+	if r.Method == http.MethodPost {
+		var err error
+		if params, spec.Patients, err = s.postedParams(w, r); err != nil {
+			return err
+		}
+		if spec.Patients != nil && spec.Level == exportSystem {
+			return reqErr(errInvalid, "invalid", "the patient parameter applies to Patient and Group exports, not to a system export")
+		}
+	}
+	if r.Method == http.MethodGet && params.Has("patient") {
+		return reqErr(errInvalid, "invalid", "the patient parameter is taken in a POST kick-off's Parameters only")
+	}
 	strict := slices.Contains(preferences(r), "handling=strict")
 	for k := range params {
 		if !slices.Contains(exportParams, k) && strict {
@@ -692,31 +759,44 @@ const (
 	phaseProvider = "provider:"
 )
 
+// listed are the patients (key owners, sorted) the job goes through,
+// nil for every patient with data: a Group's members, those the patient
+// parameter names, and, for a token with a patient in context, that
+// patient alone.
+func (x *exportRun) listed() []string {
+	var from []string
+	if x.spec.Level == exportGroup {
+		from = x.spec.Members
+	}
+	if x.spec.Patients != nil {
+		if from == nil {
+			from = x.spec.Patients
+		} else {
+			from = slices.DeleteFunc(slices.Clone(from), func(o string) bool { return !slices.Contains(x.spec.Patients, o) })
+		}
+	}
+	if self := x.spec.Caller.Patient; self != "" {
+		own := keys.PatientOwner(self)
+		if from != nil && !slices.Contains(from, own) {
+			return []string{}
+		}
+		from = []string{own}
+	}
+	return from
+}
+
 // patientsTotal is how many patients the job will go through.
 func (x *exportRun) patientsTotal(ctx context.Context) (int64, error) {
-	switch {
-	case x.spec.Caller.Patient != "":
-		return 1, nil
-	case x.spec.Level == exportGroup:
-		return int64(len(x.spec.Members)), nil
+	if from := x.listed(); from != nil {
+		return int64(len(from)), nil
 	}
 	return x.s.store.CountPatientOwners(ctx)
 }
 
 // owners are the next patients (key owners) after after.
 func (x *exportRun) owners(ctx context.Context, after string) ([]string, error) {
-	var from []string
-	switch {
-	case x.spec.Caller.Patient != "":
-		// A token with a patient in context exports that patient only.
-		self := keys.PatientOwner(x.spec.Caller.Patient)
-		if x.spec.Level == exportGroup && !slices.Contains(x.spec.Members, self) {
-			return nil, nil
-		}
-		from = []string{self}
-	case x.spec.Level == exportGroup:
-		from = x.spec.Members
-	default:
+	from := x.listed()
+	if from == nil {
 		return x.s.store.PatientOwners(ctx, after, exportBatchPatients)
 	}
 	i, _ := slices.BinarySearch(from, after)

@@ -240,6 +240,7 @@ func (s *Server) routes() chi.Router {
 	a.Get("/AuditEvent", s.handle("audit-search", s.auditEvents))
 	a.Get("/_history", s.handle("history-system", s.historySystem))
 	a.Get("/$export", s.handle("export", s.exportSystemLevel))
+	a.Post("/$export", s.handle("export", s.exportSystemLevel))
 	a.Get("/$export-status/{job}", s.handleAs("export-status", false, s.exportStatus))
 	a.Delete("/$export-status/{job}", s.handleAs("export-status", false, s.exportDelete))
 	a.Get("/$export-file/{job}/{file}", s.handleAs("export-file", false, s.exportFileGet))
@@ -257,6 +258,7 @@ func (s *Server) routes() chi.Router {
 	t.Delete("/{type}", s.handle("conditional-delete", scoped(auth.Delete, s.conditionalDelete)))
 	t.Get("/{type}/_history", s.handle("history-type", s.historyType))
 	t.Get("/{type}/$export", s.handle("export", s.exportPatients))
+	t.Post("/{type}/$export", s.handle("export", s.exportPatients))
 	t.Post("/{type}/$validate", s.handle("validate", s.validate))
 	t.Get("/{type}/{id}", s.handle("read", s.read))
 	t.Put("/{type}/{id}", s.handle("update", scoped(auth.Update, s.update)))
@@ -268,6 +270,7 @@ func (s *Server) routes() chi.Router {
 	t.Get("/{type}/{id}/$everything", s.handle("everything", s.everything))
 	t.Get("/{type}/{id}/$disclosures", s.handle("disclosures", s.disclosures))
 	t.Get("/{type}/{id}/$export", s.handle("export", s.exportGroup))
+	t.Post("/{type}/{id}/$export", s.handle("export", s.exportGroup))
 	t.Post("/{type}/{id}/$erase", s.handle("erase", s.erase))
 	t.Get("/{type}/{id}/{ctype}", s.handle("search-compartment", s.compartmentSearch))
 	return r
