@@ -67,7 +67,6 @@ type exportSpec struct {
 	// Request is the kick-off URL, for the manifest.
 	Request string `json:"request"`
 	Level   string `json:"level"`
-	Group   string `json:"group,omitempty"`
 	// Members are the key owners of the group's patients, sorted.
 	Members []string `json:"members,omitempty"`
 	// Patients, when not nil, are the only patients (key owners, sorted)
@@ -116,7 +115,8 @@ func (e exportCaller) caller() *caller {
 	return &caller{claims: cl, purpose: e.Purpose}
 }
 
-// exportSystemLevel is GET /$export: every resource the caller may see.
+// exportSystemLevel is GET or POST /$export: every resource the caller
+// may see.
 func (s *Server) exportSystemLevel(w http.ResponseWriter, r *http.Request) error {
 	return s.kickOff(w, r, &exportSpec{Level: exportSystem})
 }
@@ -173,7 +173,7 @@ func (s *Server) postedParams(w http.ResponseWriter, r *http.Request) (url.Value
 	return params, patients, nil
 }
 
-// exportPatients is GET /Patient/$export: every patient's data.
+// exportPatients is GET or POST /Patient/$export: every patient's data.
 func (s *Server) exportPatients(w http.ResponseWriter, r *http.Request) error {
 	if typ := chi.URLParam(r, "type"); typ != "Patient" {
 		return reqErr(errNotFound, "not-supported", "$export is supported on the system, on Patient and on Group/{id}, not on %s", typ)
@@ -181,8 +181,8 @@ func (s *Server) exportPatients(w http.ResponseWriter, r *http.Request) error {
 	return s.kickOff(w, r, &exportSpec{Level: exportPatient})
 }
 
-// exportGroup is GET /Group/{id}/$export: the data of the group's
-// patients (its members that are Patients).
+// exportGroup is GET or POST /Group/{id}/$export: the data of the
+// group's patients (its active members that are Patients).
 func (s *Server) exportGroup(w http.ResponseWriter, r *http.Request) error {
 	typ, id := chi.URLParam(r, "type"), chi.URLParam(r, "id")
 	if typ != "Group" {
@@ -214,7 +214,7 @@ func (s *Server) exportGroup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	slices.Sort(members)
-	return s.kickOff(w, r, &exportSpec{Level: exportGroup, Group: id, Members: slices.Compact(members)})
+	return s.kickOff(w, r, &exportSpec{Level: exportGroup, Members: slices.Compact(members)})
 }
 
 // exportParams are the kick-off parameters understood.
