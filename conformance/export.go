@@ -347,4 +347,16 @@ func testExport(t *testing.T, c *client, run string) {
 		bulk.do(http.MethodGet, strings.TrimPrefix(m.Output[0].URL, c.base), nil).want(t, http.StatusNotFound)
 		bulk.do(http.MethodDelete, st, nil).want(t, http.StatusNotFound)
 	})
+
+	t.Run("erasing a patient deletes the exports that hold their data", func(t *testing.T) {
+		withA := bulk.kickOff(t, "/Group/"+group+"/$export")
+		bulk.awaitExport(t, withA)
+		onlyB := `{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Patient/` + b + `"}}]}`
+		r := bulk.do(http.MethodPost, "/Group/"+group+"/$export", onlyB, "Prefer", "respond-async").want(t, http.StatusAccepted)
+		withoutA := strings.TrimPrefix(r.Header.Get("Content-Location"), c.base)
+		bulk.awaitExport(t, withoutA)
+		c.do(http.MethodPost, "/Patient/"+a+"/$erase", nil).want(t, http.StatusOK)
+		bulk.do(http.MethodGet, withA, nil).want(t, http.StatusNotFound)
+		bulk.awaitExport(t, withoutA)
+	})
 }

@@ -599,7 +599,7 @@ func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) error {
 // dropExport erases job's key, which makes its files unreadable at once,
 // then deletes the job and its files.
 func (s *Server) dropExport(ctx context.Context, job string) error {
-	if _, err := s.keys.Erase(ctx, keys.ExportOwner(job), nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.keys.Erase(ctx, keys.ExportOwner(job), nil); err != nil && !errors.Is(err, keys.ErrNoKey) {
 		return err
 	}
 	err := s.store.DeleteExport(ctx, job)
@@ -607,6 +607,38 @@ func (s *Server) dropExport(ctx context.Context, job string) error {
 		return nil // deleted meanwhile
 	}
 	return err
+}
+
+// dropExportsOf deletes every export job that holds, or may come to
+// hold, data of patient (a key owner): crypto-shredding a patient leaves
+// no readable copy of their data in an export's files either.
+func (s *Server) dropExportsOf(ctx context.Context, patient string) error {
+	jobs, err := s.store.Exports(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		key, err := s.exportKey(ctx, j.ID)
+		if errors.Is(err, errNotFound) {
+			continue // being deleted
+		}
+		if err != nil {
+			return err
+		}
+		spec, err := openSpec(key, j)
+		if err != nil {
+			return err
+		}
+		x := exportRun{spec: spec}
+		if from := x.listed(); from != nil && !slices.Contains(from, patient) {
+			continue
+		}
+		if err := s.dropExport(ctx, j.ID); err != nil {
+			return err
+		}
+		s.log.Warn("export: deleted with the data of an erased patient", "job", j.ID)
+	}
+	return nil
 }
 
 func exportAAD(job, typ string, seq int64) []byte {

@@ -104,7 +104,8 @@ func (s sealer) Keys(ctx context.Context, wrapped []store.WrappedKey) (map[strin
 
 // erase is POST /Patient/{id}/$erase: crypto-shredding. The patient's data
 // key is destroyed, so every version of every resource sealed under it can
-// never be read again; those resources leave search and read as 410. An
+// never be read again; those resources leave search and read as 410, and
+// the Bulk Data exports that may hold them are deleted. An
 // administrator's operation; it answers an OperationOutcome saying how
 // many resources were withdrawn, and 410 when the patient was erased before.
 func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
@@ -121,6 +122,11 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
 		return err // unknown: 404; erased before: 410
 	}
+	// The Bulk Data exports that hold the patient's data are deleted
+	// first, and again after the key is gone for any started meanwhile.
+	if err := s.dropExportsOf(r.Context(), keys.PatientOwner(id)); err != nil {
+		return err
+	}
 	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: s.pseudonyms.Of(id), Interaction: "erase"}
 	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id), rec.Bytes())
 	if errors.Is(err, keys.ErrNoKey) {
@@ -128,6 +134,9 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := s.dropExportsOf(r.Context(), keys.PatientOwner(id)); err != nil {
+		s.log.Error("erase: an export started during the erasure could not be deleted", "request_id", requestID(r), "err", err)
 	}
 	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)
 	s.writeOutcome(w, r, http.StatusOK, info(fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read", id, n)))

@@ -113,6 +113,19 @@ func (s *Store) Export(ctx context.Context, id string) (*ExportJob, error) {
 	return rows[0].job(), nil
 }
 
+// Exports lists every job, oldest first.
+func (s *Store) Exports(ctx context.Context) ([]*ExportJob, error) {
+	var rows []exportRow
+	if err := s.db.WithContext(ctx).Raw(`SELECT ` + exportColumns + ` FROM export_jobs ORDER BY created_us, id`).Scan(&rows).Error; err != nil {
+		return nil, s.classify(fmt.Errorf("store: export jobs: %w", err))
+	}
+	out := make([]*ExportJob, len(rows))
+	for i, r := range rows {
+		out[i] = r.job()
+	}
+	return out, nil
+}
+
 // ClaimExport gives worker, for lease, the oldest unfinished job that no
 // worker holds (never claimed, or its lease ran out), and drops the parts
 // of the batch it will redo; nil when there is none.
