@@ -46,21 +46,23 @@ func TestKeysCommands(t *testing.T) {
 				c.do(http.MethodPut, fmt.Sprintf("/Patient/k%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"k%d","name":[{"family":"Keyed"}]}`, i)).want(t, http.StatusCreated)
 			}
 			c.do(http.MethodPut, "/Organization/org", `{"resourceType":"Organization","id":"org","name":"Clinic"}`).want(t, http.StatusCreated)
+			export := c.kickOff(t, "/Patient/$export")
+			c.awaitExport(t, export)
 			if err := p.stop(t); err != nil {
 				t.Fatal(err)
 			}
 
-			// 5 patients, the provider's key, the blind index key and the
-			// ledger's pseudonym key.
+			// 5 patients, the provider's key, the blind index key, the
+			// ledger's pseudonym key and the export's key.
 			out := runCmd(t, bin, append([]string{"keys", "rotate", "--new-kek", "--batch", "3"}, flags...)...)
-			if !strings.Contains(out, "now wraps with key version 2") || !strings.Contains(out, "rewrapped 8 data keys") {
+			if !strings.Contains(out, "now wraps with key version 2") || !strings.Contains(out, "rewrapped 9 data keys") {
 				t.Fatalf("keys rotate --new-kek: %q", out)
 			}
 			if out := runCmd(t, bin, append([]string{"keys", "rotate"}, flags...)...); !strings.Contains(out, "rewrapped 0 data keys") {
 				t.Fatalf("keys rotate run again: %q", out)
 			}
 			out = runCmd(t, bin, append([]string{"keys", "erase", "--patient", "k2"}, flags...)...)
-			if !strings.Contains(out, "Patient/k2: 1 resources withdrawn") {
+			if !strings.Contains(out, "Patient/k2: 1 resources withdrawn") || !strings.Contains(out, "deleted 1 Bulk Data exports") {
 				t.Fatalf("keys erase: %q", out)
 			}
 			cmd := exec.Command(bin, append([]string{"keys", "erase", "--patient", "nobody"}, flags...)...)
@@ -71,6 +73,7 @@ func TestKeysCommands(t *testing.T) {
 			p = serve(t, bin, flags...)
 			c = p.client(t)
 			c.do(http.MethodGet, "/Patient/k2", nil).want(t, http.StatusGone)
+			c.do(http.MethodGet, export, nil).want(t, http.StatusNotFound) // it held k2's data
 			for _, path := range []string{"/Patient/k0", "/Patient/k4", "/Organization/org", "/Patient?family=keyed&_count=1"} {
 				c.do(http.MethodGet, path, nil).want(t, http.StatusOK)
 			}

@@ -425,7 +425,7 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
-	key, err := s.exportKey(r.Context(), j.ID)
+	key, err := exportKey(r.Context(), s.keys, j.ID)
 	if err != nil {
 		return err
 	}
@@ -525,7 +525,7 @@ func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
 		return reqErr(errNotFound, "not-found", "export %s has no file %s", j.ID, name)
 	}
 	f := files[i]
-	key, err := s.exportKey(r.Context(), j.ID)
+	key, err := exportKey(r.Context(), s.keys, j.ID)
 	if err != nil {
 		return err
 	}
@@ -556,8 +556,8 @@ func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // exportKey is the data key of job; 404 once it is erased.
-func (s *Server) exportKey(ctx context.Context, job string) (*keys.DataKey, error) {
-	dk, err := s.keys.Keys(ctx, []string{keys.ExportOwner(job)})
+func exportKey(ctx context.Context, kr *keys.Keyring, job string) (*keys.DataKey, error) {
+	dk, err := kr.Keys(ctx, []string{keys.ExportOwner(job)})
 	if err != nil {
 		return nil, err
 	}
@@ -588,7 +588,7 @@ func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.dropExport(r.Context(), j.ID); err != nil {
+	if err := dropExport(r.Context(), s.store, s.keys, j.ID); err != nil {
 		return err
 	}
 	s.log.Info("export: deleted by its client", "job", j.ID, "request_id", requestID(r))
@@ -598,47 +598,50 @@ func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) error {
 
 // dropExport erases job's key, which makes its files unreadable at once,
 // then deletes the job and its files.
-func (s *Server) dropExport(ctx context.Context, job string) error {
-	if _, err := s.keys.Erase(ctx, keys.ExportOwner(job), nil); err != nil && !errors.Is(err, keys.ErrNoKey) {
+func dropExport(ctx context.Context, st *store.Store, kr *keys.Keyring, job string) error {
+	if _, err := kr.Erase(ctx, keys.ExportOwner(job), nil); err != nil && !errors.Is(err, keys.ErrNoKey) {
 		return err
 	}
-	err := s.store.DeleteExport(ctx, job)
+	err := st.DeleteExport(ctx, job)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	return err
 }
 
-// dropExportsOf deletes every export job that holds, or may come to
-// hold, data of patient (a key owner): crypto-shredding a patient leaves
-// no readable copy of their data in an export's files either.
-func (s *Server) dropExportsOf(ctx context.Context, patient string) error {
-	jobs, err := s.store.Exports(ctx)
+// DropPatientExports deletes every Bulk Data export job that holds, or
+// may come to hold, data of the patient with id: every system and Patient
+// export, and the Group exports that list them. Crypto-shredding a
+// patient thereby leaves no readable copy of their data in an export's
+// files either. It returns how many jobs it deleted.
+func DropPatientExports(ctx context.Context, st *store.Store, kr *keys.Keyring, id string) (int, error) {
+	jobs, err := st.Exports(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, j := range jobs {
-		key, err := s.exportKey(ctx, j.ID)
+		key, err := exportKey(ctx, kr, j.ID)
 		if errors.Is(err, errNotFound) {
 			continue // being deleted
 		}
 		if err != nil {
-			return err
+			return n, err
 		}
 		spec, err := openSpec(key, j)
 		if err != nil {
-			return err
+			return n, err
 		}
 		x := exportRun{spec: spec}
-		if from := x.listed(); from != nil && !slices.Contains(from, patient) {
+		if from := x.listed(); from != nil && !slices.Contains(from, keys.PatientOwner(id)) {
 			continue
 		}
-		if err := s.dropExport(ctx, j.ID); err != nil {
-			return err
+		if err := dropExport(ctx, st, kr, j.ID); err != nil {
+			return n, err
 		}
-		s.log.Warn("export: deleted with the data of an erased patient", "job", j.ID)
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 func exportAAD(job, typ string, seq int64) []byte {
@@ -683,7 +686,7 @@ func (s *Server) sweepExports(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		if err := s.dropExport(ctx, id); err != nil {
+		if err := dropExport(ctx, s.store, s.keys, id); err != nil {
 			s.log.Error("export: deleting an expired job failed", "job", id, "err", err)
 			continue
 		}
@@ -695,7 +698,7 @@ func (s *Server) sweepExports(ctx context.Context) {
 // until the worker loses it or ctx ends (another worker then resumes it
 // from its last batch).
 func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJob) {
-	key, err := s.exportKey(ctx, j.ID)
+	key, err := exportKey(ctx, s.keys, j.ID)
 	if errors.Is(err, errNotFound) {
 		err = store.ErrExportLost // deleted meanwhile
 	}

@@ -124,7 +124,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The Bulk Data exports that hold the patient's data are deleted
 	// first, and again after the key is gone for any started meanwhile.
-	if err := s.dropExportsOf(r.Context(), keys.PatientOwner(id)); err != nil {
+	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
 		return err
 	}
 	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: s.pseudonyms.Of(id), Interaction: "erase"}
@@ -135,7 +135,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.dropExportsOf(r.Context(), keys.PatientOwner(id)); err != nil {
+	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
 		s.log.Error("erase: an export started during the erasure could not be deleted", "request_id", requestID(r), "err", err)
 	}
 	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/server"
 )
 
 const keysUsage = `Usage:
@@ -73,6 +74,12 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
+		// As $erase does: the exports that may hold the patient's data go
+		// first, and again after the key for any started meanwhile.
+		dropped, err := server.DropPatientExports(ctx, st, kr, *patient)
+		if err != nil {
+			return err
+		}
 		rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(time.Now()),
 			Patient: audit.NewPseudonyms(ks[keys.PseudonymOwner].MAC).Of(*patient), Interaction: "erase"}
 		n, err := kr.Erase(ctx, keys.PatientOwner(*patient), rec.Bytes())
@@ -82,7 +89,15 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
+		more, err := server.DropPatientExports(ctx, st, kr, *patient)
+		if err != nil {
+			return fmt.Errorf("the key is erased, but an export started meanwhile could not be deleted: %w", err)
+		}
+		dropped += more
 		fmt.Fprintf(stdout, "erased the data key of Patient/%s: %d resources withdrawn\n", *patient, n)
+		if dropped > 0 {
+			fmt.Fprintf(stdout, "deleted %d Bulk Data exports that could hold the patient's data\n", dropped)
+		}
 	}
 	return nil
 }
