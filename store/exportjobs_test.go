@@ -23,7 +23,8 @@ func TestExportTakeover(t *testing.T) {
 		if err := s.CreateExport(ctx, &store.ExportJob{ID: "job1", Client: "bulk", Spec: []byte("sealed")}); err != nil {
 			t.Fatal(err)
 		}
-		j, err := s.ClaimExport(ctx, "w1", 50*time.Millisecond)
+		const lease = time.Second
+		j, err := s.ClaimExport(ctx, "w1", lease)
 		if err != nil || j == nil || j.Status != store.ExportRunning {
 			t.Fatalf("claim: %+v, %v", j, err)
 		}
@@ -40,10 +41,10 @@ func TestExportTakeover(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(s.AddExportParts(ctx, "job1", "w1", 50*time.Millisecond, []store.ExportPart{part("Patient", 0), part("Observation", 1)}))
-		must(s.AdvanceExport(ctx, "job1", "w1", 50*time.Millisecond, store.ExportProgress{ResumeAt: "p:1", Batch: 1, PatientsDone: 1, Resources: 2}))
-		must(s.AddExportParts(ctx, "job1", "w1", 50*time.Millisecond, []store.ExportPart{part("Patient", store.ExportPartsPerBatch)}))
-		time.Sleep(100 * time.Millisecond)
+		must(s.AddExportParts(ctx, "job1", "w1", lease, []store.ExportPart{part("Patient", 0), part("Observation", 1)}))
+		must(s.AdvanceExport(ctx, "job1", "w1", lease, store.ExportProgress{ResumeAt: "p:1", Batch: 1, PatientsDone: 1, Resources: 2}))
+		must(s.AddExportParts(ctx, "job1", "w1", lease, []store.ExportPart{part("Patient", store.ExportPartsPerBatch)}))
+		time.Sleep(lease + 200*time.Millisecond)
 
 		j, err = s.ClaimExport(ctx, "w2", time.Minute)
 		if err != nil || j == nil || j.ResumeAt != "p:1" || j.Batch != 1 || j.Resources != 2 {
