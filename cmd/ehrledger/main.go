@@ -26,6 +26,7 @@ Usage:
   ehrledger fetch --server URL --client ID --key-file FILE [--scope S] [--purpose CODE] PATH
   ehrledger fetch --key-file FILE --public-key
   ehrledger export --server URL --patient ID [--format json|csv|html] [--start DATE] [--end DATE]
+      (a patient's accounting of disclosures; Bulk Data is the server's $export)
   ehrledger verify --accounting FILE --key VKEY [--witness WKEY ...]
   ehrledger version
 
