@@ -628,13 +628,12 @@ func DropPatientExports(ctx context.Context, st *store.Store, kr *keys.Keyring, 
 		if err != nil {
 			return n, err
 		}
-		spec, err := openSpec(key, j)
-		if err != nil {
-			return n, err
-		}
-		x := exportRun{spec: spec}
-		if from := x.listed(); from != nil && !slices.Contains(from, keys.PatientOwner(id)) {
-			continue
+		// A job whose request cannot be read may hold anyone's data.
+		if spec, err := openSpec(key, j); err == nil {
+			x := exportRun{spec: spec}
+			if from := x.listed(); from != nil && !slices.Contains(from, keys.PatientOwner(id)) {
+				continue
+			}
 		}
 		if err := dropExport(ctx, st, kr, j.ID); err != nil {
 			return n, err
@@ -700,7 +699,11 @@ func (s *Server) sweepExports(ctx context.Context) {
 func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJob) {
 	key, err := exportKey(ctx, s.keys, j.ID)
 	if errors.Is(err, errNotFound) {
-		err = store.ErrExportLost // deleted meanwhile
+		// Its key is erased: the job was being deleted; finish that.
+		if err := dropExport(ctx, s.store, s.keys, j.ID); err != nil && ctx.Err() == nil {
+			s.log.Error("export: deleting a job whose key is erased failed", "job", j.ID, "err", err)
+		}
+		return
 	}
 	var spec *exportSpec
 	if err == nil {
@@ -711,7 +714,7 @@ func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJo
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, store.ErrExportLost) && ctx.Err() == nil {
+		if ctx.Err() == nil {
 			s.log.Error("export: the job cannot start; it is retried once its lease runs out", "job", j.ID, "err", err)
 		}
 		return
