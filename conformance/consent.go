@@ -45,6 +45,48 @@ func (c *client) ledgerRecordOf(t *testing.T, r *response) ledgerRecord {
 	return rec
 }
 
+// auditEvent is what the tests read of an AuditEvent: the index of its
+// ledger record, its type code and the resources it cites.
+type auditEvent struct {
+	index int64
+	typ   string
+	cites []string
+}
+
+// auditEventsOf lists the AuditEvents about patient (up to 1,000).
+func (c *client) auditEventsOf(t *testing.T, patient string) []auditEvent {
+	t.Helper()
+	r := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil).want(t, http.StatusOK)
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				Extension []struct {
+					ValueInteger int64 `json:"valueInteger"`
+				} `json:"extension"`
+				Type   struct{ Code string } `json:"type"`
+				Entity []struct {
+					What struct{ Reference string } `json:"what"`
+				} `json:"entity"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatalf("AuditEvents of %s: %v", patient, err)
+	}
+	var out []auditEvent
+	for _, e := range b.Entry {
+		if len(e.Resource.Extension) == 0 {
+			continue
+		}
+		ae := auditEvent{index: e.Resource.Extension[0].ValueInteger, typ: e.Resource.Type.Code}
+		for _, en := range e.Resource.Entity {
+			ae.cites = append(ae.cites, en.What.Reference)
+		}
+		out = append(out, ae)
+	}
+	return out
+}
+
 // recordsAbout waits until the patient's AuditEvents hold one whose type
 // code is typ and that cites ref, and returns the ledger index of each
 // such record.
@@ -52,37 +94,17 @@ func (c *client) recordsAbout(t *testing.T, patient, typ, ref string) []int64 {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil).want(t, http.StatusOK)
-		var b struct {
-			Entry []struct {
-				Resource struct {
-					Extension []struct {
-						ValueInteger int64 `json:"valueInteger"`
-					} `json:"extension"`
-					Type   struct{ Code string } `json:"type"`
-					Entity []struct {
-						What struct{ Reference string } `json:"what"`
-					} `json:"entity"`
-				} `json:"resource"`
-			} `json:"entry"`
-		}
-		json.Unmarshal(r.body, &b)
 		var found []int64
-		for _, e := range b.Entry {
-			cites := slices.ContainsFunc(e.Resource.Entity, func(en struct {
-				What struct{ Reference string } `json:"what"`
-			}) bool {
-				return en.What.Reference == ref
-			})
-			if cites && (typ == "" || e.Resource.Type.Code == typ) && len(e.Resource.Extension) > 0 {
-				found = append(found, e.Resource.Extension[0].ValueInteger)
+		for _, ae := range c.auditEventsOf(t, patient) {
+			if slices.Contains(ae.cites, ref) && (typ == "" || ae.typ == typ) {
+				found = append(found, ae.index)
 			}
 		}
 		if len(found) > 0 {
 			return found
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s record cites %s: %s", typ, ref, truncate(r.body))
+			t.Fatalf("no %s record cites %s", typ, ref)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -113,26 +113,14 @@ func (c *client) exportRecords(t *testing.T, patient string, want int) []ledgerR
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := c.do(http.MethodGet, "/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil).want(t, http.StatusOK)
-		var b struct {
-			Entry []struct {
-				Resource struct {
-					Extension []struct {
-						ValueInteger int64 `json:"valueInteger"`
-					} `json:"extension"`
-				} `json:"resource"`
-			} `json:"entry"`
-		}
-		json.Unmarshal(r.body, &b)
 		var out []ledgerRecord
 		seen := map[int64]bool{}
-		for _, e := range b.Entry {
-			if len(e.Resource.Extension) == 0 || seen[e.Resource.Extension[0].ValueInteger] {
-				continue
+		for _, ae := range c.auditEventsOf(t, patient) {
+			if seen[ae.index] {
+				continue // a disclosure shows as two AuditEvents
 			}
-			n := e.Resource.Extension[0].ValueInteger
-			seen[n] = true
-			if rec, _ := c.record(t, c.checkpoint(t, n), n); rec.Interaction == "export" {
+			seen[ae.index] = true
+			if rec, _ := c.record(t, c.checkpoint(t, ae.index), ae.index); rec.Interaction == "export" {
 				out = append(out, rec)
 			}
 		}
