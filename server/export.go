@@ -788,6 +788,8 @@ type exportRun struct {
 	key    *keys.DataKey
 	p      store.ExportProgress
 	out    *exportOutput
+	// redo says the last batch failed and must first drop what it stored.
+	redo bool
 }
 
 // The phases of a job, the prefix of its cursor: the patients' data,
@@ -854,11 +856,19 @@ func (x *exportRun) since() time.Time {
 // batch exports the next batch and advances the job past it; done when
 // nothing is left.
 func (x *exportRun) batch(ctx context.Context) (done bool, err error) {
+	if x.redo {
+		// The last attempt failed after storing some of its parts.
+		if err := x.s.store.RedoExportBatch(ctx, x.job.ID, x.worker, exportLease, x.p.Batch); err != nil {
+			return false, err
+		}
+		x.redo = false
+	}
+	defer func() { x.redo = err != nil }()
 	if x.out == nil {
 		x.out = &exportOutput{x: x, bufs: map[string]*exportBuf{}}
 	}
 	out := x.out // its buffers are reused from batch to batch
-	out.seq, out.count = x.p.Batch*store.ExportPartsPerBatch, 0
+	out.reset(x.p.Batch * store.ExportPartsPerBatch)
 	next := x.p
 	next.Batch++
 	cursor := x.p.ResumeAt
@@ -1027,6 +1037,15 @@ type exportOutput struct {
 type exportBuf struct {
 	data []byte
 	n    int
+}
+
+// reset empties the buffers (of a batch that failed, too) for a batch
+// whose parts are numbered from seq.
+func (o *exportOutput) reset(seq int64) {
+	for _, b := range o.bufs {
+		b.data, b.n = b.data[:0], 0
+	}
+	o.seq, o.buffered, o.count = seq, 0, 0
 }
 
 func (o *exportOutput) add(ctx context.Context, v *store.Version) error {

@@ -147,7 +147,7 @@ func (s *Store) ClaimExport(ctx context.Context, worker string, lease time.Durat
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error // another worker was quicker
 		}
-		if err := db.Exec(`DELETE FROM export_parts WHERE job = ? AND seq >= ?`, j.ID, j.Batch*ExportPartsPerBatch).Error; err != nil {
+		if err := dropPartsFrom(ctx, tx, j.ID, j.Batch); err != nil {
 			return err
 		}
 		j.Status = ExportRunning
@@ -158,6 +158,27 @@ func (s *Store) ClaimExport(ctx context.Context, worker string, lease time.Durat
 		return nil, s.classify(fmt.Errorf("store: claim export: %w", err))
 	}
 	return claimed, nil
+}
+
+// dropPartsFrom deletes job's parts of batch and later ones: what a batch
+// that did not finish stored.
+func dropPartsFrom(ctx context.Context, tx *Tx, job string, batch int64) error {
+	return tx.db.WithContext(ctx).Exec(`DELETE FROM export_parts WHERE job = ? AND seq >= ?`, job, batch*ExportPartsPerBatch).Error
+}
+
+// RedoExportBatch deletes the parts a failed attempt at batch stored, so
+// that worker, which must still hold job, can run the batch again.
+func (s *Store) RedoExportBatch(ctx context.Context, job, worker string, lease time.Duration, batch int64) error {
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if err := hold(ctx, tx, job, worker, lease); err != nil {
+			return err
+		}
+		return dropPartsFrom(ctx, tx, job, batch)
+	})
+	if err != nil && !errors.Is(err, ErrExportLost) {
+		return s.classify(fmt.Errorf("store: redo export batch: %w", err))
+	}
+	return err
 }
 
 // hold renews worker's lease on job inside tx, or returns ErrExportLost.

@@ -60,6 +60,16 @@ func TestExportTakeover(t *testing.T) {
 		if err := s.AddExportParts(ctx, "job1", "w1", time.Minute, []store.ExportPart{part("Patient", store.ExportPartsPerBatch+1)}); !errors.Is(err, store.ErrExportLost) {
 			t.Fatalf("the first worker added parts after the takeover: %v", err)
 		}
+		// w2's first attempt at batch 1 stores a part and fails; the
+		// attempt again starts from batch 0's parts alone.
+		must(s.AddExportParts(ctx, "job1", "w2", time.Minute, []store.ExportPart{part("Condition", store.ExportPartsPerBatch)}))
+		if err := s.RedoExportBatch(ctx, "job1", "w1", time.Minute, 1); !errors.Is(err, store.ErrExportLost) {
+			t.Fatalf("the first worker redid a batch after the takeover: %v", err)
+		}
+		must(s.RedoExportBatch(ctx, "job1", "w2", time.Minute, 1))
+		if index, _ := s.ExportIndex(ctx, "job1"); len(index) != 2 {
+			t.Fatalf("after a redo the parts are %+v, want batch 0's two", index)
+		}
 		must(s.AddExportParts(ctx, "job1", "w2", time.Minute, []store.ExportPart{part("Patient", store.ExportPartsPerBatch)}))
 		must(s.AdvanceExport(ctx, "job1", "w2", time.Minute, store.ExportProgress{ResumeAt: "p:2", Batch: 2, PatientsDone: 2, Resources: 3}))
 		if err := s.FinishExport(ctx, "job1", "w1", store.ExportCompleted, "", time.Now()); !errors.Is(err, store.ErrExportLost) {
