@@ -135,18 +135,13 @@ func export(env *benchenv.Env) ([]string, int) {
 		} `json:"output"`
 	}
 	for {
-		res, err := env.Client.Get(status)
-		if err != nil {
-			fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode == http.StatusAccepted {
+		code, body := get(env, status)
+		if code == http.StatusAccepted {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		if res.StatusCode != http.StatusOK {
-			fatal(fmt.Errorf("status: %d %.300s", res.StatusCode, body))
+		if code != http.StatusOK {
+			fatal(fmt.Errorf("status: %d %.300s", code, body))
 		}
 		if err := json.Unmarshal(body, &m); err != nil {
 			fatal(err)
@@ -182,12 +177,7 @@ func export(env *benchenv.Env) ([]string, int) {
 // of the load's last write, so that the runs measured do not share the
 // machine with that catching up.
 func awaitWriteAuditEvents(env *benchenv.Env) {
-	res, err := env.Client.Get(env.Base + "/ledger/checkpoint")
-	if err != nil {
-		fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	_, body := get(env, env.Base+"/ledger/checkpoint")
 	lines := strings.Split(string(body), "\n")
 	if len(lines) < 2 {
 		fatal(fmt.Errorf("checkpoint: %q", body))
@@ -197,12 +187,7 @@ func awaitWriteAuditEvents(env *benchenv.Env) {
 		fatal(err)
 	}
 	for {
-		res, err := env.Client.Get(env.Base + "/AuditEvent/ledger-" + strconv.FormatInt(size-1, 10))
-		if err != nil {
-			fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK {
+		if code, _ := get(env, env.Base+"/AuditEvent/ledger-"+strconv.FormatInt(size-1, 10)); code == http.StatusOK {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -215,14 +200,9 @@ func page(env *benchenv.Env, path string) int {
 	n := 0
 	next := env.Base + path
 	for next != "" {
-		res, err := env.Client.Get(next)
-		if err != nil {
-			fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			fatal(fmt.Errorf("%s: %d %.300s", next, res.StatusCode, body))
+		code, body := get(env, next)
+		if code != http.StatusOK {
+			fatal(fmt.Errorf("%s: %d %.300s", next, code, body))
 		}
 		var b struct {
 			Link []struct {
@@ -251,6 +231,20 @@ func page(env *benchenv.Env, path string) int {
 		}
 	}
 	return n
+}
+
+// get fetches url and returns the status and body.
+func get(env *benchenv.Env, url string) (int, []byte) {
+	res, err := env.Client.Get(url)
+	if err != nil {
+		fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		fatal(err)
+	}
+	return res.StatusCode, body
 }
 
 // settle returns memory to the system, resets the high-water mark of the
