@@ -35,6 +35,13 @@ type Index struct {
 	// counted: whether they point at this server is the server's to say
 	// (see References).
 	PatientCompartment []string
+	// Patients lists the ids of every patient the resource is about or
+	// refers to: those of PatientCompartment first, in its order, then
+	// every other relative reference to a Patient ("Patient/123", with or
+	// without "/_history/n") anywhere in the resource, extensions and
+	// contained resources included, in document order. Its first entry
+	// is the patient whose data the resource is (see PatientData).
+	Patients []string
 }
 
 // StringEntry is a string parameter's value: a string or markdown, or one
@@ -223,6 +230,7 @@ func ExtractIndex(resourceType string, body []byte) (*Index, error) {
 		env.buf = env.buf[:mark]
 	}
 	x.compartment(st, resourceType, doc)
+	x.ix.Patients = patientsOf(x.ix.PatientCompartment, body)
 	ct.remember(x.ix)
 	return x.ix, nil
 }

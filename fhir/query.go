@@ -20,6 +20,11 @@ type SearchQuery struct {
 	// Compartment, when set, keeps only resources in that compartment
 	// (GET /Patient/123/Observation).
 	Compartment *Compartment
+	// Owners, when set, keeps only resources whose data key is one of
+	// these owners (keys.OwnerOf: "Patient/123", "provider"): the
+	// server's narrowing of a search to what a patient-confined token
+	// may reach. No query parameter sets it.
+	Owners []string
 	// Page is the opaque cursor of the page asked for ("" for the first).
 	Page string
 	// Ignored lists parameters that were not understood and were left out

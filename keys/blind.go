@@ -16,13 +16,15 @@ import (
 // BlindOwner), truncated to 128 bits. The parameter is part of the MAC's
 // input, so equal values of different parameters do not look alike.
 //
-// Which values are blind (Blinds): on Patient, RelatedPerson, Person and
-// every resource type in the patient compartment, all string parameters
-// (names, addresses, free text) and the token parameters identifier,
-// telecom, phone and email (the system stays clear, the value is hashed).
-// Dates, numbers, quantities, codes and the display text of codes (:text;
-// the code beside it is clear), references and URIs stay clear: search
-// ranges and sorts on them, and they do not name a person on their own.
+// Which values are blind (Blinds): on every type whose resources can be
+// patient data (fhir.PatientData), all string parameters (names,
+// addresses, free text), the text of codes (:text: a CodeableConcept's
+// text and its codings' display, which say in words what the codes say,
+// "HIV positive", and what a clinician typed where no code fits), and
+// the token parameters identifier, telecom, phone and email (the system
+// stays clear, the value is hashed). Dates, numbers, quantities, codes,
+// references and URIs stay clear: search ranges and sorts on them, and
+// they do not name a person on their own (docs/security.md).
 type Blind struct {
 	pool  sync.Pool // of hash.Hash keyed with the blind key
 	types map[string]bool
@@ -34,12 +36,10 @@ var blindTokens = map[string]bool{"identifier": true, "telecom": true, "phone": 
 // NewBlind returns the blind index keyed with key (BlindOwner's data key).
 func NewBlind(key *DataKey) *Blind {
 	raw := key.raw
-	b := &Blind{types: map[string]bool{"Patient": true, "RelatedPerson": true, "Person": true}}
+	b := &Blind{types: map[string]bool{"Person": true}}
 	b.pool.New = func() any { return hmac.New(sha256.New, raw) }
-	for _, t := range fhir.ResourceTypes() {
-		if len(fhir.PatientCompartmentParams(t)) > 0 {
-			b.types[t] = true
-		}
+	for _, t := range fhir.PatientDataTypes() {
+		b.types[t] = true
 	}
 	return b
 }
@@ -52,9 +52,7 @@ func (b *Blind) Blinds(typ, param string) bool {
 	}
 	base, modifier, _ := strings.Cut(param, ":")
 	switch modifier {
-	case "text":
-		return false // a coding's display: its code is in clear anyway
-	case "of-type":
+	case "text", "of-type":
 		return true
 	}
 	sp, ok := fhir.LookupSearchParam(typ, base)

@@ -28,15 +28,16 @@ func PatientOwner(id string) string { return "Patient/" + id }
 // Bulk Data export job id, erased with the job.
 func ExportOwner(id string) string { return "export/" + id }
 
-// OwnerOf says whose data key seals a resource: a Patient's own, the first
-// patient whose compartment holds the resource (compartment lists their
-// ids in definition order), or else the provider's.
-func OwnerOf(typ, id string, compartment []string) string {
+// OwnerOf says whose data key seals a resource, which names whose data
+// it is: a Patient's own, else the first patient it is about or refers to
+// (patients lists their ids, those of the Patient compartment first:
+// fhir.Index.Patients), or else the provider's.
+func OwnerOf(typ, id string, patients []string) string {
 	switch {
 	case typ == "Patient":
 		return PatientOwner(id)
-	case len(compartment) > 0:
-		return PatientOwner(compartment[0])
+	case len(patients) > 0:
+		return PatientOwner(patients[0])
 	}
 	return ProviderOwner
 }

@@ -53,7 +53,7 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 	if typ != "Patient" {
 		return reqErr(errNotFound, "not-supported", "$disclosures is supported on Patient only")
 	}
-	if !callerOf(r.Context()).admin() && selfPatient(r.Context()) != id {
+	if c := callerOf(r.Context()); !c.Admin() && c.Self() != id {
 		return forbidden("an accounting of disclosures is given to the patient's own app or to the ehrledger/admin scope")
 	}
 	q := r.URL.Query()

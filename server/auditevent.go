@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 )
 
@@ -42,9 +42,6 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	patient := strings.TrimPrefix(params.Get("patient"), "Patient/")
 	if patient == "" || !idPattern.MatchString(patient) {
 		return reqErr(errInvalid, "required", "AuditEvent search needs patient=Patient/<id>: the ledger lists records by patient")
-	}
-	if err := mayListRecords(r, patient); err != nil {
-		return err
 	}
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	for _, v := range params["date"] {
@@ -81,71 +78,67 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	type listed struct {
-		index int64
-		rec   *audit.Record
-	}
-	var found []listed
-	for len(found) <= count {
-		recs, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(patient), from, to, after, count+1)
-		if err != nil {
-			return err
-		}
-		for _, lr := range recs {
-			rec, err := audit.ParseRecord(lr.Data)
-			if err != nil {
-				return err
-			}
-			after = lr.Index
-			if byAgents(rec, params["agent"]) && len(found) <= count {
-				found = append(found, listed{lr.Index, rec})
-			}
-		}
-		if len(recs) <= count {
-			break
-		}
-	}
 	base := s.baseURL(r)
 	b := bundle{ResourceType: "Bundle", Type: "searchset"}
 	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
-	if len(found) > count {
-		found = found[:count]
-		next := url.Values{}
-		for k, vs := range params {
-			next[k] = vs
+	resp := s.gate.Respond("search", nil)
+	err = resp.AuditTrail(r.Context(), patient, func(pseudonym string) ([]disclosure.Derived, error) {
+		type listed struct {
+			index int64
+			rec   *audit.Record
 		}
-		next.Set("_page", strconv.FormatInt(found[len(found)-1].index, 10))
-		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + "/AuditEvent?" + next.Encode()})
-	}
-	for _, f := range found {
-		ae, _ := json.Marshal(s.auditEvent(f.index, f.rec, patient)) // plain maps always marshal
-		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10),
-			Resource: ae, Search: &bundleSearch{Mode: "match"}})
-		if f.rec.Type == audit.TypeDisclosure && len(f.rec.Consents) > 0 {
-			authz, _ := json.Marshal(s.authzEvent(f.index, f.rec, patient))
-			b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10) + "-authz",
-				Resource: authz, Search: &bundleSearch{Mode: "match"}})
+		var found []listed
+		for len(found) <= count {
+			recs, err := s.ledger.RecordsOf(r.Context(), pseudonym, from, to, after, count+1)
+			if err != nil {
+				return nil, err
+			}
+			for _, lr := range recs {
+				rec, err := audit.ParseRecord(lr.Data)
+				if err != nil {
+					return nil, err
+				}
+				after = lr.Index
+				if byAgents(rec, params["agent"]) && len(found) <= count {
+					found = append(found, listed{lr.Index, rec})
+				}
+			}
+			if len(recs) <= count {
+				break
+			}
 		}
-	}
-	s.writeJSON(w, r, http.StatusOK, b)
-	return nil
-}
-
-// mayListRecords checks that the caller may search AuditEvents about
-// patient: an unconstrained scope, or a patient scope of that patient.
-// A query constraint on AuditEvent cannot be applied to the ledger's
-// view and grants nothing here.
-func mayListRecords(r *http.Request, patient string) error {
-	rc, err := reachOf(r.Context(), "AuditEvent", auth.SearchType)
-	if err != nil || rc.all {
+		if len(found) > count {
+			found = found[:count]
+			next := url.Values{}
+			for k, vs := range params {
+				next[k] = vs
+			}
+			next.Set("_page", strconv.FormatInt(found[len(found)-1].index, 10))
+			b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + "/AuditEvent?" + next.Encode()})
+		}
+		var out []disclosure.Derived
+		for _, f := range found {
+			id := "ledger-" + strconv.FormatInt(f.index, 10)
+			ae, _ := json.Marshal(s.auditEvent(f.index, f.rec, patient)) // plain maps always marshal
+			out = append(out, disclosure.Derived{Type: "AuditEvent", ID: id, Body: ae})
+			if f.rec.Type == audit.TypeDisclosure && len(f.rec.Consents) > 0 {
+				authz, _ := json.Marshal(s.authzEvent(f.index, f.rec, patient))
+				out = append(out, disclosure.Derived{Type: "AuditEvent", ID: id + "-authz", Body: authz})
+			}
+		}
+		return out, nil
+	})
+	if err != nil {
 		return err
 	}
-	for _, rule := range rc.rules {
-		if rule.Context == auth.Patient && rule.Query == nil && rc.patient == patient {
-			return nil
-		}
+	shown, err := resp.Record(r.Context())
+	if err != nil {
+		return err
 	}
-	return forbidden("the access token's scopes do not reach the ledger's records about this patient")
+	s.addEntries(r, &b, shown)
+	setLedgerIndex(w, shown)
+	s.writeJSON(w, r, http.StatusOK, b)
+	return nil
 }
 
 // byAgents says whether a record's recipient matches every agent

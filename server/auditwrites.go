@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/store"
 )
 
@@ -70,7 +70,7 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 		if err != nil || (rec.Type != audit.TypeWrite && rec.Type != audit.TypeConsent) || len(rec.Resources) == 0 {
 			continue
 		}
-		ref, ok := splitVersionRef(rec.Resources[0].Ref)
+		ref, ok := disclosure.SplitVersionRef(rec.Resources[0].Ref)
 		if !ok {
 			continue
 		}
@@ -106,7 +106,7 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 		}
 	}
 	last := recs[len(recs)-1].Index
-	err = s.inTx(ctx, func(tx *store.Tx) error {
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.AdvanceLedgerCursor(ctx, writeAuditCursor, through, last); err != nil {
 			return err
 		}
@@ -145,14 +145,4 @@ func (s *Server) writeAuditEvent(n int64, rec *audit.Record, patient string) *st
 	// Not transient: retrying would stop every later AuditEvent.
 	s.log.Error("ledger: the AuditEvent of a write record is not valid; not stored", "index", n, "err", err)
 	return nil
-}
-
-// splitVersionRef splits "Type/id/_history/vid".
-func splitVersionRef(ref string) (store.VersionRef, bool) {
-	parts := strings.Split(ref, "/")
-	if len(parts) != 4 || parts[2] != "_history" {
-		return store.VersionRef{}, false
-	}
-	vid, err := strconv.ParseInt(parts[3], 10, 64)
-	return store.VersionRef{Type: parts[0], ID: parts[1], VersionID: vid}, err == nil
 }

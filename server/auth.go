@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
@@ -26,7 +26,7 @@ const (
 )
 
 // PurposeBreakGlass is the purpose of use of an emergency access.
-const PurposeBreakGlass = "ETREAT"
+const PurposeBreakGlass = disclosure.PurposeBreakGlass
 
 // maxBreakGlassReason bounds the Break-Glass-Reason header.
 const maxBreakGlassReason = 1024
@@ -55,70 +55,8 @@ type Authority struct {
 	Bootstrap []auth.Client
 }
 
-// caller is who makes a request, as its access token says, and the
-// purpose of use of this request. A request without one (outside
-// authenticate) is allowed nothing.
-type caller struct {
-	// open says authentication is off: every scope, no claims.
-	open bool
-	// claims are the verified token; nil when authentication is off.
-	claims *auth.Claims
-	// purpose is the purpose of use of this request ("" for none).
-	purpose string
-	// breakGlass is the reason given for an emergency access (purpose
-	// ETREAT). It is never written to the ledger, which holds no free text.
-	breakGlass string
-}
-
-type callerKey struct{}
-
 // callerOf returns the caller authenticate put in ctx, nil outside it.
-func callerOf(ctx context.Context) *caller {
-	c, _ := ctx.Value(callerKey{}).(*caller)
-	return c
-}
-
-// everything is the grant of a caller when authentication is off.
-var everything = auth.Grant{Rules: []auth.Rule{{Context: auth.System}}}
-
-// allow says how the caller's scopes allow interaction in on type typ.
-func (c *caller) allow(typ string, in auth.Interaction) (auth.Grant, bool) {
-	switch {
-	case c == nil:
-		return auth.Grant{}, false
-	case c.open:
-		return everything, true
-	}
-	return c.claims.Scopes.Allow(typ, in)
-}
-
-// admin reports whether the caller has the administration scope.
-func (c *caller) admin() bool {
-	return c != nil && (c.open || c.claims.Scopes.Contains(auth.AdminScope))
-}
-
-// patient is the patient in the token's context, "" for none.
-func (c *caller) patient() string {
-	if c == nil || c.claims == nil {
-		return ""
-	}
-	return c.claims.Patient
-}
-
-// recipient is who receives what a request discloses, for its ledger
-// record: the client and, when it acts for one, its organisation. An
-// actor of another kind (a practitioner, or the patient, whose id must
-// never reach the ledger) is not recorded.
-func (c *caller) recipient() *audit.Recipient {
-	if c == nil || c.claims == nil {
-		return nil
-	}
-	r := &audit.Recipient{Client: c.claims.ClientID}
-	if strings.HasPrefix(c.claims.Actor, "Organization/") {
-		r.Organization = c.claims.Actor
-	}
-	return r
-}
+func callerOf(ctx context.Context) *disclosure.Caller { return disclosure.CallerOf(ctx) }
 
 // unauthorizedError refuses a request without a valid token: 401 with
 // the WWW-Authenticate challenge made of cause (nil: no token sent).
@@ -151,7 +89,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.handle("authenticate", func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		next.ServeHTTP(w, r.WithContext(disclosure.WithCaller(r.Context(), c)))
 	})
 }
 
@@ -159,9 +97,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 var codePattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,64}$`)
 
 // identify reads the caller of r from its token and purpose headers.
-func (s *Server) identify(r *http.Request) (*caller, error) {
-	c := &caller{open: s.cfg.InsecureNoAuth}
-	if !c.open {
+func (s *Server) identify(r *http.Request) (*disclosure.Caller, error) {
+	c := &disclosure.Caller{Open: s.cfg.InsecureNoAuth}
+	if !c.Open {
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			return nil, &unauthorizedError{}
@@ -174,31 +112,16 @@ func (s *Server) identify(r *http.Request) (*caller, error) {
 		if len(claims.IgnoredScopes) > 0 {
 			s.log.Info("malformed scopes ignored", "request_id", requestID(r), "client", claims.ClientID, "scopes", claims.IgnoredScopes)
 		}
-		c.claims = claims
+		c.Claims = claims
 	}
-	if err := c.choosePurpose(r.Header.Get(HeaderPurposeOfUse), r.Header.Get(HeaderBreakGlassReason)); err != nil {
+	if err := choosePurpose(c, r.Header.Get(HeaderPurposeOfUse), r.Header.Get(HeaderBreakGlassReason)); err != nil {
 		return nil, err
 	}
-	if c.purpose == PurposeBreakGlass {
+	if c.Purpose == PurposeBreakGlass {
 		s.metrics.breakGlass.Inc()
-		s.log.Warn("break-glass access", "request_id", requestID(r), "client", c.clientID(), "method", r.Method, "path", r.URL.Path)
+		s.log.Warn("break-glass access", "request_id", requestID(r), "client", c.ClientID(), "method", r.Method, "path", r.URL.Path)
 	}
 	return c, nil
-}
-
-// purposeOfUse is the request's purpose of use, "" for none.
-func (c *caller) purposeOfUse() string {
-	if c == nil {
-		return ""
-	}
-	return c.purpose
-}
-
-func (c *caller) clientID() string {
-	if c == nil || c.claims == nil {
-		return ""
-	}
-	return c.claims.ClientID
 }
 
 // choosePurpose sets the request's purpose of use: the header's code,
@@ -206,39 +129,39 @@ func (c *caller) clientID() string {
 // than break-glass (break-glass alone when it is all the token carries).
 // Break-glass needs a reason; a reason without break-glass is a mistake.
 // Without authentication the header is taken as it is.
-func (c *caller) choosePurpose(header, reason string) error {
+func choosePurpose(c *disclosure.Caller, header, reason string) error {
 	header, reason = strings.TrimSpace(header), strings.TrimSpace(reason)
 	var allowed []string
-	if c.claims != nil {
-		allowed = c.claims.PurposeOfUse
+	if c.Claims != nil {
+		allowed = c.Claims.PurposeOfUse
 	}
 	switch {
 	case header != "" && !codePattern.MatchString(header):
 		return reqErr(errInvalid, "invalid", "%s must be one purpose of use code, such as TREAT", HeaderPurposeOfUse)
-	case header != "" && c.claims != nil && !slices.Contains(allowed, header):
+	case header != "" && c.Claims != nil && !slices.Contains(allowed, header):
 		return forbidden("the access token does not allow purpose of use %s; it allows %s", header, listOrNone(allowed))
 	case header != "":
-		c.purpose = header
+		c.Purpose = header
 	default:
 		for _, p := range allowed {
 			if p != PurposeBreakGlass {
-				c.purpose = p
+				c.Purpose = p
 				break
 			}
 		}
-		if c.purpose == "" && len(allowed) > 0 {
-			c.purpose = allowed[0]
+		if c.Purpose == "" && len(allowed) > 0 {
+			c.Purpose = allowed[0]
 		}
 	}
 	switch {
-	case c.purpose == PurposeBreakGlass && reason == "":
+	case c.Purpose == PurposeBreakGlass && reason == "":
 		return forbidden("break-glass access (purpose of use %s) needs the reason in the %s header", PurposeBreakGlass, HeaderBreakGlassReason)
-	case c.purpose != PurposeBreakGlass && reason != "":
+	case c.Purpose != PurposeBreakGlass && reason != "":
 		return reqErr(errInvalid, "invalid", "%s is only for break-glass access: send %s: %s with it", HeaderBreakGlassReason, HeaderPurposeOfUse, PurposeBreakGlass)
 	case len(reason) > maxBreakGlassReason || strings.ContainsFunc(reason, func(r rune) bool { return r < ' ' }):
 		return reqErr(errInvalid, "invalid", "%s must be one line of at most %d bytes", HeaderBreakGlassReason, maxBreakGlassReason)
 	}
-	c.breakGlass = reason
+	c.BreakGlass = reason
 	return nil
 }
 
@@ -251,7 +174,7 @@ func listOrNone(codes []string) string {
 
 // requireAdmin refuses callers without the administration scope.
 func requireAdmin(r *http.Request) error {
-	if !callerOf(r.Context()).admin() {
+	if !callerOf(r.Context()).Admin() {
 		return forbidden("this operation needs the %s scope", auth.AdminScope)
 	}
 	return nil

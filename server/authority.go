@@ -180,7 +180,7 @@ func (s *Server) putClient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("client registered", "request_id", requestID(r), "client", stored.ID, "new", created, "by", callerOf(r.Context()).clientID())
+	s.log.Info("client registered", "request_id", requestID(r), "client", stored.ID, "new", created, "by", callerOf(r.Context()).ClientID())
 	b, _ := json.Marshal(stored) // a checked client always marshals
 	w.Header().Set("Content-Type", "application/json")
 	if created {

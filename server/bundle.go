@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
@@ -46,9 +48,13 @@ type entryOut struct {
 }
 
 // ledgerIndexes names, in the Bundle's response, the ledger records of
-// every entry that disclosed data.
-func ledgerIndexes(w http.ResponseWriter, entries []entryOut) {
+// the Bundle's own disclosures (own, comma-separated) and of every entry
+// that disclosed data.
+func ledgerIndexes(w http.ResponseWriter, own string, entries []entryOut) {
 	var all []string
+	if own != "" {
+		all = append(all, own)
+	}
 	for _, e := range entries {
 		if e.ledger != "" {
 			all = append(all, e.ledger)
@@ -265,7 +271,7 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 	slices.SortStableFunc(writes, func(a, b *txEntry) int { return order[a.method] - order[b.method] })
 
 	changes := make([]change, len(entries))
-	err = s.inTx(r.Context(), func(tx *store.Tx) (err error) {
+	err = s.gate.InTx(r.Context(), func(tx *disclosure.WriteTx) (err error) {
 		// Where each entry's fullUrl now points: Type/id.
 		ids := map[string]string{}
 		for _, te := range writes {
@@ -289,7 +295,8 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 			}
 			seen[key] = te.index
 		}
-		var toStore []store.Write
+		var toStore []disclosure.Change
+		var from []int // the entry of each change
 		for _, te := range writes {
 			if te.op.in != nil {
 				if te.op.in, err = s.rewrite(r, tx, te.body, ids); err != nil {
@@ -302,11 +309,33 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 			}
 			changes[te.index] = ch
 			if ch.write != nil {
-				toStore = append(toStore, *ch.write)
+				toStore = append(toStore, ch.gateChange())
+				from = append(from, te.index)
 			}
 		}
-		return s.putAndRecord(r.Context(), tx, toStore)
+		err = tx.Put(r.Context(), toStore)
+		var refused *disclosure.ChangeError
+		if errors.As(err, &refused) {
+			return &entryError{index: from[refused.Index], err: refused.Err}
+		}
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	// The bodies the entries answer with go through the gate, as a single
+	// write's do, and are recorded together.
+	resp := s.gate.Respond("transaction", nil)
+	slots := make([]int, len(entries))
+	for i, te := range entries {
+		slots[i] = -1
+		if ch := changes[i]; te.template != nil && ch.v != nil && !ch.v.Deleted && wantsBodies(r) {
+			if slots[i], err = ch.show(r.Context(), resp, te.method); err != nil {
+				return err
+			}
+		}
+	}
+	shown, err := resp.Record(r.Context())
 	if err != nil {
 		return err
 	}
@@ -317,8 +346,11 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 			continue
 		}
 		out.Entry[i] = s.changeEntry(r, changes[i])
+		if slots[i] >= 0 {
+			out.Entry[i].Resource = json.RawMessage(shown.Entries()[slots[i]].Version.Body)
+		}
 	}
-	ledgerIndexes(w, out.Entry)
+	ledgerIndexes(w, shown.LedgerIndex(), out.Entry)
 	s.writeJSON(w, r, http.StatusOK, out)
 	return nil
 }
@@ -327,7 +359,7 @@ func (s *Server) transaction(w http.ResponseWriter, r *http.Request, b *bundleIn
 // conditional entry acts on, so that references to its fullUrl can be
 // rewritten: the match of a conditional create (then nothing is created),
 // update, patch or delete; the new id of a create.
-func (s *Server) resolveTarget(r *http.Request, tx *store.Tx, te *txEntry) error {
+func (s *Server) resolveTarget(r *http.Request, tx *disclosure.WriteTx, te *txEntry) error {
 	op := te.op
 	ctx := r.Context()
 	switch op.method {
@@ -368,7 +400,7 @@ func (s *Server) resolveTarget(r *http.Request, tx *store.Tx, te *txEntry) error
 // rewrite replaces the references in body to other entries' fullUrls with
 // their Type/id, resolves conditional references (Patient?identifier=...)
 // to the one resource they match, and parses and indexes the result.
-func (s *Server) rewrite(r *http.Request, tx *store.Tx, body []byte, ids map[string]string) (*incoming, error) {
+func (s *Server) rewrite(r *http.Request, tx *disclosure.WriteTx, body []byte, ids map[string]string) (*incoming, error) {
 	var failure error
 	body = fhir.RewriteReferences(body, func(ref string) (string, bool) {
 		if to, ok := ids[ref]; ok {
@@ -413,7 +445,14 @@ func (s *Server) rewrite(r *http.Request, tx *store.Tx, body []byte, ids map[str
 	return &incoming{res: res, idx: idx}, nil
 }
 
-// changeEntry is the response entry of a planned write.
+// wantsBodies says a transaction's answer carries the entries' resources:
+// only when Prefer asks for them.
+func wantsBodies(r *http.Request) bool {
+	return preferReturn(r) == "representation" && r.Header.Get("Prefer") != ""
+}
+
+// changeEntry is the response entry of a planned write, without its
+// resource.
 func (s *Server) changeEntry(r *http.Request, ch change) entryOut {
 	e := entryOut{Response: &entryResponse{Status: strconv.Itoa(ch.status) + " " + http.StatusText(ch.status)}}
 	if ch.v == nil {
@@ -424,9 +463,6 @@ func (s *Server) changeEntry(r *http.Request, ch change) entryOut {
 	if !ch.v.Deleted {
 		e.FullURL = s.baseURL(r) + "/" + ch.v.Type + "/" + ch.v.ID
 		e.Response.Location = ch.v.Type + "/" + ch.v.ID + "/_history/" + strconv.FormatInt(ch.v.VersionID, 10)
-		if preferReturn(r) == "representation" && r.Header.Get("Prefer") != "" {
-			e.Resource = json.RawMessage(ch.v.Body)
-		}
 	}
 	return e
 }
@@ -438,7 +474,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, b *bundleIn) erro
 	for i := range b.Entry {
 		out.Entry[i] = s.subRequest(r, b, i)
 	}
-	ledgerIndexes(w, out.Entry)
+	ledgerIndexes(w, "", out.Entry)
 	s.writeJSON(w, r, http.StatusOK, out)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ehrledger/ehrledger/consent"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/internal/testdb"
 	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/server"
@@ -27,7 +28,7 @@ func TestLabelsOnWriteAndRedaction(t *testing.T) {
 		hiv := consent.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "HIV"}
 		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log,
 			Consent: consent.Config{Default: consent.Permit, Redact: []consent.Coding{hiv}},
-			Labels:  []server.LabelRule{{Codes: []consent.Coding{{System: "http://snomed.info/sct", Code: "86406008"}}, Label: hiv}}})
+			Labels:  []disclosure.LabelRule{{Codes: []consent.Coding{{System: "http://snomed.info/sct", Code: "86406008"}}, Label: hiv}}})
 		do := func(method, path, body string, status int) []byte {
 			t.Helper()
 			req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))

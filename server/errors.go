@@ -9,6 +9,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -71,7 +72,8 @@ func isError(is fhir.Issue) bool { return is.Severity == "error" || is.Severity 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := s.classify(r, err)
 	switch {
-	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable), errors.Is(err, keys.ErrUnavailable):
+	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable), errors.Is(err, keys.ErrUnavailable),
+		errors.Is(err, disclosure.ErrUnrecorded):
 		w.Header().Set("Retry-After", "1")
 	case status == http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", s.allowed(r))
@@ -116,7 +118,10 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		return status, issues
 	}
 	var unauth *unauthorizedError
+	var gated *disclosure.Error
 	switch {
+	case errors.As(err, &gated):
+		return gateStatus(gated.Family), one(gateCode(gated.Family), gated.Msg)
 	case errors.As(err, &unauth) && unauth.cause == nil:
 		return http.StatusUnauthorized, one("login", "this endpoint needs an access token: send Authorization: Bearer <token>")
 	case errors.As(err, &unauth):
@@ -162,6 +167,35 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	}
 	s.log.Error("internal error", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
 	return http.StatusInternalServerError, one("exception", "internal server error (request id "+requestID(r)+")")
+}
+
+// gateStatus is the status of a refusal of the gate's family.
+func gateStatus(family error) int {
+	switch family {
+	case disclosure.ErrForbidden:
+		return http.StatusForbidden
+	case disclosure.ErrInvalid:
+		return http.StatusBadRequest
+	case disclosure.ErrUnprocessable:
+		return http.StatusUnprocessableEntity
+	case disclosure.ErrUnrecorded:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// gateCode is the OperationOutcome issue type of a refusal of the gate's
+// family.
+func gateCode(family error) string {
+	switch family {
+	case disclosure.ErrForbidden:
+		return "forbidden"
+	case disclosure.ErrUnprocessable:
+		return "business-rule"
+	case disclosure.ErrUnrecorded:
+		return "transient"
+	}
+	return "invalid"
 }
 
 func familyStatus(family error) int {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -36,8 +37,7 @@ const DefaultExportRetention = 24 * time.Hour
 const (
 	// exportBatchPatients is how many patients a batch exports.
 	exportBatchPatients = 100
-	// exportReadChunk bounds the resources read and decided at once (a
-	// power of two: readChunks).
+	// exportReadChunk bounds the provider's resources read at once.
 	exportReadChunk = 512
 	// exportPartBytes is the size at which a type's buffered output is
 	// sealed and stored as a part; exportBufferedBytes bounds all
@@ -96,23 +96,23 @@ type exportCaller struct {
 	Purpose  string   `json:"purpose,omitempty"`
 }
 
-func exportCallerOf(c *caller) exportCaller {
-	e := exportCaller{Open: c.open, Purpose: c.purpose}
-	if cl := c.claims; cl != nil {
+func exportCallerOf(c *disclosure.Caller) exportCaller {
+	e := exportCaller{Open: c.Open, Purpose: c.Purpose}
+	if cl := c.Claims; cl != nil {
 		e.Issuer, e.Subject, e.ClientID, e.Scope = cl.Issuer, cl.Subject, cl.ClientID, cl.RawScope
 		e.Patient, e.FHIRUser, e.Actor, e.Roles, e.Purposes = cl.Patient, cl.FHIRUser, cl.Actor, cl.Roles, cl.PurposeOfUse
 	}
 	return e
 }
 
-func (e exportCaller) caller() *caller {
+func (e exportCaller) caller() *disclosure.Caller {
 	if e.Open {
-		return &caller{open: true, purpose: e.Purpose}
+		return &disclosure.Caller{Open: true, Purpose: e.Purpose}
 	}
 	cl := &auth.Claims{Issuer: e.Issuer, Subject: e.Subject, ClientID: e.ClientID, RawScope: e.Scope, Patient: e.Patient,
 		FHIRUser: e.FHIRUser, Actor: e.Actor, Roles: e.Roles, PurposeOfUse: e.Purposes}
 	cl.Scopes, cl.IgnoredScopes = auth.ParseScopes(e.Scope)
-	return &caller{claims: cl, purpose: e.Purpose}
+	return &disclosure.Caller{Claims: cl, Purpose: e.Purpose}
 }
 
 // exportSystemLevel is GET or POST /$export: every resource the caller
@@ -188,33 +188,11 @@ func (s *Server) exportGroup(w http.ResponseWriter, r *http.Request) error {
 	if typ != "Group" {
 		return reqErr(errNotFound, "not-supported", "$export is supported on the system, on Patient and on Group/{id}, not on %s/{id}", typ)
 	}
-	if _, err := reachOf(r.Context(), typ, auth.Read); err != nil {
-		return err
-	}
-	g, err := s.store.Read(r.Context(), typ, id)
+	members, err := s.gate.GroupMembers(r.Context(), id)
 	if err != nil {
 		return err
 	}
-	if err := s.checkVisible(r.Context(), auth.Read, g); err != nil {
-		return err
-	}
-	var group struct {
-		Member []struct {
-			Entity   struct{ Reference string } `json:"entity"`
-			Inactive bool                       `json:"inactive"`
-		} `json:"member"`
-	}
-	if err := json.Unmarshal(g.Body, &group); err != nil {
-		return fmt.Errorf("server: stored Group/%s: %w", id, err)
-	}
-	var members []string
-	for _, m := range group.Member {
-		if p, ok := strings.CutPrefix(m.Entity.Reference, "Patient/"); ok && !m.Inactive && p != "" {
-			members = append(members, keys.PatientOwner(p))
-		}
-	}
-	slices.Sort(members)
-	return s.kickOff(w, r, &exportSpec{Level: exportGroup, Members: slices.Compact(members)})
+	return s.kickOff(w, r, &exportSpec{Level: exportGroup, Members: members})
 }
 
 // exportParams are the kick-off parameters understood.
@@ -232,7 +210,7 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 		return reqErr(errInvalid, "invalid", "$export runs asynchronously: send the header Prefer: respond-async")
 	}
 	c := callerOf(ctx)
-	if c.breakGlass != "" {
+	if c.BreakGlass != "" {
 		return forbidden("break-glass access is for one patient's care and cannot start a bulk export")
 	}
 	params := r.URL.Query()
@@ -290,11 +268,11 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 	if err != nil {
 		return err
 	}
-	job := &store.ExportJob{ID: id, Client: c.clientID(), Spec: sealed}
+	job := &store.ExportJob{ID: id, Client: c.ClientID(), Spec: sealed}
 	if err := s.store.CreateExport(ctx, job); err != nil {
 		return err
 	}
-	s.log.Info("export: accepted", "job", id, "request_id", requestID(r), "client", c.clientID(), "level", spec.Level, "types", len(types))
+	s.log.Info("export: accepted", "job", id, "request_id", requestID(r), "client", c.ClientID(), "level", spec.Level, "types", len(types))
 	select {
 	case s.exportWake <- struct{}{}:
 	default:
@@ -312,7 +290,7 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 func exportTypes(ctx context.Context, level string, asked []string) ([]string, error) {
 	all := fhir.ResourceTypes()
 	if level != exportSystem {
-		all = compartmentTypes()
+		all = fhir.PatientDataTypes()
 	}
 	var want []string
 	for _, v := range asked {
@@ -323,7 +301,7 @@ func exportTypes(ctx context.Context, level string, asked []string) ([]string, e
 			case !fhir.IsResourceType(t):
 				return nil, reqErr(errInvalid, "invalid", "_type: %q is not a FHIR R4 resource type", t)
 			case !slices.Contains(all, t):
-				return nil, reqErr(errInvalid, "invalid", "_type: %s is not in the Patient compartment, which a %s export covers", t, level)
+				return nil, reqErr(errInvalid, "invalid", "_type: %s is never patient data, which a %s export covers", t, level)
 			case !slices.Contains(want, t):
 				want = append(want, t)
 			}
@@ -332,14 +310,14 @@ func exportTypes(ctx context.Context, level string, asked []string) ([]string, e
 	var out []string
 	if len(want) > 0 {
 		for _, t := range want {
-			if _, err := reachOf(ctx, t, auth.SearchType); err != nil {
+			if err := disclosure.Reach(ctx, t, auth.SearchType); err != nil {
 				return nil, err
 			}
 		}
 		out = want
 	} else {
 		for _, t := range all {
-			if _, err := reachOf(ctx, t, auth.SearchType); err == nil {
+			if disclosure.Reach(ctx, t, auth.SearchType) == nil {
 				out = append(out, t)
 			}
 		}
@@ -400,7 +378,7 @@ func newExportID() string {
 func (s *Server) ownExport(r *http.Request) (*store.ExportJob, error) {
 	id := chi.URLParam(r, "job")
 	j, err := s.store.Export(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && j.Client != callerOf(r.Context()).clientID() {
+	if errors.Is(err, store.ErrNotFound) || err == nil && j.Client != callerOf(r.Context()).ClientID() {
 		return nil, reqErr(errNotFound, "not-found", "no export %s of this client; it may have been deleted or expired", id)
 	}
 	return j, err
@@ -719,7 +697,7 @@ func (s *Server) runExport(ctx context.Context, worker string, j *store.ExportJo
 		}
 		return
 	}
-	jctx := context.WithValue(ctx, callerKey{}, spec.Caller.caller())
+	jctx := disclosure.WithCaller(ctx, spec.Caller.caller())
 	x := &exportRun{s: s, worker: worker, job: j, spec: spec, key: key, p: store.ExportProgress{ResumeAt: j.ResumeAt, Batch: j.Batch,
 		PatientsDone: j.PatientsDone, PatientsTotal: j.PatientsTotal, Resources: j.Resources}}
 	if x.p.Batch == 0 {
@@ -894,20 +872,10 @@ func (x *exportRun) batch(ctx context.Context) (done bool, err error) {
 	case strings.HasPrefix(cursor, phaseProvider):
 		var after store.Key
 		after.Type, after.ID, _ = strings.Cut(strings.TrimPrefix(cursor, phaseProvider), "/")
-		ks, err := x.s.store.OwnerKeys(ctx, keys.ProviderOwner, x.spec.Types, x.since(), after, exportReadChunk)
-		if err != nil || len(ks) == 0 {
+		last, err := x.s.gate.ExportProvider(ctx, after, exportReadChunk, x.gateSpec(), func(v *store.Version) error { return out.add(ctx, v) })
+		if err != nil || last == (store.Key{}) {
 			return err == nil, err
 		}
-		versions, err := x.read(ctx, ks)
-		if err != nil {
-			return false, err
-		}
-		for i := range versions {
-			if err := out.add(ctx, &versions[i]); err != nil {
-				return false, err
-			}
-		}
-		last := ks[len(ks)-1]
 		next.ResumeAt = phaseProvider + last.Type + "/" + last.ID
 	default:
 		return false, fmt.Errorf("server: export %s: unknown cursor %q", x.job.ID, cursor)
@@ -923,103 +891,26 @@ func (x *exportRun) batch(ctx context.Context) (done bool, err error) {
 	return false, nil
 }
 
-// patients exports the data of owners that the caller may see and their
-// consents permit, and records one disclosure per patient (and one
-// denial per patient with data withheld) before the batch is done.
+// patients exports the data of owners through the gate, which records
+// one disclosure per patient (and one denial per patient with data
+// withheld) before the batch is done.
 func (x *exportRun) patients(ctx context.Context, owners []string, out *exportOutput) error {
-	ks, err := x.s.store.OwnedKeys(ctx, owners, x.spec.Types, x.since())
-	if err != nil {
-		return err
-	}
-	var v verdicts
-	var items []disclosure
-	for _, chunk := range readChunks(ks) {
-		versions, err := x.read(ctx, chunk)
-		if err != nil {
-			return err
-		}
-		if versions, err = x.s.gate(ctx, versions, &v); err != nil {
-			return err
-		}
-		for i := range versions {
-			ver := &versions[i]
-			items = append(items, v.annotate(disclosureOf(ver, ver.Body), ver))
-			if err := out.add(ctx, ver); err != nil {
-				return err
-			}
-		}
-	}
-	_, err = x.s.record(ctx, "export", v.withDenials(items))
-	return err
+	return x.s.gate.ExportPatients(ctx, owners, x.gateSpec(), func(v *store.Version) error { return out.add(ctx, v) })
 }
 
-// readChunks splits ks into chunks of one type each, of at most
-// exportReadChunk keys, each padded with its last key to a power of two:
-// a read then takes one of a few SQL shapes, which the database driver
-// prepares once, rather than a new statement per chunk.
-func readChunks(ks []store.OwnedKey) [][]store.Key {
-	byType := map[string][]store.Key{}
-	var types []string
-	for _, k := range ks {
-		if byType[k.Type] == nil {
-			types = append(types, k.Type)
+// gateSpec is what the job reads, as the gate takes it.
+func (x *exportRun) gateSpec() disclosure.ExportSpec {
+	spec := disclosure.ExportSpec{Types: x.spec.Types, Since: x.since()}
+	for typ, raws := range x.spec.TypeFilters {
+		if spec.Filters == nil {
+			spec.Filters = map[string][]url.Values{}
 		}
-		byType[k.Type] = append(byType[k.Type], k.Key)
-	}
-	slices.Sort(types)
-	var out [][]store.Key
-	for _, t := range types {
-		all := byType[t]
-		for start := 0; start < len(all); start += exportReadChunk {
-			chunk := slices.Clip(all[start:min(start+exportReadChunk, len(all))]) // padding must not overwrite the next chunk
-			padded := 1
-			for padded < len(chunk) {
-				padded *= 2
-			}
-			for len(chunk) < min(padded, exportReadChunk) {
-				chunk = append(chunk, chunk[len(chunk)-1])
-			}
-			out = append(out, chunk)
-		}
-	}
-	return out
-}
-
-// read reads the current versions of ks and keeps those the caller's
-// scopes reach and the job's type filters select.
-func (x *exportRun) read(ctx context.Context, ks []store.Key) ([]store.Version, error) {
-	versions, err := x.s.store.ReadMany(ctx, ks)
-	if err != nil {
-		return nil, err
-	}
-	if versions, err = x.s.visible(ctx, auth.SearchType, versions); err != nil {
-		return nil, err
-	}
-	if len(x.spec.TypeFilters) == 0 {
-		return versions, nil
-	}
-	ids := map[string][]string{}
-	for _, v := range versions {
-		if x.spec.TypeFilters[v.Type] != nil {
-			ids[v.Type] = append(ids[v.Type], v.ID)
-		}
-	}
-	selected := map[store.Key]bool{}
-	for typ, list := range ids {
-		for _, raw := range x.spec.TypeFilters[typ] {
+		for _, raw := range raws {
 			q, _ := url.ParseQuery(raw) // checked at kick-off
-			m, err := x.s.matching(ctx, typ, q, list)
-			if err != nil {
-				return nil, err
-			}
-			for id := range m {
-				selected[store.Key{Type: typ, ID: id}] = true
-			}
+			spec.Filters[typ] = append(spec.Filters[typ], q)
 		}
 	}
-	return slices.DeleteFunc(versions, func(v store.Version) bool {
-		return x.spec.TypeFilters[v.Type] != nil && !selected[store.Key{Type: v.Type, ID: v.ID}]
-	}), nil
+	return spec
 }
 
 // exportOutput buffers a batch's ndjson by type and stores it as sealed

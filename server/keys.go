@@ -119,7 +119,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
-	if _, err := s.store.Read(r.Context(), typ, id); err != nil && !isDeleted(err) {
+	if err := s.store.Exists(r.Context(), typ, id); err != nil && !isDeleted(err) {
 		return err // unknown: 404; erased before: 410
 	}
 	// The Bulk Data exports that hold the patient's data are deleted

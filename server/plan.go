@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
+	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
-	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
@@ -31,6 +31,11 @@ type writeOp struct {
 	freshID string
 }
 
+// gateChange is the change as the gate stores it.
+func (ch change) gateChange() disclosure.Change {
+	return disclosure.Change{Version: ch.write.Version, Index: ch.write.Index, Replaces: ch.cur}
+}
+
 // change is what a planned interaction writes and answers.
 type change struct {
 	write  *store.Write   // nil when nothing is written
@@ -41,22 +46,12 @@ type change struct {
 }
 
 // plan decides op inside tx: it reads what the interaction depends on
-// (matches, the current version), checks preconditions, and builds the
-// version to write without writing it. It may run more than once (InTx
-// retries); everything it sets on op.in is set again each time. The
-// change is refused when the caller's scopes do not allow it.
-func (s *Server) plan(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
-	ch, err := s.planOp(ctx, tx, op)
-	if err != nil {
-		return ch, err
-	}
-	if err := authorizeWrite(ctx, op, ch); err != nil {
-		return ch, err
-	}
-	return ch, checkConsentWrite(ctx, op, ch)
-}
-
-func (s *Server) planOp(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+// (matches, the current version, authorized by the gate before anything
+// of them is used), checks preconditions, and builds the version to write
+// without writing it. It may run more than once (InTx retries);
+// everything it sets on op.in is set again each time. tx.Put authorizes
+// what it writes.
+func (s *Server) plan(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (change, error) {
 	switch op.method {
 	case http.MethodPost:
 		return s.planCreate(ctx, tx, op)
@@ -70,9 +65,9 @@ func (s *Server) planOp(ctx context.Context, tx *store.Tx, op *writeOp) (change,
 	return change{}, reqErr(errMethodNotAllowed, "not-supported", "%s cannot write a resource", op.method)
 }
 
-// match returns the single id op.crit selects: "" with none, an error
-// with several.
-func match(ctx context.Context, tx *store.Tx, op *writeOp) (string, error) {
+// match returns the single id op.crit selects among what the caller may
+// see: "" with none, an error with several.
+func match(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (string, error) {
 	ids, err := tx.Match(ctx, op.crit, 2)
 	switch {
 	case err != nil:
@@ -85,14 +80,17 @@ func match(ctx context.Context, tx *store.Tx, op *writeOp) (string, error) {
 	return ids[0], nil
 }
 
-func (s *Server) planCreate(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+func (s *Server) planCreate(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (change, error) {
 	if op.crit != nil {
 		id, err := match(ctx, tx, op)
 		if err != nil {
 			return change{}, err
 		}
 		if id != "" {
-			cur, err := tx.Current(ctx, op.typ, id)
+			cur, err := tx.Current(ctx, op.typ, id, auth.Create)
+			if err == nil && cur == nil {
+				err = store.ErrNotFound
+			}
 			return change{v: cur, status: http.StatusOK, msg: "a matching resource exists; nothing was created"}, err
 		}
 	}
@@ -100,7 +98,7 @@ func (s *Server) planCreate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 	return s.newVersion(op.in, nil, http.MethodPost, http.StatusCreated), nil
 }
 
-func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+func (s *Server) planUpdate(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (change, error) {
 	res := op.in.res
 	id := op.id
 	if op.crit == nil {
@@ -116,7 +114,7 @@ func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 			return change{}, err
 		}
 	}
-	cur, err := currentOrNil(ctx, tx, op.typ, id)
+	cur, err := tx.Current(ctx, op.typ, id, auth.Update)
 	if err != nil {
 		return change{}, err
 	}
@@ -135,7 +133,7 @@ func (s *Server) planUpdate(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 // updateTarget settles the id a conditional update writes: the one match,
 // else the body's id (unless a resource that does not match has it), else
 // op.freshID. It sets the body's id to it.
-func (s *Server) updateTarget(ctx context.Context, tx *store.Tx, op *writeOp) (string, error) {
+func (s *Server) updateTarget(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (string, error) {
 	res := op.in.res
 	matched, err := match(ctx, tx, op)
 	if err != nil {
@@ -153,7 +151,7 @@ func (s *Server) updateTarget(ctx context.Context, tx *store.Tx, op *writeOp) (s
 		res.SetID(op.freshID)
 		return op.freshID, nil
 	}
-	cur, err := currentOrNil(ctx, tx, op.typ, bodyID)
+	cur, err := tx.Current(ctx, op.typ, bodyID, auth.Update)
 	if err != nil {
 		return "", err
 	}
@@ -163,7 +161,7 @@ func (s *Server) updateTarget(ctx context.Context, tx *store.Tx, op *writeOp) (s
 	return bodyID, nil
 }
 
-func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+func (s *Server) planPatch(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (change, error) {
 	id := op.id
 	if op.crit != nil {
 		var err error
@@ -177,15 +175,11 @@ func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (chan
 	if !idPattern.MatchString(id) {
 		return change{}, store.ErrNotFound
 	}
-	cur, err := tx.Current(ctx, op.typ, id)
+	// Authorized, read access and consent included, before the patch
+	// touches the content: its errors may quote it.
+	cur, err := tx.ForPatch(ctx, op.typ, id)
 	if err != nil {
 		return change{}, err
-	}
-	switch {
-	case cur.Erased:
-		return change{}, &store.ErasedError{Type: op.typ, ID: id, Owner: cur.Owner}
-	case cur.Deleted:
-		return change{}, &store.DeletedError{Type: op.typ, ID: id, VersionID: cur.VersionID, Updated: cur.Updated}
 	}
 	if err := checkIfMatch(op.ifMatch, cur); err != nil {
 		return change{}, err
@@ -211,7 +205,7 @@ func (s *Server) planPatch(ctx context.Context, tx *store.Tx, op *writeOp) (chan
 	return ch, nil
 }
 
-func (s *Server) planDelete(ctx context.Context, tx *store.Tx, op *writeOp) (change, error) {
+func (s *Server) planDelete(ctx context.Context, tx *disclosure.WriteTx, op *writeOp) (change, error) {
 	id := op.id
 	if op.crit != nil {
 		var err error
@@ -223,7 +217,7 @@ func (s *Server) planDelete(ctx context.Context, tx *store.Tx, op *writeOp) (cha
 	if id == "" || !idPattern.MatchString(id) {
 		return nothing, checkIfMatch(op.ifMatch, nil)
 	}
-	cur, err := currentOrNil(ctx, tx, op.typ, id)
+	cur, err := tx.Current(ctx, op.typ, id, auth.Delete)
 	if err != nil {
 		return change{}, err
 	}
@@ -247,10 +241,10 @@ func (s *Server) newVersion(in *incoming, cur *store.Version, method string, sta
 		next = cur.VersionID + 1
 	}
 	now := s.stamp(cur)
-	s.labelOnWrite(in)
+	s.gate.Label(res, in.idx)
 	res.SetMeta(next, now)
 	v := &store.Version{Type: res.Type, ID: res.ID, VersionID: next, Updated: now, Method: method, Body: res.Bytes(),
-		Owner: keys.OwnerOf(res.Type, res.ID, in.idx.PatientCompartment)}
+		Owner: disclosure.OwnerOf(res.Type, res.ID, in.idx)}
 	msg := "updated "
 	if status == http.StatusCreated {
 		msg = "created "
@@ -266,14 +260,6 @@ func (s *Server) stamp(cur *store.Version) time.Time {
 		t = cur.Updated.Add(time.Microsecond)
 	}
 	return t
-}
-
-func currentOrNil(ctx context.Context, tx *store.Tx, typ, id string) (*store.Version, error) {
-	cur, err := tx.Current(ctx, typ, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return cur, err
 }
 
 // newID is a server-assigned id: a version 7 UUID, whose leading

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
@@ -22,33 +22,34 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
-	if _, err := reachOf(r.Context(), typ, auth.Read); err != nil {
-		return err
-	}
-	v, err := s.store.Read(r.Context(), typ, id)
+	resp := s.gate.Respond("read", nil)
+	meta, err := resp.Read(r.Context(), typ, id)
 	if err != nil {
 		return err
 	}
-	if err := s.checkVisible(r.Context(), auth.Read, v); err != nil {
-		return err
-	}
-	d, err := s.gateOne(w, r, "read", v)
-	if err != nil {
-		return err
-	}
-	if notModified(r, v) {
-		setVersionHeaders(w, v.VersionID, v.Updated)
+	if notModified(r, meta) {
+		setVersionHeaders(w, meta.VersionID, meta.Updated)
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	if err := s.disclose(w, r, "read", []disclosure{d}); err != nil {
+	shown, err := resp.Record(r.Context())
+	if err != nil {
 		return err
 	}
-	s.writeVersion(w, r, http.StatusOK, v, "")
+	setLedgerIndex(w, shown)
+	v := shown.Entries()[0].Version
+	s.writeVersion(w, r, http.StatusOK, &v, "")
 	return nil
 }
 
-func notModified(r *http.Request, v *store.Version) bool {
+// setLedgerIndex names the disclosure records of an answer.
+func setLedgerIndex(w http.ResponseWriter, shown *disclosure.Shown) {
+	if idx := shown.LedgerIndex(); idx != "" {
+		w.Header().Set("Ledger-Index", idx)
+	}
+}
+
+func notModified(r *http.Request, v disclosure.Meta) bool {
 	if h := r.Header.Get("If-None-Match"); h != "" {
 		n, ok := parseETag(h)
 		return ok && n == v.VersionID
@@ -68,32 +69,17 @@ func (s *Server) vread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || vid < 1 || !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
-	if _, err := reachOf(r.Context(), typ, auth.VRead); err != nil {
+	resp := s.gate.Respond("vread", nil)
+	if err := resp.VRead(r.Context(), typ, id, vid); err != nil {
 		return err
 	}
-	v, err := s.store.VRead(r.Context(), typ, id, vid)
+	shown, err := resp.Record(r.Context())
 	if err != nil {
 		return err
 	}
-	if !v.Erased {
-		if err := s.checkVisible(r.Context(), auth.VRead, v); err != nil {
-			return err
-		}
-	}
-	switch {
-	case v.Erased:
-		return &store.ErasedError{Type: typ, ID: id, Owner: v.Owner}
-	case v.Deleted:
-		return &store.DeletedError{Type: typ, ID: id, VersionID: v.VersionID, Updated: v.Updated}
-	}
-	d, err := s.gateOne(w, r, "vread", v)
-	if err != nil {
-		return err
-	}
-	if err := s.disclose(w, r, "vread", []disclosure{d}); err != nil {
-		return err
-	}
-	s.writeVersion(w, r, http.StatusOK, v, "")
+	setLedgerIndex(w, shown)
+	v := shown.Entries()[0].Version
+	s.writeVersion(w, r, http.StatusOK, &v, "")
 	return nil
 }
 
@@ -110,19 +96,6 @@ func (s *Server) historyInstance(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(id) {
 		return store.ErrNotFound
 	}
-	if _, err := reachOf(r.Context(), typ, auth.HistoryInstance); err != nil {
-		return err
-	}
-	cur, err := s.store.Read(r.Context(), typ, id)
-	switch {
-	case err == nil:
-		// The resource as it is now decides, as for a read.
-		if err := s.checkVisible(r.Context(), auth.HistoryInstance, cur); err != nil {
-			return err
-		}
-	case !isDeleted(err):
-		return err // 404 for a resource that never existed; a deleted one has history
-	}
 	return s.history(w, r, store.HistoryQuery{Type: typ, ID: id}, auth.HistoryInstance)
 }
 
@@ -135,7 +108,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 	if typ == "" {
 		typ = "*"
 	}
-	if _, err := reachOf(r.Context(), typ, in); err != nil {
+	if err := disclosure.Reach(r.Context(), typ, in); err != nil {
 		return err
 	}
 	params := r.URL.Query()
@@ -168,8 +141,12 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 			return reqErr(errInvalid, "not-supported", "unknown history parameter %s", k)
 		}
 	}
-	var verdicts verdicts
-	shown, next, err := s.historyPage(r.Context(), q, count, in, &verdicts)
+	resp := s.gate.Respond("history", nil)
+	next, err := resp.History(r.Context(), q, count, in)
+	if err != nil {
+		return err
+	}
+	shown, err := resp.Record(r.Context())
 	if err != nil {
 		return err
 	}
@@ -186,63 +163,13 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, q store.History
 		query.Set("_page", next)
 		b.Link = append(b.Link, bundleLink{Relation: "next", URL: base + r.URL.Path + "?" + query.Encode()})
 	}
-	b.Entry = make([]bundleEntry, 0, len(shown))
-	for i := range shown {
-		v := &shown[i]
-		b.Entry = append(b.Entry, historyEntry(base, v))
-		if !v.Deleted {
-			b.disclosed = append(b.disclosed, verdicts.annotate(disclosureOf(v, v.Body), v))
-		}
+	b.Entry = make([]bundleEntry, 0, len(shown.Entries()))
+	for _, e := range shown.Entries() {
+		b.Entry = append(b.Entry, historyEntry(base, &e.Version))
 	}
-	if err := s.disclose(w, r, "history", verdicts.withDenials(b.disclosed)); err != nil {
-		return err
-	}
+	setLedgerIndex(w, shown)
 	s.writeJSON(w, r, http.StatusOK, b)
 	return nil
-}
-
-// historyPage reads versions past q.After, newest first, until it holds
-// one more than count that the caller may see (scopes, consents; erased
-// versions never), or the history ends, or maxGatedScan were read. It
-// returns the page and the cursor of the next one, "" when nothing
-// visible follows, so that leaving versions out shows in neither the
-// page's size nor its links.
-func (s *Server) historyPage(ctx context.Context, q store.HistoryQuery, count int, in auth.Interaction, v *verdicts) ([]store.Version, string, error) {
-	if count == 0 {
-		return nil, "", nil
-	}
-	var shown []store.Version
-	for scanned := 0; ; {
-		q.Limit = count + 1
-		versions, err := s.store.History(ctx, q)
-		if err != nil {
-			return nil, "", err
-		}
-		scanned += len(versions)
-		keep, err := s.visible(ctx, in, versions)
-		if err != nil {
-			return nil, "", err
-		}
-		if keep, err = s.gate(ctx, keep, v); err != nil {
-			return nil, "", err
-		}
-		for _, ver := range keep {
-			if !ver.Erased { // its data is gone
-				shown = append(shown, ver)
-			}
-		}
-		if len(shown) > count {
-			shown = shown[:count]
-			return shown, store.CursorOf(&shown[count-1]).String(), nil
-		}
-		if len(versions) < q.Limit {
-			return shown, "", nil
-		}
-		q.After = store.CursorOf(&versions[len(versions)-1])
-		if scanned >= maxGatedScan {
-			return shown, q.After.String(), nil
-		}
-	}
 }
 
 func historyEntry(base string, v *store.Version) bundleEntry {
@@ -279,10 +206,6 @@ type bundle struct {
 	Total        *int          `json:"total,omitempty"`
 	Link         []bundleLink  `json:"link,omitempty"`
 	Entry        []bundleEntry `json:"entry,omitempty"`
-	// disclosed lists the patient data the Bundle carries, for the ledger;
-	// verdicts what the consents decided about it and what they withheld.
-	disclosed []disclosure
-	verdicts  verdicts
 }
 
 type bundleLink struct {

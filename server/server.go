@@ -12,12 +12,12 @@ import (
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Defaults for Config fields left zero.
@@ -71,7 +71,7 @@ type Config struct {
 	// Labels add security labels on write to the resources that carry
 	// given codes (sensitive diagnoses, say), for consents and redaction
 	// to act on.
-	Labels []LabelRule
+	Labels []disclosure.LabelRule
 	// Witness, when set, cosigns the checkpoints of the peers' logs
 	// (POST /witness/add-checkpoint); Publisher, when set, gathers the
 	// cosignatures of this provider's witnesses on its own log's
@@ -112,8 +112,8 @@ type Server struct {
 	// authServer is the embedded authorization server, nil when off.
 	verifier   *auth.Verifier
 	authServer *auth.Server
-	// policyCache keeps patients' compiled consent policies (consent.go).
-	policyCache *lru.Cache[string, cachedPolicy]
+	// gate is the only road to patient data (package disclosure).
+	gate *disclosure.Gate
 	// exportWake tells RunExports that a job was accepted.
 	exportWake chan struct{}
 }
@@ -155,6 +155,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Consent.Default == consent.Inherit {
 		cfg.Consent.Default = consent.Permit
 	}
+	gate, err := disclosure.New(disclosure.Config{Store: cfg.Store, Keys: cfg.Keys, Ledger: cfg.Ledger, Pseudonyms: cfg.Pseudonyms,
+		Consent: cfg.Consent, Labels: cfg.Labels, OnBreakGlass: cfg.Metrics.breakGlassDisclosures.Inc, Logger: cfg.Logger, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:        cfg,
 		store:      cfg.Store,
@@ -167,8 +172,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
 		started:    cfg.Now(),
 		exportWake: make(chan struct{}, 1),
+		gate:       gate,
 	}
-	s.policyCache, _ = lru.New[string, cachedPolicy](policyCacheSize) // a positive size never fails
 	if cfg.Authority != nil {
 		var err error
 		if s.authServer, err = newAuthorizationServer(ctx, cfg.Store, cfg.Authority, s.baseURL); err != nil {

@@ -2,13 +2,13 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/store"
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -170,11 +170,11 @@ func (s *Server) conditionalDelete(w http.ResponseWriter, r *http.Request) error
 	return s.runWrite(w, r, &writeOp{method: http.MethodDelete, typ: typ, crit: crit, ifMatch: want})
 }
 
-// runWrite plans op and stores its change in one transaction, then
-// answers.
+// runWrite plans op and stores its change in one transaction through
+// the gate, then answers.
 func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) error {
 	var ch change
-	err := s.inTx(r.Context(), func(tx *store.Tx) error {
+	err := s.gate.InTx(r.Context(), func(tx *disclosure.WriteTx) error {
 		var err error
 		if ch, err = s.plan(r.Context(), tx, op); err != nil {
 			return err
@@ -182,35 +182,29 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 		if ch.write == nil {
 			return nil
 		}
-		return s.putAndRecord(r.Context(), tx, []store.Write{*ch.write})
+		return tx.Put(r.Context(), []disclosure.Change{ch.gateChange()})
 	})
 	if err != nil {
 		return err
 	}
-	// A body the client did not send is a disclosure: the resource a
-	// conditional create matched, or the rest of a patched resource.
-	if ch.v != nil && !ch.v.Deleted && (ch.write == nil || op.method == http.MethodPatch) && preferReturn(r) == "representation" {
-		var verdicts verdicts
-		shown, err := s.gate(r.Context(), []store.Version{*ch.v}, &verdicts)
-		if err != nil {
+	// The body a write answers with goes through the gate: the resource a
+	// conditional create matched, or the rest of a patched resource, is a
+	// disclosure; what the client sent itself is shown only to a caller
+	// that may read it.
+	resp := s.gate.Respond(disclosure.WriteInteraction(op.method), nil)
+	slot := -1
+	if ch.v != nil && !ch.v.Deleted && preferReturn(r) == "representation" {
+		if slot, err = ch.show(r.Context(), resp, op.method); err != nil {
 			return err
-		}
-		items := verdicts.denied
-		if len(shown) > 0 {
-			items = []disclosure{verdicts.annotate(disclosureOf(ch.v, ch.v.Body), ch.v)}
-		}
-		if err := s.disclose(w, r, writeInteraction(op.method), items); err != nil {
-			return err
-		}
-		if len(shown) == 0 {
-			// The write stands; what the consents withhold is not sent back.
-			setVersionHeaders(w, ch.v.VersionID, ch.v.Updated)
-			w.Header().Set("Location", s.baseURL(r)+"/"+ch.v.Type+"/"+ch.v.ID+"/_history/"+strconv.FormatInt(ch.v.VersionID, 10))
-			w.WriteHeader(ch.status)
-			return nil
 		}
 	}
-	if ch.status == http.StatusNoContent {
+	shown, err := resp.Record(r.Context())
+	if err != nil {
+		return err
+	}
+	setLedgerIndex(w, shown)
+	switch {
+	case ch.status == http.StatusNoContent:
 		if ch.v != nil {
 			setVersionHeaders(w, ch.v.VersionID, ch.v.Updated)
 		}
@@ -219,27 +213,28 @@ func (s *Server) runWrite(w http.ResponseWriter, r *http.Request, op *writeOp) e
 			return nil
 		}
 		w.WriteHeader(http.StatusNoContent)
-		return nil
+	case slot < 0 && preferReturn(r) == "representation":
+		// The write stands; what the caller may not see is not sent back.
+		setVersionHeaders(w, ch.v.VersionID, ch.v.Updated)
+		w.Header().Set("Location", s.baseURL(r)+"/"+ch.v.Type+"/"+ch.v.ID+"/_history/"+strconv.FormatInt(ch.v.VersionID, 10))
+		w.WriteHeader(ch.status)
+	case slot >= 0:
+		v := shown.Entries()[slot].Version
+		s.writeVersion(w, r, ch.status, &v, ch.msg)
+	default:
+		s.writeVersion(w, r, ch.status, ch.v, ch.msg)
 	}
-	s.writeVersion(w, r, ch.status, ch.v, ch.msg)
 	return nil
 }
 
-// inTx runs fn in one transaction. When its writes need data keys that
-// do not exist yet (the first resource of a patient), it creates them
-// outside the transaction, so that no KMS call happens while rows are
-// locked, and runs fn again.
-func (s *Server) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := s.store.InTx(ctx, fn)
-		var need *store.NeedKeysError
-		if !errors.As(err, &need) || attempt == 3 {
-			return err
-		}
-		if _, err := s.keys.Ensure(ctx, need.Owners); err != nil {
-			return err
-		}
+// show adds the version ch answers with to resp: a disclosure when the
+// caller did not send it (a match, a patch), else an echo. It returns its
+// place in the answer, -1 when it is not shown.
+func (ch change) show(ctx context.Context, resp *disclosure.Response, method string) (int, error) {
+	if ch.write == nil || method == http.MethodPatch {
+		return resp.Disclose(ctx, ch.v)
 	}
+	return resp.Echo(ctx, ch.v)
 }
 
 // checkIfMatch enforces If-Match (want 0: none) against the current version.

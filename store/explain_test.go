@@ -45,7 +45,7 @@ func TestSearchPlansUseIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		writes = append(writes, store.Write{Version: &store.Version{Type: typ, ID: id, VersionID: 1, Updated: time.Now(), Method: "PUT", Body: []byte(body),
-			Owner: keys.OwnerOf(typ, id, idx.PatientCompartment)}, Index: idx})
+			Owner: keys.OwnerOf(typ, id, idx.Patients)}, Index: idx})
 		if len(writes) == 1000 {
 			flush()
 		}

@@ -86,6 +86,16 @@ func (s *Store) scanKeys(ctx context.Context, b *builder) ([]Key, error) {
 // ReadMany returns the current versions of the live resources among keys,
 // in the order of keys; deleted and unknown ones are left out.
 func (s *Store) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
+	out, err := readMany(ctx, s.outside(), keys)
+	return out, s.classify(err)
+}
+
+// ReadMany is Store.ReadMany inside the transaction.
+func (tx *Tx) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
+	return readMany(ctx, tx, keys)
+}
+
+func readMany(ctx context.Context, tx *Tx, keys []Key) ([]Version, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -93,9 +103,9 @@ func (s *Store) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
 	b.w(strings.Replace(currentQuery, "WHERE r.res_type = ? AND r.res_id = ?", "WHERE r.deleted = ", 1)).arg(false).w(" AND (")
 	b.keys("r.res_type", "r.res_id", keys)
 	b.w(")")
-	found, err := s.outside().queryVersions(ctx, b.sql(), b.args...)
+	found, err := tx.queryVersions(ctx, b.sql(), b.args...)
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: read many: %w", err))
+		return nil, fmt.Errorf("store: read many: %w", err)
 	}
 	at := make(map[Key]int, len(found))
 	for i, v := range found {

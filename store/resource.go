@@ -401,3 +401,34 @@ func (s *Store) CurrentOf(ctx context.Context, typ string, owners []string) ([]O
 	}
 	return out, nil
 }
+
+// Exists says, without opening any body, whether typ/id has a live
+// current version: nil when it does, else ErrNotFound (never written), a
+// *DeletedError or an *ErasedError as Read would return.
+func (s *Store) Exists(ctx context.Context, typ, id string) error {
+	var rows []struct {
+		VersionID int64
+		UpdatedUs int64
+		Deleted   bool
+		Erased    bool
+		KeyOwner  *string
+		ErasedUs  *int64
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT r.version_id, r.updated_us, r.deleted, r.erased, r.key_owner, k.erased_us
+FROM resources r LEFT JOIN data_keys k ON k.owner = r.key_owner WHERE r.res_type = ? AND r.res_id = ?`, typ, id).Scan(&rows).Error
+	switch {
+	case err != nil:
+		return s.classify(fmt.Errorf("store: exists %s/%s: %w", typ, id, err))
+	case len(rows) == 0:
+		return ErrNotFound
+	case rows[0].Erased || rows[0].ErasedUs != nil:
+		owner := ""
+		if rows[0].KeyOwner != nil {
+			owner = *rows[0].KeyOwner
+		}
+		return &ErasedError{Type: typ, ID: id, Owner: owner}
+	case rows[0].Deleted:
+		return &DeletedError{Type: typ, ID: id, VersionID: rows[0].VersionID, Updated: time.UnixMicro(rows[0].UpdatedUs).UTC()}
+	}
+	return nil
+}

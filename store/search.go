@@ -39,17 +39,10 @@ func (s *Store) Search(ctx context.Context, q *fhir.SearchQuery) (*SearchResult,
 	return res, nil
 }
 
-// Match returns up to limit ids of live resources meeting q's criteria,
-// inside the transaction, so that conditional interactions cannot race with
-// concurrent writes.
-func (tx *Tx) Match(ctx context.Context, q *fhir.SearchQuery, limit int) ([]string, error) {
-	qq := *q
-	qq.Count, qq.Total, qq.Sort, qq.Page = limit, "none", nil, ""
-	res, err := search(ctx, tx, &qq)
-	if err != nil {
-		return nil, err
-	}
-	return res.IDs, nil
+// Search is Store.Search inside the transaction, so that a conditional
+// interaction cannot race with concurrent writes.
+func (tx *Tx) Search(ctx context.Context, q *fhir.SearchQuery) (*SearchResult, error) {
+	return search(ctx, tx, q)
 }
 
 func search(ctx context.Context, tx *Tx, q *fhir.SearchQuery) (*SearchResult, error) {
@@ -154,6 +147,9 @@ func whereClause(q *fhir.SearchQuery, dialect Dialect, blind Blinder) (*builder,
 	driven := dialect != SQLite // every criterion an uncorrelated semi-join
 	if !driven {
 		slices.SortStableFunc(order, func(a, b int) int { return selectivity(&q.Where[a]) - selectivity(&q.Where[b]) })
+	}
+	if len(q.Owners) > 0 {
+		list(where.w(" AND r.key_owner IN "), q.Owners)
 	}
 	if q.Compartment != nil {
 		where.w(" AND ")
@@ -315,6 +311,13 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) erro
 		if c.Missing != nil {
 			return nil
 		}
+		if refType, ids, ok := sameTypeRefs(c); ok && !b.blinds(typ, param) {
+			// Many references to one type (a chain's resolved targets): one
+			// IN list, not an OR per value.
+			b.w(" AND " + x + ".target_type = ").arg(refType)
+			list(b.w(" AND "+x+".target_id IN "), ids)
+			return nil
+		}
 		b.w(" AND (")
 		for i := range c.Values {
 			if i > 0 {
@@ -327,6 +330,22 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) erro
 		b.w(")")
 		return nil
 	})
+}
+
+// sameTypeRefs returns the type and ids of a reference criterion's
+// values when there are several, all Type/id of one type.
+func sameTypeRefs(c *fhir.Criterion) (string, []string, bool) {
+	if c.Type != "reference" || len(c.Values) < 2 {
+		return "", nil, false
+	}
+	ids := make([]string, len(c.Values))
+	for i, v := range c.Values {
+		if v.URL != "" || v.RefType == "" || v.RefType != c.Values[0].RefType {
+			return "", nil, false
+		}
+		ids[i] = v.RefID
+	}
+	return c.Values[0].RefType, ids, true
 }
 
 // semi writes "col is one of the ids idCol takes in rows of from meeting

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
+	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -452,10 +453,10 @@ func coding(s string) consent.Coding {
 }
 
 // labelRules are the labels added on write.
-func (c *serveConfig) labelRules() []server.LabelRule {
-	var out []server.LabelRule
+func (c *serveConfig) labelRules() []disclosure.LabelRule {
+	var out []disclosure.LabelRule
 	for _, l := range c.Consent.Labels {
-		rule := server.LabelRule{Label: coding(l.Label)}
+		rule := disclosure.LabelRule{Label: coding(l.Label)}
 		for _, code := range l.Codes {
 			rule.Codes = append(rule.Codes, coding(code))
 		}

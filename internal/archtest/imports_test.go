@@ -1,6 +1,6 @@
 // Package archtest checks the house rules on imports that keep the data
-// flow visible: dependencies point downward (cmd → server → {consent,
-// audit, auth} → {store, keys} → fhir), gorm stays inside store, and nobody
+// flow visible: dependencies point downward (cmd → server → disclosure →
+// {consent, audit, auth} → {store, keys} → fhir), gorm stays inside store, and nobody
 // logs through the standard library's log package.
 package archtest
 
@@ -46,8 +46,9 @@ var layer = map[string]int{
 	"fhir": 0, "migrations": 0,
 	"store": 1, "keys": 1,
 	"consent": 2, "audit": 2, "auth": 2,
-	"server": 3,
-	"cmd":    4, "conformance": 4, "bench": 4,
+	"disclosure": 3,
+	"server":     4,
+	"cmd":        5, "conformance": 5, "bench": 5,
 }
 
 func top(importPath string) string {

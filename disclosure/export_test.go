@@ -1,4 +1,4 @@
-package server
+package disclosure
 
 import (
 	"fmt"

@@ -1,8 +1,7 @@
-package server
+package disclosure
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,45 +10,13 @@ import (
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
 
-// Consents (docs/consent.md): who may write them, how they are read into
-// each patient's policy, and how the policy gates disclosures.
-
-// checkConsentWrite refuses a Consent write the consent engine could not
-// read (422), and one made by anybody but the patient it is about, with a
-// token of their own (their app, or an authorised representative's
-// client registered for them), or an administrator (403). Both the
-// version written and the one it replaces must be that patient's.
-func checkConsentWrite(ctx context.Context, op *writeOp, ch change) error {
-	if op.typ != "Consent" {
-		return nil
-	}
-	var patients []string
-	for _, v := range []*store.Version{ch.cur, ch.v} {
-		if v == nil || v.Deleted || len(v.Body) == 0 {
-			continue
-		}
-		c, err := consent.Parse(v.Body)
-		switch {
-		case err != nil && v == ch.v:
-			return reqErr(errUnprocessable, "business-rule", "the consent engine cannot read this Consent: %v", err)
-		case err != nil:
-			patients = append(patients, "") // an unreadable stored one: the administrator's to replace
-		default:
-			patients = append(patients, c.Patient)
-		}
-	}
-	c := callerOf(ctx)
-	if c.admin() {
-		return nil
-	}
-	if p := c.patient(); p != "" && len(patients) > 0 && !slices.ContainsFunc(patients, func(q string) bool { return q != p }) {
-		return nil
-	}
-	return forbidden("a Consent may be written only by the patient it is about, with their own token, or by an administrator")
-}
+// How the patients' Consents gate disclosures (docs/consent.md): each
+// patient's Consent versions are compiled into a policy, cached, and
+// asked about every version of their data an answer would carry.
 
 // policyCacheSize bounds the compiled policies kept in memory.
 const policyCacheSize = 100_000
@@ -80,16 +47,16 @@ func stampOf(versions []store.VersionRef) string {
 // or another sharing the database) are read and compiled again. So a
 // decision never uses a Consent that has been replaced, and costs no
 // database round trip per resource.
-func (s *Server) policies(ctx context.Context, patients []string) (map[string]*consent.Policy, error) {
+func (g *Gate) policies(ctx context.Context, patients []string) (map[string]*consent.Policy, error) {
 	out := make(map[string]*consent.Policy, len(patients))
 	if len(patients) == 0 {
 		return out, nil
 	}
 	owners := make([]string, len(patients))
 	for i, p := range patients {
-		owners[i] = "Patient/" + p
+		owners[i] = keys.PatientOwner(p)
 	}
-	current, err := s.store.CurrentOf(ctx, "Consent", owners)
+	current, err := g.store.CurrentOf(ctx, "Consent", owners)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +71,7 @@ func (s *Server) policies(ctx context.Context, patients []string) (map[string]*c
 		if _, done := out[p]; done {
 			continue
 		}
-		if e, ok := s.policyCache.Get(p); ok && e.stamp == stampOf(byPatient[p]) {
+		if e, ok := g.policyCache.Get(p); ok && e.stamp == stampOf(byPatient[p]) {
 			out[p] = e.policy
 			continue
 		}
@@ -114,7 +81,7 @@ func (s *Server) policies(ctx context.Context, patients []string) (map[string]*c
 			load = append(load, store.Key{Type: v.Type, ID: v.ID})
 		}
 	}
-	versions, err := s.store.ReadMany(ctx, load)
+	versions, err := g.store.ReadMany(ctx, load)
 	if err != nil {
 		return nil, err
 	}
@@ -132,13 +99,13 @@ func (s *Server) policies(ctx context.Context, patients []string) (map[string]*c
 			if err != nil {
 				// Stored Consents were checked when written; one that cannot
 				// be read now is logged and left out.
-				s.log.Error("consent: a stored Consent cannot be read; it decides nothing", "consent", v.Type+"/"+v.ID, "err", err)
+				g.log.Error("consent: a stored Consent cannot be read; it decides nothing", "consent", v.Type+"/"+v.ID, "err", err)
 				continue
 			}
 			consents = append(consents, c)
 		}
-		pol := consent.Compile(p, consents, s.cfg.Consent, s.relatedOf(ctx))
-		s.policyCache.Add(p, cachedPolicy{stamp: stampOf(refs), policy: pol})
+		pol := consent.Compile(p, consents, g.cfg.Consent, g.relatedOf(ctx))
+		g.policyCache.Add(p, cachedPolicy{stamp: stampOf(refs), policy: pol})
 		out[p] = pol
 	}
 	return out, nil
@@ -146,13 +113,13 @@ func (s *Server) policies(ctx context.Context, patients []string) (map[string]*c
 
 // relatedOf resolves, while a policy compiles, what a resource named by a
 // provision's "related" data refers to.
-func (s *Server) relatedOf(ctx context.Context) consent.Resolver {
+func (g *Gate) relatedOf(ctx context.Context) consent.Resolver {
 	return func(ref string) []string {
 		typ, id, ok := strings.Cut(ref, "/")
 		if !ok {
 			return nil
 		}
-		v, err := s.store.Read(ctx, typ, id)
+		v, err := g.store.Read(ctx, typ, id)
 		if err != nil {
 			return nil
 		}
@@ -225,20 +192,21 @@ func resourceFacts(v *store.Version) consent.Resource {
 	return r
 }
 
-// consentRequest is the request the caller makes, without its resource.
-func (s *Server) consentRequest(ctx context.Context) consent.Request {
-	c := callerOf(ctx)
-	req := consent.Request{Actions: []string{"access", "disclose"}, Time: s.now()}
+// consentRequest is the request the caller in ctx makes, without its
+// resource. It is an emergency access only for the patient focus (break-
+// glass reaches one patient per request).
+func (g *Gate) consentRequest(ctx context.Context) consent.Request {
+	c := CallerOf(ctx)
+	req := consent.Request{Actions: []string{"access", "disclose"}, Time: g.now()}
 	if c == nil {
 		return req
 	}
-	req.Purpose = c.purpose
-	req.BreakGlass = c.purpose == PurposeBreakGlass && c.breakGlass != ""
-	if c.claims != nil {
-		if c.claims.Actor != "" {
-			req.Actors = append(req.Actors, c.claims.Actor)
+	req.Purpose = c.Purpose
+	if c.Claims != nil {
+		if c.Claims.Actor != "" {
+			req.Actors = append(req.Actors, c.Claims.Actor)
 		}
-		for _, role := range c.claims.Roles {
+		for _, role := range c.Claims.Roles {
 			req.Roles = append(req.Roles, consent.Coding{Code: role})
 		}
 	}
@@ -249,15 +217,18 @@ func (s *Server) consentRequest(ctx context.Context) consent.Request {
 // the decision about each version permitted, and the versions denied.
 type verdicts struct {
 	decided map[store.VersionRef]consent.Decision
-	denied  []disclosure
+	denied  []item
 	// policies are the patients' policies as read for this request, so
 	// that one request reads each patient's Consent versions once.
 	policies map[string]*consent.Policy
+	// focus is the one patient an emergency access (break-glass) of this
+	// answer reaches, "" for none.
+	focus string
 }
 
 // policiesOf returns the policies of patients, reading those this
 // request has not read yet.
-func (s *Server) policiesOf(ctx context.Context, patients []string, v *verdicts) (map[string]*consent.Policy, error) {
+func (g *Gate) policiesOf(ctx context.Context, patients []string, v *verdicts) (map[string]*consent.Policy, error) {
 	var missing []string
 	for _, p := range patients {
 		if _, ok := v.policies[p]; !ok {
@@ -265,7 +236,7 @@ func (s *Server) policiesOf(ctx context.Context, patients []string, v *verdicts)
 		}
 	}
 	if len(missing) > 0 {
-		read, err := s.policies(ctx, missing)
+		read, err := g.policies(ctx, missing)
 		if err != nil {
 			return nil, err
 		}
@@ -279,39 +250,42 @@ func (s *Server) policiesOf(ctx context.Context, patients []string, v *verdicts)
 	return v.policies, nil
 }
 
-// gate decides each version of patient data in versions against its
+// decide decides each version of patient data in versions against its
 // patient's consents for the caller, and returns those permitted, in
 // order; into v it notes each decision. Data of no patient, and a
 // patient's own data asked by the patient themselves (their own app),
 // are not gated.
-func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
-	self := selfPatient(ctx)
+func (g *Gate) decide(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
+	self := CallerOf(ctx).Self()
 	var patients []string
 	for i := range versions {
-		if p, ok := strings.CutPrefix(versions[i].Owner, "Patient/"); ok && p != self && !slices.Contains(patients, p) {
+		if p := patientOf(&versions[i]); p != "" && p != self && !slices.Contains(patients, p) {
 			patients = append(patients, p)
 		}
 	}
 	if len(patients) == 0 {
 		return versions, nil
 	}
-	pols, err := s.policiesOf(ctx, patients, v)
+	pols, err := g.policiesOf(ctx, patients, v)
 	if err != nil {
 		return nil, err
 	}
-	req := s.consentRequest(ctx)
+	req := g.consentRequest(ctx)
+	breakGlass := CallerOf(ctx).breakingGlass()
 	if v.decided == nil {
 		v.decided = map[store.VersionRef]consent.Decision{}
 	}
 	out := versions[:0:0]
 	for i := range versions {
 		ver := &versions[i]
-		pol := pols[strings.TrimPrefix(ver.Owner, "Patient/")]
+		p := patientOf(ver)
+		pol := pols[p]
 		if pol == nil {
 			out = append(out, *ver)
 			continue
 		}
 		r := req
+		r.BreakGlass = breakGlass && p == v.focus
 		if pol.Uniform() {
 			r.Resource = consent.Resource{Type: ver.Type, ID: ver.ID}
 		} else {
@@ -321,7 +295,7 @@ func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts
 		ref := store.VersionRef{Type: ver.Type, ID: ver.ID, VersionID: ver.VersionID}
 		v.decided[ref] = d
 		if !d.Permit {
-			v.denied = append(v.denied, disclosure{owner: ver.Owner, res: audit.Resource{Ref: audit.ResourceOf(ver.Type, ver.ID, ver.VersionID, nil).Ref},
+			v.denied = append(v.denied, item{owner: ver.Owner, res: audit.Resource{Ref: audit.ResourceOf(ver.Type, ver.ID, ver.VersionID, nil).Ref},
 				consent: d.Consent, denied: true})
 			continue
 		}
@@ -331,41 +305,18 @@ func (s *Server) gate(ctx context.Context, versions []store.Version, v *verdicts
 }
 
 // annotate is disclosure d with what v decided about it.
-func (v *verdicts) annotate(d disclosure, ver *store.Version) disclosure {
+func (v *verdicts) annotate(d item, ver *store.Version) item {
 	if dec, ok := v.decided[store.VersionRef{Type: ver.Type, ID: ver.ID, VersionID: ver.VersionID}]; ok {
 		d.consent, d.breakGlass = dec.Consent, dec.BreakGlass
 	}
 	return d
 }
 
-// withDenials is items followed by the denials of v.
-func (v *verdicts) withDenials(items []disclosure) []disclosure {
-	return append(items, v.denied...)
-}
-
-// gateOne decides the disclosure of one version, as a read or vread: a
-// denial is recorded in the ledger and answered 403 with nothing of the
-// data; a permit comes back as the disclosure to record.
-func (s *Server) gateOne(w http.ResponseWriter, r *http.Request, interaction string, v *store.Version) (disclosure, error) {
-	var verdicts verdicts
-	permitted, err := s.gate(r.Context(), []store.Version{*v}, &verdicts)
-	if err != nil {
-		return disclosure{}, err
-	}
-	if len(permitted) == 0 {
-		if err := s.disclose(w, r, interaction, verdicts.denied); err != nil {
-			return disclosure{}, err
-		}
-		return disclosure{}, forbidden("the patient's consent does not permit this disclosure")
-	}
-	return verdicts.annotate(disclosureOf(v, v.Body), v), nil
-}
-
 // consentIndexes returns the ledger index of the consent record of each
 // Consent version named (Consent/id/_history/n). A version written a
 // moment ago may wait for the sequencer's next batch: its index is
 // awaited for up to a second, then left out.
-func (s *Server) consentIndexes(ctx context.Context, refs []string) (map[string]int64, error) {
+func (g *Gate) consentIndexes(ctx context.Context, refs []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	if len(refs) == 0 {
 		return out, nil
@@ -373,7 +324,7 @@ func (s *Server) consentIndexes(ctx context.Context, refs []string) (map[string]
 	versions := make([]store.VersionRef, 0, len(refs))
 	names := map[store.VersionRef]string{}
 	for _, ref := range refs {
-		v, ok := splitVersionRef(ref)
+		v, ok := SplitVersionRef(ref)
 		if !ok {
 			continue
 		}
@@ -381,7 +332,7 @@ func (s *Server) consentIndexes(ctx context.Context, refs []string) (map[string]
 		names[v] = ref
 	}
 	for wait := 0; ; wait++ {
-		found, err := s.store.ConsentIndexes(ctx, versions)
+		found, err := g.store.ConsentIndexes(ctx, versions)
 		if err != nil {
 			return nil, err
 		}
@@ -411,6 +362,16 @@ func consentRefs(refs []string, indexes map[string]int64) []audit.ConsentRef {
 	return out
 }
 
+// SplitVersionRef splits "Type/id/_history/vid".
+func SplitVersionRef(ref string) (store.VersionRef, bool) {
+	parts := strings.Split(ref, "/")
+	if len(parts) != 4 || parts[2] != "_history" {
+		return store.VersionRef{}, false
+	}
+	vid, err := strconv.ParseInt(parts[3], 10, 64)
+	return store.VersionRef{Type: parts[0], ID: parts[1], VersionID: vid}, err == nil
+}
+
 // LabelRule labels, when they are written, the resources that carry one
 // of Codes (among their code, category, type and class values) with the
 // security label Label.
@@ -419,20 +380,20 @@ type LabelRule struct {
 	Label consent.Coding
 }
 
-// labelOnWrite adds the security labels the configured rules give a
-// resource about to be written, to its body and its index.
-func (s *Server) labelOnWrite(in *incoming) {
-	if len(s.cfg.Labels) == 0 || in.idx == nil {
+// Label adds the security labels the configured rules give a resource
+// about to be written, to its body and its index.
+func (g *Gate) Label(res *fhir.Resource, idx *fhir.Index) {
+	if len(g.cfg.Labels) == 0 || idx == nil {
 		return
 	}
-	for _, rule := range s.cfg.Labels {
-		hit := slices.ContainsFunc(in.idx.Tokens, func(t fhir.TokenEntry) bool {
+	for _, rule := range g.cfg.Labels {
+		hit := slices.ContainsFunc(idx.Tokens, func(t fhir.TokenEntry) bool {
 			return consentCodeParams[t.Param] && slices.ContainsFunc(rule.Codes, func(c consent.Coding) bool {
 				return c.Code == t.Code && (c.System == "" || c.System == t.System)
 			})
 		})
-		if hit && in.res.AddSecurity(rule.Label.System, rule.Label.Code) {
-			in.idx.Tokens = append(in.idx.Tokens, fhir.TokenEntry{Param: "_security", System: rule.Label.System, Code: rule.Label.Code})
+		if hit && res.AddSecurity(rule.Label.System, rule.Label.Code) {
+			idx.Tokens = append(idx.Tokens, fhir.TokenEntry{Param: "_security", System: rule.Label.System, Code: rule.Label.Code})
 		}
 	}
 }

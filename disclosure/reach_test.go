@@ -1,4 +1,4 @@
-package server
+package disclosure
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 // authentication off is allowed everything.
 func TestNoCallerReachesNothing(t *testing.T) {
 	for _, in := range []auth.Interaction{auth.Read, auth.SearchType, auth.Create, auth.Delete, auth.HistorySystem} {
-		if _, err := reachOf(context.Background(), "Patient", in); !errors.Is(err, errForbidden) {
+		if _, err := reachOf(context.Background(), "Patient", in); !errors.Is(err, ErrForbidden) {
 			t.Errorf("%s without a caller: %v, want forbidden", in, err)
 		}
 	}
-	if (*caller)(nil).admin() {
+	if (*Caller)(nil).Admin() {
 		t.Error("no caller is an administrator")
 	}
-	open := context.WithValue(context.Background(), callerKey{}, &caller{open: true})
+	open := WithCaller(context.Background(), &Caller{Open: true})
 	rc, err := reachOf(open, "Patient", auth.Delete)
 	if err != nil || !rc.all {
 		t.Errorf("authentication off: %+v %v", rc, err)

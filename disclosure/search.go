@@ -1,19 +1,20 @@
-package server
+package disclosure
 
 import (
 	"context"
-	"strings"
+	"strconv"
 
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/fhir"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
 
 // Searches that leave out what the caller may not see, without a trace
 // (docs/consent.md): a page is filled from the matches the caller may
 // see, its links lead only where there is more of them, and the total
-// counts only them. A denied resource therefore changes nothing a caller
+// counts only them. A hidden resource therefore changes nothing a caller
 // can observe, but for the time it takes.
 
 // maxGatedScan bounds the matches examined to fill one page, and the
@@ -21,6 +22,55 @@ import (
 // early (its next link goes on from where the scan stopped) or the total
 // is left out.
 const maxGatedScan = 10_000
+
+// Page is what a search answer says besides its entries: the cursors of
+// the pages after and before ("" for none) and the total (-1: not
+// counted).
+type Page struct {
+	Next, Prev string
+	Total      int
+}
+
+// Search adds one page of q's matches that the caller may see with
+// interaction in (search-type, search-compartment), in mode "match". The
+// query is narrowed to the caller's reach, its chains and _has criteria
+// reach only what the caller could read (criteria.go), and the page,
+// its links and its total hold only what the patients' consents permit.
+// An emergency access reaches one patient: it may search that patient's
+// compartment only.
+func (r *Response) Search(ctx context.Context, q *fhir.SearchQuery, in auth.Interaction) (Page, error) {
+	rc, err := reachOf(ctx, q.Type, in)
+	if err != nil {
+		return Page{}, err
+	}
+	if CallerOf(ctx).breakingGlass() {
+		if q.Compartment == nil || q.Compartment.Type != "Patient" {
+			return Page{}, forbidden("break-glass access reaches one patient: read their resources or search their compartment (/Patient/{id}/%s)", q.Type)
+		}
+		r.v.focus = q.Compartment.ID
+	}
+	filter, err := narrow(q, rc)
+	if err != nil {
+		return Page{}, err
+	}
+	if nothing, err := r.g.resolveCriteria(ctx, q); err != nil || nothing {
+		out := Page{Total: -1}
+		if q.Total != "none" && !filter {
+			out.Total = 0
+		}
+		return out, err
+	}
+	page, err := r.g.searchGated(ctx, q, filter, in, &r.v)
+	if err != nil {
+		return Page{}, err
+	}
+	for i := range page.versions {
+		v := &page.versions[i]
+		r.add(v, "match", true)
+		r.matches = append(r.matches, store.Key{Type: v.Type, ID: v.ID})
+	}
+	return Page{Next: page.next, Prev: page.prev, Total: page.total}, nil
+}
 
 // gatedPage is one page of a search as the caller may see it.
 type gatedPage struct {
@@ -34,15 +84,15 @@ type gatedPage struct {
 // patients' consents permit, with exact links and, when asked, total. The
 // consents' decisions, and the denials of the resources examined, go into
 // v.
-func (s *Server) searchGated(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts) (gatedPage, error) {
+func (g *Gate) searchGated(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts) (gatedPage, error) {
 	out := gatedPage{total: -1}
 	if q.Summary != "count" && q.Count > 0 {
-		if err := s.fillPage(ctx, q, filter, in, v, &out); err != nil {
+		if err := g.fillPage(ctx, q, filter, in, v, &out); err != nil {
 			return out, err
 		}
 	}
 	if q.Total != "none" && (q.Page == "" || q.Total != "") && !filter {
-		n, err := s.countPermitted(ctx, q, v)
+		n, err := g.countPermitted(ctx, q, v)
 		if err != nil {
 			return out, err
 		}
@@ -59,11 +109,11 @@ type shownItem struct {
 
 // fillPage fills out with one page of q's visible matches, in the
 // direction q.Page asks, and the links around it.
-func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts, out *gatedPage) error {
+func (g *Gate) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool, in auth.Interaction, v *verdicts, out *gatedPage) error {
 	want := q.Count
 	backward := store.CursorBackward(q.Page)
 	budget := maxGatedScan
-	shown, rest, err := s.scanVisible(ctx, q, want+1, &budget, filter, in, v)
+	shown, rest, err := g.scanVisible(ctx, q, want+1, &budget, filter, in, v)
 	if err != nil {
 		return err
 	}
@@ -98,14 +148,25 @@ func (s *Server) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool,
 // end, or budget is spent (each match examined spends one). It returns
 // them in search order, with the cursors around each, and the cursor
 // where the scan stopped ("" when the matches ended).
-func (s *Server) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
+func (g *Gate) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
+	return g.scan(ctx, g.store, q, want, budget, filter, in, v)
+}
+
+// source is where a scan reads: the store, or a write transaction.
+type source interface {
+	Search(ctx context.Context, q *fhir.SearchQuery) (*store.SearchResult, error)
+	ReadMany(ctx context.Context, keys []store.Key) ([]store.Version, error)
+}
+
+// scan is scanVisible reading from src.
+func (g *Gate) scan(ctx context.Context, src source, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
 	backward := store.CursorBackward(q.Page)
 	batch := *q
 	batch.Total = "none"
 	var shown []shownItem
 	for len(shown) < want && *budget > 0 {
 		batch.Count = min(want, *budget)
-		res, err := s.store.Search(ctx, &batch)
+		res, err := src.Search(ctx, &batch)
 		if err != nil {
 			return nil, "", err
 		}
@@ -116,16 +177,16 @@ func (s *Server) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int,
 			cursors[id] = i
 			keys[i] = store.Key{Type: q.Type, ID: id}
 		}
-		versions, err := s.store.ReadMany(ctx, keys)
+		versions, err := src.ReadMany(ctx, keys)
 		if err != nil {
 			return nil, "", err
 		}
 		if filter {
-			if versions, err = s.visible(ctx, in, versions); err != nil {
+			if versions, err = g.visible(ctx, in, versions); err != nil {
 				return nil, "", err
 			}
 		}
-		if versions, err = s.gate(ctx, versions, v); err != nil {
+		if versions, err = g.decide(ctx, versions, v); err != nil {
 			return nil, "", err
 		}
 		got := make([]shownItem, len(versions))
@@ -151,18 +212,17 @@ func (s *Server) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int,
 // caller see: one query counts the matches by patient; the matches of a
 // patient whose policy decides all alike (no Consent, no redaction) are
 // counted at once, and only the others are read and decided one by one.
-// -1 when more
-// than maxGatedScan of those would need deciding.
-func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery, v *verdicts) (int, error) {
-	byOwner, err := s.store.CountByOwner(ctx, q)
+// -1 when more than maxGatedScan of those would need deciding.
+func (g *Gate) countPermitted(ctx context.Context, q *fhir.SearchQuery, v *verdicts) (int, error) {
+	byOwner, err := g.store.CountByOwner(ctx, q)
 	if err != nil {
 		return 0, err
 	}
-	self := selfPatient(ctx)
+	self := CallerOf(ctx).Self()
 	var patients []string
 	total := 0
 	for owner, n := range byOwner {
-		p, ok := strings.CutPrefix(owner, "Patient/")
+		p, ok := cutPatient(owner)
 		if !ok || p == self {
 			total += n
 			continue
@@ -172,29 +232,31 @@ func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery, v *ver
 	if len(patients) == 0 {
 		return total, nil
 	}
-	pols, err := s.policiesOf(ctx, patients, v)
+	pols, err := g.policiesOf(ctx, patients, v)
 	if err != nil {
 		return 0, err
 	}
-	req := s.consentRequest(ctx)
+	req := g.consentRequest(ctx)
+	breakGlass := CallerOf(ctx).breakingGlass()
 	var oneByOne []string
 	for _, p := range patients {
 		pol := pols[p]
 		if !pol.Uniform() {
-			oneByOne = append(oneByOne, "Patient/"+p)
+			oneByOne = append(oneByOne, keys.PatientOwner(p))
 			continue
 		}
 		// The decision depends on nothing of the resource.
 		r := req
+		r.BreakGlass = breakGlass && p == v.focus
 		r.Resource = consent.Resource{Type: q.Type}
 		if pol.Decide(&r).Permit {
-			total += byOwner["Patient/"+p]
+			total += byOwner[keys.PatientOwner(p)]
 		}
 	}
 	if len(oneByOne) == 0 {
 		return total, nil
 	}
-	ids, err := s.store.MatchOwned(ctx, q, oneByOne, maxGatedScan)
+	ids, err := g.store.MatchOwned(ctx, q, oneByOne, maxGatedScan)
 	if err != nil {
 		return 0, err
 	}
@@ -218,26 +280,27 @@ func (s *Server) countPermitted(ctx context.Context, q *fhir.SearchQuery, v *ver
 			keys = append(keys, store.Key{Type: q.Type, ID: id})
 		}
 	}
-	versions, err := s.store.ReadMany(ctx, keys)
+	versions, err := g.store.ReadMany(ctx, keys)
 	if err != nil {
 		return 0, err
 	}
 	// Counting discloses nothing and withholds nothing: its decisions are
 	// not recorded.
-	quiet := verdicts{policies: v.policies}
-	permitted, err := s.gate(ctx, versions, &quiet)
+	quiet := verdicts{policies: v.policies, focus: v.focus}
+	permitted, err := g.decide(ctx, versions, &quiet)
 	if err != nil {
 		return 0, err
 	}
 	return total + len(permitted), nil
 }
 
-// selfPatient is the patient the caller is, when it is a patient's own
-// app acting as that patient, whose own data is never gated.
-func selfPatient(ctx context.Context) string {
-	c := callerOf(ctx)
-	if c != nil && c.claims != nil && c.claims.Patient != "" && c.claims.Actor == "Patient/"+c.claims.Patient {
-		return c.claims.Patient
+// cutPatient is the patient a key owner names.
+func cutPatient(owner string) (string, bool) {
+	const prefix = "Patient/"
+	if len(owner) > len(prefix) && owner[:len(prefix)] == prefix {
+		return owner[len(prefix):], true
 	}
-	return ""
+	return "", false
 }
+
+func formatIndex(n int64) string { return strconv.FormatInt(n, 10) }
