@@ -72,6 +72,7 @@ func Run(t *testing.T, srv Server) {
 		{"the client registry's admin API", testClientRegistry},
 		{"a patient's Consent gates what each caller sees", testConsentGating},
 		{"Bulk Data export", testExport},
+		{"the gate closes every leak found", testLeaks},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

@@ -373,21 +373,53 @@ func newExportID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ownExport is the export job the request names, when the caller's client
-// kicked it off; 404 for anyone else, who learns nothing of it.
-func (s *Server) ownExport(r *http.Request) (*store.ExportJob, error) {
+// ownExport is the export job the request names, with its key and
+// request, when the caller is who kicked it off: the same client, acting
+// for the same user, patient and actor, with the same scopes and
+// purposes (another token of the client with fewer scopes may not read
+// what the export holds). Anyone else gets 404 and learns nothing of it.
+func (s *Server) ownExport(r *http.Request) (*store.ExportJob, *keys.DataKey, *exportSpec, error) {
 	id := chi.URLParam(r, "job")
+	notFound := reqErr(errNotFound, "not-found", "no export %s of this caller; it may have been deleted or expired", id)
+	c := callerOf(r.Context())
 	j, err := s.store.Export(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && j.Client != callerOf(r.Context()).ClientID() {
-		return nil, reqErr(errNotFound, "not-found", "no export %s of this client; it may have been deleted or expired", id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && j.Client != c.ClientID() {
+		return nil, nil, nil, notFound
 	}
-	return j, err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := exportKey(r.Context(), s.keys, j.ID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	spec, err := openSpec(key, j)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !spec.Caller.same(exportCallerOf(c)) {
+		return nil, nil, nil, notFound
+	}
+	return j, key, spec, nil
+}
+
+// same reports whether e and o are the same caller as far as what they
+// may reach goes (the purpose of one request aside).
+func (e exportCaller) same(o exportCaller) bool {
+	set := func(xs []string) string {
+		xs = slices.Clone(xs)
+		slices.Sort(xs)
+		return strings.Join(slices.Compact(xs), " ")
+	}
+	return e.Open == o.Open && e.Issuer == o.Issuer && e.Subject == o.Subject && e.ClientID == o.ClientID &&
+		e.Patient == o.Patient && e.FHIRUser == o.FHIRUser && e.Actor == o.Actor &&
+		set(strings.Fields(e.Scope)) == set(strings.Fields(o.Scope)) && set(e.Roles) == set(o.Roles) && set(e.Purposes) == set(o.Purposes)
 }
 
 // exportStatus is GET /$export-status/{job}: 202 with its progress while
 // it runs, then its manifest.
 func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.ownExport(r)
+	j, _, spec, err := s.ownExport(r)
 	if err != nil {
 		return err
 	}
@@ -402,14 +434,6 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("X-Progress", progressOf(j))
 		w.WriteHeader(http.StatusAccepted)
 		return nil
-	}
-	key, err := exportKey(r.Context(), s.keys, j.ID)
-	if err != nil {
-		return err
-	}
-	spec, err := openSpec(key, j)
-	if err != nil {
-		return err
 	}
 	index, err := s.store.ExportIndex(r.Context(), j.ID)
 	if err != nil {
@@ -485,7 +509,7 @@ func exportFiles(index []store.ExportPart) []exportFile {
 // exportFileGet is GET /$export-file/{job}/{file}: the file's ndjson,
 // opened part by part as it is sent.
 func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.ownExport(r)
+	j, key, _, err := s.ownExport(r)
 	if err != nil {
 		return err
 	}
@@ -503,10 +527,6 @@ func (s *Server) exportFileGet(w http.ResponseWriter, r *http.Request) error {
 		return reqErr(errNotFound, "not-found", "export %s has no file %s", j.ID, name)
 	}
 	f := files[i]
-	key, err := exportKey(r.Context(), s.keys, j.ID)
-	if err != nil {
-		return err
-	}
 	w.Header().Set("Content-Type", "application/fhir+ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	started := false
@@ -562,7 +582,7 @@ func openSpec(key *keys.DataKey, j *store.ExportJob) (*exportSpec, error) {
 // exportDelete is DELETE /$export-status/{job}: the job is cancelled or
 // its files deleted, and its key erased.
 func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.ownExport(r)
+	j, _, _, err := s.ownExport(r)
 	if err != nil {
 		return err
 	}
