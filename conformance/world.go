@@ -87,11 +87,11 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *w
 		"identifier":           []any{map[string]any{"system": "http://leak.example/mrn", "value": "alice-" + run}},
 		"managingOrganization": ref("Organization/" + w.org)})
 	put("Observation", w.aliceVitals, map[string]any{"status": "final", "category": category("vital-signs"),
-		"code": map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "29463-7"}}, "text": "alice weight"},
+		"code":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "29463-7"}}, "text": "alice weight"},
 		"subject": ref("Patient/" + w.alice), "valueQuantity": map[string]any{"value": 61.5, "unit": "kg"},
 		"identifier": []any{map[string]any{"system": "http://leak.example/obs", "value": "vitals-" + run}}})
 	put("Observation", w.aliceLab, map[string]any{"status": "final", "category": category("laboratory"),
-		"code": map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2345-7"}}, "text": w.aliceLabText},
+		"code":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2345-7"}}, "text": w.aliceLabText},
 		"subject": ref("Patient/" + w.alice), "identifier": []any{map[string]any{"system": "http://leak.example/obs", "value": "lab-" + run}}})
 	if withBob {
 		put("Patient", w.bob, map[string]any{"name": []any{map[string]any{"family": w.bobFamily, "given": []any{w.bobGiven}}},
