@@ -283,13 +283,49 @@ func testLeaks(t *testing.T, c *client, run string) {
 			w.wantRefusal(t, w.orgb, w.orgb.do(http.MethodGet, q, nil, glass...), "")
 		}
 		r := w.orgb.do(http.MethodGet, "/Patient/"+w.bob+"/Observation", nil, glass...).want(t, http.StatusOK)
-		wantIDs(t, r, "Observation", "match", w.bobObs)
-		if rec := c.ledgerRecordOf(t, r); !rec.BreakGlass {
-			t.Fatalf("the break-glass disclosure's record: %+v", rec)
+		wantIDs(t, r, "Observation", "match", w.bobObs, w.aliceByBob) // the second is Alice's, whose consent permits
+		// Bob's record is marked break-glass; Alice's, whose consent
+		// permits anyway, is not.
+		for _, n := range ledgerIndexes(t, r) {
+			rec, _ := c.record(t, c.checkpoint(t, n), n)
+			bobs := len(rec.Resources) == 1 && strings.HasPrefix(rec.Resources[0].Ref, "Observation/"+w.bobObs+"/")
+			if rec.BreakGlass != bobs {
+				t.Fatalf("record %d: break-glass %v for %+v", n, rec.BreakGlass, rec.Resources)
+			}
 		}
 		w.orgb.do(http.MethodGet, "/Observation/"+w.bobObs, nil, glass...).want(t, http.StatusOK)
 		w.orgb.do(http.MethodGet, "/Patient/"+w.bob+"/$everything", nil, glass...).want(t, http.StatusOK)
 		w.wantRefusal(t, w.orgb, w.orgb.do(http.MethodGet, "/Observation/"+w.bobObs, nil), w.bobObs)
+	})
+
+	t.Run("an export's filters test only what the caller may read", func(t *testing.T) {
+		count := func(filter string) (int, []byte) {
+			status := w.orgb.kickOff(t, "/Patient/$export?_type=Observation&_typeFilter="+url.QueryEscape(filter))
+			m := w.orgb.awaitExport(t, status)
+			n := 0
+			var all []byte
+			for _, o := range m.Output {
+				r := w.orgb.do(http.MethodGet, strings.TrimPrefix(o.URL, w.orgb.base), nil, "Accept", "application/fhir+ndjson").want(t, http.StatusOK)
+				all = append(all, r.body...)
+				n += o.Count
+			}
+			w.orgb.do(http.MethodDelete, status, nil).want(t, http.StatusAccepted)
+			return n, all
+		}
+		for _, prefix := range []string{w.bobFamily[:3], w.bobFamily} {
+			right, body := count("Observation?_id=" + w.aliceByBob + "&performer:Patient.family=" + prefix)
+			wrong, _ := count("Observation?_id=" + w.aliceByBob + "&performer:Patient.family=Zz" + prefix)
+			if right != wrong || right != 0 {
+				t.Fatalf("a filter through a hidden patient's name selects %d, a wrong guess %d", right, wrong)
+			}
+			if got := leakedIn(body, w.canaries()); len(got) > 0 {
+				t.Fatalf("the export leaks %q", got)
+			}
+		}
+		w.orgb.do(http.MethodGet, "/Patient/$export?_type=Observation&_typeFilter="+url.QueryEscape("Observation?subject:Patient.family=x"), nil,
+			"Prefer", "respond-async").want(t, http.StatusAccepted)
+		w.vitalsOnly.do(http.MethodGet, "/Patient/$export?_type=Patient&_typeFilter="+url.QueryEscape("Patient?_has:Group:member:_id=x"), nil,
+			"Prefer", "respond-async").want(t, http.StatusForbidden)
 	})
 
 	t.Run("an export's files are its caller's", func(t *testing.T) {

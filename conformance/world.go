@@ -24,8 +24,9 @@ type world struct {
 	orgB    string // the actor Bob's Consent denies: Organization/...
 	alice   string // Patient ids
 	bob     string
-	// Alice's Observations: vital signs and a laboratory result.
-	aliceVitals, aliceLab string
+	// Alice's Observations: vital signs, a laboratory result, and one
+	// Bob performed (in both compartments; Alice's data).
+	aliceVitals, aliceLab, aliceByBob string
 	// Bob's: a Patient, an HIV test result, a Task about him.
 	bobObs, bobTask, bobConsent string
 	// Bob's values. Each is a canary.
@@ -66,7 +67,7 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *w
 	w := &world{run: run, withBob: withBob, admin: c,
 		org: "org-" + run, orgB: "Organization/org-b-" + run,
 		alice: "pat-alice-" + run, bob: "pat-bob-" + run,
-		aliceVitals: "obs-alice-" + run, aliceLab: "lab-alice-" + run,
+		aliceVitals: "obs-alice-" + run, aliceLab: "lab-alice-" + run, aliceByBob: "byb-alice-" + run,
 		bobObs: "obs-bob-" + run, bobTask: "task-bob-" + run, bobConsent: "consent-bob-" + run,
 		bobFamily: canaryWord(r), bobGiven: canaryWord(r), bobMRN: "MRN" + canaryWord(r), bobPhone: fmt.Sprintf("+1-555-%07d", r.IntN(1e7)),
 		bobLine: fmt.Sprintf("%d %s Street", 100+r.IntN(899), canaryWord(r)), bobNote: "note " + canaryWord(r), bobText: "text " + canaryWord(r),
@@ -106,6 +107,8 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *w
 			"identifier":    []any{map[string]any{"system": "http://leak.example/obs", "value": w.bobObsMRN}},
 			"valueQuantity": map[string]any{"value": jsonNumber(w.bobValue), "unit": "mg"},
 			"note":          []any{map[string]any{"text": w.bobNote}}})
+		put("Observation", w.aliceByBob, map[string]any{"status": "final", "code": map[string]any{"text": "reported by a relative"},
+			"subject": ref("Patient/" + w.alice), "performer": []any{ref("Patient/" + w.bob)}})
 		put("Task", w.bobTask, map[string]any{"status": "requested", "intent": "order", "for": ref("Patient/" + w.bob),
 			"description": w.bobTaskText, "identifier": []any{map[string]any{"system": "http://leak.example/task", "value": "task-" + run}}})
 		consent := consentOf(w.bob, map[string]any{"type": "permit", "provision": []any{
@@ -148,6 +151,18 @@ func (w *world) hiddenFrom(caller *client) []string {
 	out := w.canaries()
 	if caller == w.patientsOnly || caller == w.vitalsOnly || caller == w.createOnly || caller == w.updateOnly {
 		out = append(out, w.aliceLabText, w.aliceLab)
+	}
+	return out
+}
+
+// leakedIn returns the canaries of hidden found in b.
+func leakedIn(b []byte, hidden []string) []string {
+	lower := strings.ToLower(string(b))
+	var out []string
+	for _, c := range hidden {
+		if strings.Contains(lower, strings.ToLower(c)) {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -108,3 +108,32 @@ func (g *Gate) reached(ctx context.Context, q *fhir.SearchQuery, code string) ([
 	}
 	return out, nil
 }
+
+// CheckCriteria refuses with ErrForbidden criteria whose chains or _has
+// search a type the caller's scopes do not allow searching, before any of
+// them runs (an export's _typeFilter, checked at kick-off).
+func CheckCriteria(ctx context.Context, q *fhir.SearchQuery) error {
+	var check func(c *fhir.Criterion) error
+	check = func(c *fhir.Criterion) error {
+		var typ string
+		var inner *fhir.Criterion
+		switch {
+		case c.Chain != nil:
+			typ, inner = c.Chain.Type, &c.Chain.Where
+		case c.Has != nil:
+			typ, inner = c.Has.Type, &c.Has.Where
+		default:
+			return nil
+		}
+		if _, err := reachOf(ctx, typ, auth.SearchType); err != nil {
+			return forbidden("the criterion %s searches %s, which the access token's scopes do not allow", c.Code, typ)
+		}
+		return check(inner)
+	}
+	for i := range q.Where {
+		if err := check(&q.Where[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/auth"
+	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -138,8 +139,19 @@ func (g *Gate) exportRead(ctx context.Context, ks []store.Key, filters map[strin
 	}
 	selected := map[store.Key]bool{}
 	for typ, list := range ids {
-		for _, q := range filters[typ] {
-			m, err := g.matching(ctx, typ, q, list)
+		for _, raw := range filters[typ] {
+			// A filter is a client's criteria: its chains and _has reach
+			// only what the caller could read (criteria.go).
+			q, err := fhir.ParseSearch(typ, raw, fhir.SearchOptions{Strict: true})
+			if err != nil {
+				return nil, err
+			}
+			if nothing, err := g.resolveCriteria(ctx, q); err != nil {
+				return nil, err
+			} else if nothing {
+				continue
+			}
+			m, err := g.matchIDs(ctx, q, list)
 			if err != nil {
 				return nil, err
 			}

@@ -149,28 +149,31 @@ func (g *Gate) visible(ctx context.Context, in auth.Interaction, versions []stor
 // maxIDsPerCheck bounds the ids one query check sends.
 const maxIDsPerCheck = 200
 
-// matching returns which of ids of type typ match a query (a scope's
-// constraint, an export's type filter), through the store's own search,
-// so that a constraint means what the same search would. The query is
-// the server's or the token's, never a client's criteria: it is run as
-// it is.
+// matching returns which of ids of type typ match a scope's query
+// constraint, through the store's own search, so that a constraint means
+// what the same search would. The query is the token's, not a client's
+// criteria: it is run as it is.
 func (g *Gate) matching(ctx context.Context, typ string, query url.Values, ids []string) (map[string]bool, error) {
+	q, err := fhir.ParseSearch(typ, query, fhir.SearchOptions{Strict: true})
+	if err != nil {
+		return map[string]bool{}, nil // a constraint that does not apply to typ matches nothing
+	}
+	return g.matchIDs(ctx, q, ids)
+}
+
+// matchIDs returns which of ids meet q's criteria.
+func (g *Gate) matchIDs(ctx context.Context, q *fhir.SearchQuery, ids []string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for start := 0; start < len(ids); start += maxIDsPerCheck {
 		chunk := ids[start:min(start+maxIDsPerCheck, len(ids))]
-		params := url.Values{}
-		for k, vs := range query {
-			params[k] = slices.Clone(vs)
-		}
-		// Added, not set: a constraint on _id itself still holds (two
+		qq := fhir.SearchQuery{Type: q.Type, Count: len(chunk), Total: "none",
+			Where: append(slices.Clip(q.Where), fhir.Criterion{Code: "_id", Type: "token"})}
+		// Added, not set: a criterion on _id itself still holds (two
 		// occurrences of a parameter must both match).
-		params.Add("_id", strings.Join(chunk, ","))
-		q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{Strict: true, DefaultCount: len(chunk), MaxCount: len(chunk)})
-		if err != nil {
-			return out, nil // a constraint that does not apply to typ matches nothing
+		for _, id := range chunk {
+			qq.Where[len(qq.Where)-1].Values = append(qq.Where[len(qq.Where)-1].Values, fhir.SearchValue{Code: id, AnySystem: true})
 		}
-		q.Total = "none"
-		res, err := g.store.Search(ctx, q)
+		res, err := g.store.Search(ctx, &qq)
 		if err != nil {
 			return nil, err
 		}

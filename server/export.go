@@ -247,7 +247,7 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 		return err
 	}
 	spec.Types = types
-	if spec.TypeFilters, err = typeFilters(params["_typeFilter"], types); err != nil {
+	if spec.TypeFilters, err = typeFilters(ctx, params["_typeFilter"], types); err != nil {
 		return err
 	}
 	spec.Caller = exportCallerOf(c)
@@ -331,8 +331,10 @@ func exportTypes(ctx context.Context, level string, asked []string) ([]string, e
 
 // typeFilters reads _typeFilter values (Type?query, repeatable and
 // comma-separated, each query escaped) into queries by type, refusing
-// any a search of its type would refuse.
-func typeFilters(values []string, types []string) (map[string][]string, error) {
+// any a search of its type would refuse: its chains and _has must search
+// types the caller may search (and reach, when the job runs, only what
+// the caller could read).
+func typeFilters(ctx context.Context, values []string, types []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, v := range values {
 		for f := range strings.SplitSeq(v, ",") {
@@ -355,7 +357,11 @@ func typeFilters(values []string, types []string) (map[string][]string, error) {
 					return nil, reqErr(errInvalid, "invalid", "_typeFilter %q: %s shapes a result and cannot filter an export", f, k)
 				}
 			}
-			if _, err := fhir.ParseSearch(typ, q, fhir.SearchOptions{Strict: true}); err != nil {
+			sq, err := fhir.ParseSearch(typ, q, fhir.SearchOptions{Strict: true})
+			if err != nil {
+				return nil, err
+			}
+			if err := disclosure.CheckCriteria(ctx, sq); err != nil {
 				return nil, err
 			}
 			out[typ] = append(out[typ], q.Encode())
