@@ -58,7 +58,7 @@ func patchBinary(ops string) map[string]any {
 }
 
 func testLeaks(t *testing.T, c *client, run string) {
-	w := newWorld(t, c, "lk-"+run, true, 11)
+	w := newWorld(t, c, "lk-"+run, true, 11, "Organization/org-b-lk-"+run)
 	patch := func(caller *client, path, ops string) *response {
 		return caller.do(http.MethodPatch, path, ops, "Content-Type", "application/json-patch+json")
 	}

@@ -73,6 +73,7 @@ func Run(t *testing.T, srv Server) {
 		{"a patient's Consent gates what each caller sees", testConsentGating},
 		{"Bulk Data export", testExport},
 		{"the gate closes every leak found", testLeaks},
+		{"hidden data reaches no caller", testHiddenData},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

@@ -60,12 +60,12 @@ func canaryWord(r *rand.Rand) string {
 }
 
 // newWorld writes a world for run, with Bob's data or without, and
-// registers its callers.
-func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *world {
+// registers its callers, acting for orgB. Its canaries come from seed.
+func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64, orgB string) *world {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	w := &world{run: run, withBob: withBob, admin: c,
-		org: "org-" + run, orgB: "Organization/org-b-" + run,
+		org: "org-" + run, orgB: orgB,
 		alice: "pat-alice-" + run, bob: "pat-bob-" + run,
 		aliceVitals: "obs-alice-" + run, aliceLab: "lab-alice-" + run, aliceByBob: "byb-alice-" + run,
 		bobObs: "obs-bob-" + run, bobTask: "task-bob-" + run, bobConsent: "consent-bob-" + run,
@@ -94,6 +94,9 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *w
 	put("Observation", w.aliceLab, map[string]any{"status": "final", "category": category("laboratory"),
 		"code":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2345-7"}}, "text": w.aliceLabText},
 		"subject": ref("Patient/" + w.alice), "identifier": []any{map[string]any{"system": "http://leak.example/obs", "value": "lab-" + run}}})
+	// Alice's data that refers to Bob (it names him in both worlds).
+	put("Observation", w.aliceByBob, map[string]any{"status": "final", "code": map[string]any{"text": "reported by a relative"},
+		"subject": ref("Patient/" + w.alice), "performer": []any{ref("Patient/" + w.bob)}})
 	if withBob {
 		put("Patient", w.bob, map[string]any{"name": []any{map[string]any{"family": w.bobFamily, "given": []any{w.bobGiven}}},
 			"birthDate": w.bobBirth, "gender": "male",
@@ -107,8 +110,6 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64) *w
 			"identifier":    []any{map[string]any{"system": "http://leak.example/obs", "value": w.bobObsMRN}},
 			"valueQuantity": map[string]any{"value": jsonNumber(w.bobValue), "unit": "mg"},
 			"note":          []any{map[string]any{"text": w.bobNote}}})
-		put("Observation", w.aliceByBob, map[string]any{"status": "final", "code": map[string]any{"text": "reported by a relative"},
-			"subject": ref("Patient/" + w.alice), "performer": []any{ref("Patient/" + w.bob)}})
 		put("Task", w.bobTask, map[string]any{"status": "requested", "intent": "order", "for": ref("Patient/" + w.bob),
 			"description": w.bobTaskText, "identifier": []any{map[string]any{"system": "http://leak.example/task", "value": "task-" + run}}})
 		consent := consentOf(w.bob, map[string]any{"type": "permit", "provision": []any{
@@ -143,6 +144,12 @@ func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
 func (w *world) canaries() []string {
 	return []string{w.bobFamily, w.bobGiven, w.bobMRN, w.bobPhone, w.bobLine, w.bobNote, w.bobText, w.bobDisplay,
 		w.bobTaskText, w.bobObsMRN, w.bobValue, w.bobBirth, w.bobObs, w.bobTask, w.bobConsent}
+}
+
+// placeholders are the values that differ between two worlds by design:
+// the run, Bob's values, and Alice's laboratory text.
+func (w *world) placeholders() []string {
+	return append([]string{w.run, w.aliceLabText}, w.canaries()...)
 }
 
 // hiddenFrom are the canaries caller must never see: Bob's, and for the

@@ -68,6 +68,13 @@ var writeInteractions = map[string]auth.Interaction{
 	http.MethodDelete: auth.Delete,
 }
 
+// WriteScope is the SMART interaction of a write method (POST, PUT,
+// PATCH, DELETE), false for another method.
+func WriteScope(method string) (auth.Interaction, bool) {
+	in, ok := writeInteractions[method]
+	return in, ok
+}
+
 // serverOwned reports whether typ/id is the server's alone: the AuditEvents
 // it derives from the ledger (AuditEvent/ledger-N), which no client may
 // create, change or delete.

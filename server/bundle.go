@@ -168,6 +168,12 @@ func (s *Server) readEntries(r *http.Request, b *bundleIn) ([]*txEntry, error) {
 		if err != nil {
 			return fail(err)
 		}
+		// The entry's scope is checked before anything of it is resolved.
+		if in, ok := disclosure.WriteScope(te.method); ok {
+			if err := disclosure.Reach(r.Context(), typ, in); err != nil {
+				return fail(err)
+			}
+		}
 		op := &writeOp{method: te.method, typ: typ, id: id, freshID: newID()}
 		if op.ifMatch, err = parseIfMatch(e.Request.IfMatch); err != nil {
 			return fail(err)
