@@ -19,7 +19,9 @@ import (
 )
 
 // phi is what identifies one synthetic patient, and the free text of
-// their Observation (its code's text and display).
+// their Observation (its code's text). The display of its coding is
+// searched, but it may be in clear (docs/security.md: the name of a code
+// that is clear).
 type phi struct {
 	family, given, identifier, phone, line, text, display string
 }
@@ -133,7 +135,7 @@ func scan(t *testing.T, what string, dump []byte, patients []phi) {
 	lower := bytes.ToLower(dump)
 	byPrefix := map[string][]string{}
 	for _, p := range patients {
-		for _, v := range []string{p.family, p.given, p.identifier, p.phone, p.line, p.text, p.display} {
+		for _, v := range []string{p.family, p.given, p.identifier, p.phone, p.line, p.text} {
 			v = strings.ToLower(v)
 			byPrefix[v[:8]] = append(byPrefix[v[:8]], v)
 		}
@@ -151,13 +153,13 @@ func scan(t *testing.T, what string, dump []byte, patients []phi) {
 	if hits > 0 {
 		t.Errorf("%s: %d identifying values in clear", what, hits)
 	}
-	t.Logf("%s: %d bytes scanned for %d values, %d hits", what, len(dump), 7*len(patients), hits)
+	t.Logf("%s: %d bytes scanned for %d values, %d hits", what, len(dump), 6*len(patients), hits)
 }
 
 // TestNoPHIAtRest loads 1,000 patients through the API and looks for every
 // one's family name, given name, identifier, phone number, address line
-// and the free text of their Observation (a code's text and display) in
-// the raw SQLite files and in a pg_dump of PostgreSQL.
+// and the free text of their Observation's code in the raw SQLite files
+// and in a pg_dump of PostgreSQL.
 func TestNoPHIAtRest(t *testing.T) {
 	bin := binary(t)
 	t.Run("sqlite", func(t *testing.T) {

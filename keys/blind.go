@@ -18,13 +18,14 @@ import (
 //
 // Which values are blind (Blinds): on every type whose resources can be
 // patient data (fhir.PatientData), all string parameters (names,
-// addresses, free text), the text of codes (:text: a CodeableConcept's
-// text and its codings' display, which say in words what the codes say,
-// "HIV positive", and what a clinician typed where no code fits), and
-// the token parameters identifier, telecom, phone and email (the system
-// stays clear, the value is hashed). Dates, numbers, quantities, codes,
-// references and URIs stay clear: search ranges and sorts on them, and
-// they do not name a person on their own (docs/security.md).
+// addresses, free text), the free text of CodeableConcepts (:text, what a
+// clinician typed where no code fits, or beside one), and the token
+// parameters identifier, telecom, phone and email (the system stays
+// clear, the value is hashed). Dates, numbers, quantities, codes, the
+// displays of codings (":display", the name a terminology gives a code
+// that is itself clear), references and URIs stay clear: search ranges
+// and sorts on them, and they do not name a person on their own
+// (docs/security.md).
 type Blind struct {
 	pool  sync.Pool // of hash.Hash keyed with the blind key
 	types map[string]bool
@@ -45,7 +46,8 @@ func NewBlind(key *DataKey) *Blind {
 }
 
 // Blinds reports whether values of param (as the store names it:
-// "name", "code:text", "identifier:of-type") on typ are stored blind.
+// "name", "code:text", "code:display", "identifier:of-type") on typ are
+// stored blind.
 func (b *Blind) Blinds(typ, param string) bool {
 	if !b.types[typ] {
 		return false
@@ -54,6 +56,8 @@ func (b *Blind) Blinds(typ, param string) bool {
 	switch modifier {
 	case "text", "of-type":
 		return true
+	case "display":
+		return false
 	}
 	sp, ok := fhir.LookupSearchParam(typ, base)
 	if !ok {

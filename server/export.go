@@ -96,10 +96,16 @@ type exportCaller struct {
 	Purpose  string   `json:"purpose,omitempty"`
 }
 
-func exportCallerOf(c *disclosure.Caller) exportCaller {
+// exportCallerOf is c as an export job keeps it. The embedded
+// authorization server's issuer is kept as its path, since its URL
+// follows the server's base (a restart on another address).
+func exportCallerOf(c *disclosure.Caller, base string) exportCaller {
 	e := exportCaller{Open: c.Open, Purpose: c.Purpose}
 	if cl := c.Claims; cl != nil {
 		e.Issuer, e.Subject, e.ClientID, e.Scope = cl.Issuer, cl.Subject, cl.ClientID, cl.RawScope
+		if e.Issuer == auth.IssuerURL(base) {
+			e.Issuer = auth.EmbeddedIssuerPath
+		}
 		e.Patient, e.FHIRUser, e.Actor, e.Roles, e.Purposes = cl.Patient, cl.FHIRUser, cl.Actor, cl.Roles, cl.PurposeOfUse
 	}
 	return e
@@ -250,7 +256,7 @@ func (s *Server) kickOff(w http.ResponseWriter, r *http.Request, spec *exportSpe
 	if spec.TypeFilters, err = typeFilters(ctx, params["_typeFilter"], types); err != nil {
 		return err
 	}
-	spec.Caller = exportCallerOf(c)
+	spec.Caller = exportCallerOf(c, s.baseURL(r))
 	id := newExportID()
 	base := s.baseURL(r)
 	spec.Request = base + r.URL.RequestURI()
@@ -403,7 +409,7 @@ func (s *Server) ownExport(r *http.Request) (*store.ExportJob, *keys.DataKey, *e
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !spec.Caller.same(exportCallerOf(c)) {
+	if !spec.Caller.same(exportCallerOf(c, s.baseURL(r))) {
 		return nil, nil, nil, notFound
 	}
 	return j, key, spec, nil

@@ -51,8 +51,15 @@ func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
 		case e.Code != "":
 			w.add("search_token", tokenCols, "", typ, id, e.Param, e.System, blindCode(w.blind, typ, e.Param, e.Code))
 		}
-		if e.Text != "" {
+		switch {
+		case e.Text == "":
+		case e.Code == "":
+			// A CodeableConcept's text: free text, blind on patient data.
 			w.stringRows(typ, id, e.Param+":text", e.Text, e.Text)
+		default:
+			// A coding's display (or an identifier type's text): the name
+			// of a code stored in clear beside it (docs/security.md).
+			w.stringRows(typ, id, e.Param+":display", e.Text, e.Text)
 		}
 		if e.TypeCode != "" {
 			p := e.Param + ":of-type"

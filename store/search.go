@@ -286,14 +286,17 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) erro
 			return b.criterion(x+".target_id", c.Chain.Type, &c.Chain.Where, false)
 		})
 	}
-	vtyp, param := c.Type, c.Code
+	vtyp, params := c.Type, []string{c.Code}
 	switch c.Modifier {
 	case "text":
 		if vtyp == "token" {
-			vtyp, param = "string", c.Code+":text"
+			// The displays of codings (clear, like the codes they name)
+			// and the free text of CodeableConcepts (blind on patient
+			// data) are kept apart: store/index.go.
+			vtyp, params = "string", []string{c.Code + ":display", c.Code + ":text"}
 		}
 	case "of-type":
-		param = c.Code + ":of-type"
+		params = []string{c.Code + ":of-type"}
 	}
 	table, err := tableOf(vtyp)
 	if err != nil {
@@ -307,29 +310,56 @@ func (b *builder) criterion(col, typ string, c *fhir.Criterion, probe bool) erro
 	}
 	x := b.next("x")
 	return b.semi(col, x+".res_id", table+" "+x, probe, func() error {
-		b.w(x + ".res_type = ").arg(typ).w(" AND " + x + ".param = ").arg(param)
-		if c.Missing != nil {
-			return nil
+		b.w(x + ".res_type = ").arg(typ)
+		if len(params) > 1 {
+			b.w(" AND (")
 		}
-		if refType, ids, ok := sameTypeRefs(c); ok && !b.blinds(typ, param) {
-			// Many references to one type (a chain's resolved targets): one
-			// IN list, not an OR per value.
-			b.w(" AND " + x + ".target_type = ").arg(refType)
-			list(b.w(" AND "+x+".target_id IN "), ids)
-			return nil
-		}
-		b.w(" AND (")
-		for i := range c.Values {
+		for i, param := range params {
 			if i > 0 {
 				b.w(" OR ")
 			}
-			if err := b.value(x, typ, param, vtyp, c, &c.Values[i]); err != nil {
+			if err := b.values(x, typ, param, vtyp, c, len(params) > 1); err != nil {
 				return err
 			}
 		}
-		b.w(")")
+		if len(params) > 1 {
+			b.w(")")
+		}
 		return nil
 	})
+}
+
+// values writes the condition that index row x is of param (as stored)
+// and matches one of c's values, in parentheses when grouped.
+func (b *builder) values(x, typ, param, vtyp string, c *fhir.Criterion, grouped bool) error {
+	if grouped {
+		b.w("(")
+		defer b.w(")")
+	} else {
+		b.w(" AND ")
+	}
+	b.w(x + ".param = ").arg(param)
+	if c.Missing != nil {
+		return nil
+	}
+	if refType, ids, ok := sameTypeRefs(c); ok && !b.blinds(typ, param) {
+		// Many references to one type (a chain's resolved targets): one IN
+		// list, not an OR per value.
+		b.w(" AND " + x + ".target_type = ").arg(refType)
+		list(b.w(" AND "+x+".target_id IN "), ids)
+		return nil
+	}
+	b.w(" AND (")
+	for i := range c.Values {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		if err := b.value(x, typ, param, vtyp, c, &c.Values[i]); err != nil {
+			return err
+		}
+	}
+	b.w(")")
+	return nil
 }
 
 // sameTypeRefs returns the type and ids of a reference criterion's
