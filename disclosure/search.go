@@ -55,8 +55,8 @@ func (r *Response) Search(ctx context.Context, q *fhir.SearchQuery, in auth.Inte
 	}
 	if nothing, err := r.g.resolveCriteria(ctx, q); err != nil || nothing {
 		out := Page{Total: -1}
-		if q.Total != "none" && !filter {
-			out.Total = 0
+		if q.Total != "none" && (q.Page == "" || q.Total != "") && !filter {
+			out.Total = 0 // as searchGated would count
 		}
 		return out, err
 	}

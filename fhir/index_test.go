@@ -331,6 +331,30 @@ func TestExtractIndexPatientCompartment(t *testing.T) {
 	}
 }
 
+func TestExtractIndexPatients(t *testing.T) {
+	for _, tc := range []struct {
+		name, typ, body string
+		want            []string
+	}{
+		{"the compartment's first, in its order", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"reference":"Patient/b"}],"subject":{"reference":"Patient/a"}}`, []string{"a", "b"}},
+		{"then any other reference to a Patient", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"focus":[{"reference":"Patient/c"}],"subject":{"reference":"Patient/a"}}`, []string{"a", "c"}},
+		{"outside the compartment", "Task", `{"resourceType":"Task","status":"requested","intent":"order","for":{"reference":"Patient/a"}}`, []string{"a"}},
+		{"in extensions, contained resources and versioned references", "Organization", `{"resourceType":"Organization","extension":[{"url":"http://x","valueReference":{"reference":"Patient/e/_history/2"}}],` +
+			`"contained":[{"resourceType":"Basic","id":"b","code":{"text":"x"},"subject":{"reference":"Patient/f"}}]}`, []string{"e", "f"}},
+		{"not absolute, local or other types' references", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"http://other.org/Patient/a"},"performer":[{"reference":"#p"},{"reference":"Practitioner/p"}]}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix, err := ExtractIndex(tc.typ, []byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ix.Patients, tc.want) {
+				t.Errorf("Patients = %v, want %v", ix.Patients, tc.want)
+			}
+		})
+	}
+}
+
 // TestExtractIndexIgnoresContained puts each fixture inside a resource of
 // the same type: the container's index must be what it is without it.
 func TestExtractIndexIgnoresContained(t *testing.T) {

@@ -22,10 +22,6 @@ type Blinder interface {
 // longer prefix search matches on its first blindPrefixMax characters.
 const blindPrefixMax = 64
 
-func (tx *Tx) blinds(typ, param string) bool {
-	return tx.s.blind != nil && tx.s.blind.Blinds(typ, param)
-}
-
 // stringRows queues a string parameter's row, or when the parameter is
 // blind, the rows of its hashed value and of each hashed prefix.
 func (w *rowWriter) stringRows(typ, id, param, norm, exact string) {
