@@ -94,19 +94,14 @@ func (g *Gate) reached(ctx context.Context, q *fhir.SearchQuery, code string) ([
 		return nil, err
 	}
 	budget := maxGatedScan
-	quiet := verdicts{}
-	shown, rest, err := g.scanVisible(ctx, q, maxCriterionMatches+1, &budget, filter, auth.SearchType, &quiet)
+	found, rest, err := g.scanKeys(ctx, g.store, q, maxCriterionMatches+1, &budget, filter, auth.SearchType, &verdicts{})
 	if err != nil {
 		return nil, err
 	}
-	if len(shown) > maxCriterionMatches || rest != "" {
+	if len(found) > maxCriterionMatches || rest != "" {
 		return nil, invalid("the criterion %s reaches more than %d %s resources; make it more selective", code, maxCriterionMatches, q.Type)
 	}
-	out := make([]store.Key, len(shown))
-	for i, it := range shown {
-		out[i] = store.Key{Type: it.v.Type, ID: it.v.ID}
-	}
-	return out, nil
+	return found, nil
 }
 
 // CheckCriteria refuses with ErrForbidden criteria whose chains or _has

@@ -2,6 +2,7 @@ package disclosure
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/ehrledger/ehrledger/auth"
@@ -149,24 +150,13 @@ func (g *Gate) fillPage(ctx context.Context, q *fhir.SearchQuery, filter bool, i
 // them in search order, with the cursors around each, and the cursor
 // where the scan stopped ("" when the matches ended).
 func (g *Gate) scanVisible(ctx context.Context, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
-	return g.scan(ctx, g.store, q, want, budget, filter, in, v)
-}
-
-// source is where a scan reads: the store, or a write transaction.
-type source interface {
-	Search(ctx context.Context, q *fhir.SearchQuery) (*store.SearchResult, error)
-	ReadMany(ctx context.Context, keys []store.Key) ([]store.Version, error)
-}
-
-// scan is scanVisible reading from src.
-func (g *Gate) scan(ctx context.Context, src source, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]shownItem, string, error) {
 	backward := store.CursorBackward(q.Page)
 	batch := *q
 	batch.Total = "none"
 	var shown []shownItem
 	for len(shown) < want && *budget > 0 {
 		batch.Count = min(want, *budget)
-		res, err := src.Search(ctx, &batch)
+		res, err := g.store.Search(ctx, &batch)
 		if err != nil {
 			return nil, "", err
 		}
@@ -177,7 +167,7 @@ func (g *Gate) scan(ctx context.Context, src source, q *fhir.SearchQuery, want i
 			cursors[id] = i
 			keys[i] = store.Key{Type: q.Type, ID: id}
 		}
-		versions, err := src.ReadMany(ctx, keys)
+		versions, err := g.store.ReadMany(ctx, keys)
 		if err != nil {
 			return nil, "", err
 		}
@@ -206,6 +196,98 @@ func (g *Gate) scan(ctx context.Context, src source, q *fhir.SearchQuery, want i
 		}
 	}
 	return shown, batch.Page, nil
+}
+
+// source is where a scan of keys searches: the store, or a write
+// transaction (a conditional write matches inside it).
+type source interface {
+	Search(ctx context.Context, q *fhir.SearchQuery) (*store.SearchResult, error)
+}
+
+// scanKeys is scanVisible for callers that need only which matches the caller
+// may see, not their bodies (a criterion's matches, a conditional
+// write's): it decides from the type, id and owner each match comes with,
+// and reads the bodies only of patients whose policy looks at the
+// resource (decideLight). It returns the keys seen, in search order, and
+// the cursor where the scan stopped ("" when the matches ended).
+func (g *Gate) scanKeys(ctx context.Context, src source, q *fhir.SearchQuery, want int, budget *int, filter bool, in auth.Interaction, v *verdicts) ([]store.Key, string, error) {
+	batch := *q
+	batch.Total, batch.Page = "none", ""
+	var out []store.Key
+	for len(out) < want && *budget > 0 {
+		batch.Count = min(want, *budget)
+		res, err := src.Search(ctx, &batch)
+		if err != nil {
+			return nil, "", err
+		}
+		*budget -= len(res.IDs)
+		versions := make([]store.Version, len(res.IDs))
+		for i, id := range res.IDs {
+			versions[i] = store.Version{Type: q.Type, ID: id, Owner: res.Owners[i]}
+		}
+		if filter {
+			if versions, err = g.visible(ctx, in, versions); err != nil {
+				return nil, "", err
+			}
+		}
+		if versions, err = g.decideLight(ctx, versions, v); err != nil {
+			return nil, "", err
+		}
+		for _, ver := range versions {
+			out = append(out, store.Key{Type: ver.Type, ID: ver.ID})
+		}
+		if res.Next == "" {
+			return out, "", nil
+		}
+		batch.Page = res.Next
+	}
+	return out, batch.Page, nil
+}
+
+// decideLight is decide for versions known by type, id and owner alone:
+// the bodies are read only of the patients whose policy decides by what
+// a resource holds (codes, labels, dates), not of the others.
+func (g *Gate) decideLight(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
+	self := CallerOf(ctx).Self()
+	var patients []string
+	for i := range versions {
+		if p := patientOf(&versions[i]); p != "" && p != self && !slices.Contains(patients, p) {
+			patients = append(patients, p)
+		}
+	}
+	pols, err := g.policiesOf(ctx, patients, v)
+	if err != nil {
+		return nil, err
+	}
+	var need []store.Key
+	for i := range versions {
+		if pol := pols[patientOf(&versions[i])]; pol != nil && !pol.Uniform() {
+			need = append(need, store.Key{Type: versions[i].Type, ID: versions[i].ID})
+		}
+	}
+	if len(need) > 0 {
+		read, err := g.store.ReadMany(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		byKey := make(map[store.Key]store.Version, len(read))
+		for _, r := range read {
+			byKey[store.Key{Type: r.Type, ID: r.ID}] = r
+		}
+		full := versions[:0:0]
+		for _, ver := range versions {
+			if pol := pols[patientOf(&ver)]; pol != nil && !pol.Uniform() {
+				r, ok := byKey[store.Key{Type: ver.Type, ID: ver.ID}]
+				if !ok {
+					continue // deleted meanwhile
+				}
+				ver = r
+			}
+			full = append(full, ver)
+		}
+		versions = full
+	}
+	return g.decide(ctx, versions, v)
 }
 
 // countPermitted counts the matches of q the patients' consents let the

@@ -190,16 +190,16 @@ func (t *WriteTx) Match(ctx context.Context, crit *fhir.SearchQuery, limit int) 
 		return nil, err
 	}
 	budget := maxGatedScan
-	shown, rest, err := t.g.scan(ctx, t.tx, &q, limit, &budget, filter, auth.SearchType, &verdicts{})
+	found, rest, err := t.g.scanKeys(ctx, t.tx, &q, limit, &budget, filter, auth.SearchType, &verdicts{})
 	if err != nil {
 		return nil, err
 	}
-	if rest != "" && len(shown) < limit {
+	if rest != "" && len(found) < limit {
 		return nil, invalid("the criteria match more than %d resources to examine; make them more selective", maxGatedScan)
 	}
-	ids := make([]string, len(shown))
-	for i, it := range shown {
-		ids[i] = it.v.ID
+	ids := make([]string, len(found))
+	for i, k := range found {
+		ids[i] = k.ID
 	}
 	return ids, nil
 }

@@ -90,11 +90,6 @@ func (s *Store) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
 	return out, s.classify(err)
 }
 
-// ReadMany is Store.ReadMany inside the transaction.
-func (tx *Tx) ReadMany(ctx context.Context, keys []Key) ([]Version, error) {
-	return readMany(ctx, tx, keys)
-}
-
 func readMany(ctx context.Context, tx *Tx, keys []Key) ([]Version, error) {
 	if len(keys) == 0 {
 		return nil, nil

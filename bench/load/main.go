@@ -87,7 +87,7 @@ func main() {
 	levels := flag.String("concurrency", "1,4,16", "concurrent clients, comma-separated")
 	seed := flag.Int("seed", 1000, "patients created before reads and updates")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
-	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, update")
+	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, search, search-chain, everything, update")
 	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
 	authModes := flag.String("auth", "token", "authentication set-ups to measure: token, none")
 	consentModes := flag.String("consent", "absent", "consent set-ups to measure: absent, 20")
@@ -136,7 +136,10 @@ func main() {
 				}
 				fstop()
 			}
-			ids, err := seedPatients(client, base, *seed)
+			// For search-chain, each patient's managing organisation is one
+			// of the seeded Organizations.
+			chain := strings.Contains(*ops, "search-chain")
+			ids, err := seedPatients(client, base, *seed, chain)
 			if err != nil {
 				fatal(err)
 			}
@@ -146,7 +149,7 @@ func main() {
 				}
 			}
 			var orgs []string
-			if strings.Contains(*ops, "read-org") {
+			if strings.Contains(*ops, "read-org") || chain {
 				for i := range *seed {
 					id := fmt.Sprintf("org-%d", i)
 					req, _ := post(base+"/Organization/"+id, fmt.Sprintf(orgTemplate, id, i, i))
@@ -175,6 +178,13 @@ func main() {
 				}},
 				{"search", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient?_id="+ids[mrand.IntN(len(ids))], nil)
+				}},
+				{"search-chain", func(int) (*http.Request, error) {
+					i := mrand.IntN(len(ids))
+					return http.NewRequest("GET", fmt.Sprintf("%s/Patient?_id=%s&organization.identifier=ORG-%d", base, ids[i], i), nil)
+				}},
+				{"everything", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))]+"/$everything", nil)
 				}},
 				{"read-org", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Organization/"+orgs[mrand.IntN(len(orgs))], nil)
@@ -336,14 +346,18 @@ func post(u, body string) (*http.Request, error) {
 }
 
 // seedPatients creates n patients with 8 clients and returns their ids.
-func seedPatients(client *http.Client, base string, n int) ([]string, error) {
+func seedPatients(client *http.Client, base string, n int, withOrg bool) ([]string, error) {
 	ids := make([]string, n)
 	errs := make(chan error, 8)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				req, _ := post(base+"/Patient", patient(i, ""))
+				extra := ""
+				if withOrg {
+					extra = fmt.Sprintf(`,"managingOrganization":{"reference":"Organization/org-%d"}`, i)
+				}
+				req, _ := post(base+"/Patient", patient(i, extra))
 				res, err := client.Do(req)
 				if err != nil {
 					errs <- err
