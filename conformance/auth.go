@@ -28,6 +28,19 @@ func (c *client) register(t *testing.T, id string, reg map[string]any) {
 	c.do(http.MethodPut, "/auth/clients/"+id, reg).want(t, http.StatusCreated)
 }
 
+// caller registers a client of run acting for actor (and, when patient is
+// set, for that patient) and returns a client holding its token.
+func (c *client) caller(t *testing.T, run, name, actor, scope string, purposes []string, patient string) *client {
+	t.Helper()
+	id := name + "-" + run
+	reg := map[string]any{"actor": actor, "scope": scope, "purposes": purposes}
+	if patient != "" {
+		reg["patient"] = patient
+	}
+	c.register(t, id, reg)
+	return c.srv.as(t, TokenRequest{Client: id, Scope: scope})
+}
+
 // ids lists the ids of the resources of type typ in a Bundle, by search
 // mode ("" for any).
 func bundleIDs(r *response, typ, mode string) []string {

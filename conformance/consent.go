@@ -126,13 +126,7 @@ func testConsentGating(t *testing.T, c *client, run string) {
 	// The clients: the patient's own app, a clinic, another organisation
 	// that may use break-glass, and a backend that may write anything.
 	caller := func(name, actor, scope string, purposes []string, patient string) *client {
-		id := name + "-" + run
-		reg := map[string]any{"actor": actor, "scope": scope, "purposes": purposes}
-		if patient != "" {
-			reg["patient"] = patient
-		}
-		c.register(t, id, reg)
-		return c.srv.as(t, TokenRequest{Client: id, Scope: scope})
+		return c.caller(t, run, name, actor, scope, purposes, patient)
 	}
 	self := caller("self", "Patient/"+pat, "patient/*.cruds", []string{"PATRQT"}, pat)
 	clinicOrg := "Organization/clinic-" + run

@@ -117,13 +117,7 @@ func newWorld(t *testing.T, c *client, run string, withBob bool, seed uint64, or
 		put("Consent", w.bobConsent, consent)
 	}
 	caller := func(name, actor, scope string, purposes []string, patient string) *client {
-		id := name + "-" + run
-		reg := map[string]any{"actor": actor, "scope": scope, "purposes": purposes}
-		if patient != "" {
-			reg["patient"] = patient
-		}
-		c.register(t, id, reg)
-		return c.srv.as(t, TokenRequest{Client: id, Scope: scope})
+		return c.caller(t, run, name, actor, scope, purposes, patient)
 	}
 	w.aliceApp = caller("alice-app", "Patient/"+w.alice, "patient/*.cruds", []string{"PATRQT"}, w.alice)
 	w.orgb = caller("orgb", w.orgB, "system/*.rs", []string{"TREAT", "ETREAT"}, "")

@@ -256,13 +256,7 @@ func (g *Gate) policiesOf(ctx context.Context, patients []string, v *verdicts) (
 // patient's own data asked by the patient themselves (their own app),
 // are not gated.
 func (g *Gate) decide(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
-	self := CallerOf(ctx).Self()
-	var patients []string
-	for i := range versions {
-		if p := patientOf(&versions[i]); p != "" && p != self && !slices.Contains(patients, p) {
-			patients = append(patients, p)
-		}
-	}
+	patients := gated(ctx, versions)
 	if len(patients) == 0 {
 		return versions, nil
 	}
@@ -302,6 +296,20 @@ func (g *Gate) decide(ctx context.Context, versions []store.Version, v *verdicts
 		out = append(out, *ver)
 	}
 	return out, nil
+}
+
+// gated lists, once each, the patients whose data versions holds and
+// whose consents decide it for the caller in ctx: all but the caller
+// itself, when it is a patient's own app.
+func gated(ctx context.Context, versions []store.Version) []string {
+	self := CallerOf(ctx).Self()
+	var patients []string
+	for i := range versions {
+		if p := patientOf(&versions[i]); p != "" && p != self && !slices.Contains(patients, p) {
+			patients = append(patients, p)
+		}
+	}
+	return patients
 }
 
 // annotate is disclosure d with what v decided about it.

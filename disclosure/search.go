@@ -2,7 +2,6 @@ package disclosure
 
 import (
 	"context"
-	"slices"
 	"strconv"
 
 	"github.com/ehrledger/ehrledger/auth"
@@ -248,14 +247,7 @@ func (g *Gate) scanKeys(ctx context.Context, src source, q *fhir.SearchQuery, wa
 // the bodies are read only of the patients whose policy decides by what
 // a resource holds (codes, labels, dates), not of the others.
 func (g *Gate) decideLight(ctx context.Context, versions []store.Version, v *verdicts) ([]store.Version, error) {
-	self := CallerOf(ctx).Self()
-	var patients []string
-	for i := range versions {
-		if p := patientOf(&versions[i]); p != "" && p != self && !slices.Contains(patients, p) {
-			patients = append(patients, p)
-		}
-	}
-	pols, err := g.policiesOf(ctx, patients, v)
+	pols, err := g.policiesOf(ctx, gated(ctx, versions), v)
 	if err != nil {
 		return nil, err
 	}
