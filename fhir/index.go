@@ -367,6 +367,17 @@ type indexer struct {
 	ix     *Index
 	from   [7]int // where the current parameter's entries start, per kind, for de-duplication
 	noText bool   // leave TokenEntry.Text empty (composite parts match codes only)
+	// seen are the sets de-duplication takes to once a parameter has many
+	// entries of a kind (appendUnique).
+	seen struct {
+		strings    seenSet[StringEntry]
+		tokens     seenSet[TokenEntry]
+		references seenSet[ReferenceEntry]
+		dates      seenSet[dateKey]
+		numbers    seenSet[NumberEntry]
+		quantities seenSet[QuantityEntry]
+		uris       seenSet[URIEntry]
+	}
 }
 
 // startParam marks where the next parameter's entries start.

@@ -2,7 +2,9 @@ package fhir
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -62,4 +64,32 @@ func BenchmarkExtractPatientBaseline(b *testing.B) {
 
 func BenchmarkExtractObservationBaseline(b *testing.B) {
 	benchUnmarshal(b, "testdata/search/observation.json")
+}
+
+// manyIdentifiers is a Patient with n distinct identifiers, each given
+// twice, and n given names.
+func manyIdentifiers(n int) []byte {
+	var ids, given []string
+	for i := range n {
+		id := fmt.Sprintf(`{"system":"http://example.org/mrn","value":"MRN%07d"}`, i)
+		ids = append(ids, id, id)
+		given = append(given, fmt.Sprintf(`"Given%07d"`, i))
+	}
+	return []byte(`{"resourceType":"Patient","identifier":[` + strings.Join(ids, ",") + `],"name":[{"family":"Many","given":[` + strings.Join(given, ",") + `]}]}`)
+}
+
+// BenchmarkExtractLarge measures extraction as a resource grows: the time
+// per value should stay flat (linear in the resource's size).
+func BenchmarkExtractLarge(b *testing.B) {
+	for _, n := range []int{100, 1_000, 10_000, 40_000} {
+		b.Run(fmt.Sprintf("identifiers=%d", n), func(b *testing.B) {
+			body := manyIdentifiers(n)
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := ExtractIndex("Patient", body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -95,7 +95,7 @@ func (x *indexer) stringValue(code string, it fpItem) {
 			return
 		}
 		e := StringEntry{Param: code, Value: s, Norm: NormalizeString(s)}
-		x.ix.Strings = appendUnique(x.ix.Strings, x.from[0], e)
+		x.ix.Strings = appendUnique(x.ix.Strings, x.from[0], &x.seen.strings, e)
 	}
 	obj := object(it)
 	switch {
@@ -121,7 +121,7 @@ func (x *indexer) addToken(e TokenEntry) {
 	if e.Code == "" && e.Text == "" {
 		return
 	}
-	x.ix.Tokens = appendUnique(x.ix.Tokens, x.from[1], e)
+	x.ix.Tokens = appendUnique(x.ix.Tokens, x.from[1], &x.seen.tokens, e)
 }
 
 func (x *indexer) tokenValue(code string, it fpItem) {
@@ -177,7 +177,7 @@ func (x *indexer) tokenValue(code string, it fpItem) {
 }
 
 func (x *indexer) addReference(e ReferenceEntry) {
-	x.ix.References = appendUnique(x.ix.References, x.from[2], e)
+	x.ix.References = appendUnique(x.ix.References, x.from[2], &x.seen.references, e)
 }
 
 func (x *indexer) referenceValue(code string, it fpItem) {
@@ -218,12 +218,35 @@ func (x *indexer) referenceValue(code string, it fpItem) {
 }
 
 func (x *indexer) addDate(e DateEntry) {
-	for _, o := range x.ix.Dates[x.from[3]:] {
-		if sameDate(o, e) {
-			return
+	k := dateKeyOf(e)
+	if cur := x.ix.Dates[x.from[3]:]; len(cur) < linearDedup {
+		for _, o := range cur {
+			if sameDate(o, e) {
+				return
+			}
 		}
+	} else if x.seen.dates.holds(x.from[3], k, func() []dateKey {
+		keys := make([]dateKey, len(cur))
+		for i, o := range cur {
+			keys[i] = dateKeyOf(o)
+		}
+		return keys
+	}) {
+		return
 	}
 	x.ix.Dates = append(x.ix.Dates, e)
+}
+
+// dateKey is what makes two DateEntry the same (sameDate).
+type dateKey struct {
+	param             string
+	lowSec, highSec   int64
+	lowNsec, highNsec int
+	prec              DatePrecision
+}
+
+func dateKeyOf(e DateEntry) dateKey {
+	return dateKey{e.Param, e.Low.Unix(), e.High.Unix(), e.Low.Nanosecond(), e.High.Nanosecond(), e.Precision}
 }
 
 func (x *indexer) dateValue(code string, it fpItem) {
@@ -276,7 +299,7 @@ func (x *indexer) period(code string, obj *vjNode) {
 }
 
 func (x *indexer) addNumber(e NumberEntry) {
-	x.ix.Numbers = appendUnique(x.ix.Numbers, x.from[4], e)
+	x.ix.Numbers = appendUnique(x.ix.Numbers, x.from[4], &x.seen.numbers, e)
 }
 
 func (x *indexer) numberValue(code string, it fpItem) {
@@ -374,7 +397,7 @@ func (x *indexer) quantityValue(code string, it fpItem) {
 		return
 	}
 	e.Param = code
-	x.ix.Quantities = appendUnique(x.ix.Quantities, x.from[5], e)
+	x.ix.Quantities = appendUnique(x.ix.Quantities, x.from[5], &x.seen.quantities, e)
 }
 
 func (x *indexer) uriValue(code string, it fpItem) {
@@ -383,7 +406,7 @@ func (x *indexer) uriValue(code string, it fpItem) {
 		return
 	}
 	e := URIEntry{Param: code, Value: s}
-	x.ix.URIs = appendUnique(x.ix.URIs, x.from[6], e)
+	x.ix.URIs = appendUnique(x.ix.URIs, x.from[6], &x.seen.uris, e)
 }
 
 // timeBound keeps the earliest or latest of some instants.
@@ -404,13 +427,50 @@ func (b *timeBound) max(t time.Time) {
 	}
 }
 
-// appendUnique appends e to list unless list[from:], the entries of the
-// parameter being indexed, already holds it.
-func appendUnique[T comparable](list []T, from int, e T) []T {
-	for _, o := range list[from:] {
-		if o == e {
-			return list
+// linearDedup is how many entries of one parameter are compared one by
+// one before a set takes over, so that a resource with thousands of
+// values of a parameter is indexed in time proportional to them.
+const linearDedup = 32
+
+// seenSet is the set of the entries of the parameter being indexed, built
+// once it holds linearDedup of them.
+type seenSet[K comparable] struct {
+	from int // the parameter's first entry, for which m was built
+	m    map[K]struct{}
+}
+
+// holds reports whether the parameter starting at entry from already has
+// an entry whose key is k, and when it does not, adds k (the caller
+// appends the entry). existing gives the keys of the parameter's entries
+// so far, read when the set is built.
+func (s *seenSet[K]) holds(from int, k K, existing func() []K) bool {
+	if s.m == nil || s.from != from {
+		s.from, s.m = from, map[K]struct{}{}
+		for _, o := range existing() {
+			s.m[o] = struct{}{}
 		}
+	}
+	if _, ok := s.m[k]; ok {
+		return true
+	}
+	s.m[k] = struct{}{}
+	return false
+}
+
+// appendUnique appends e to list unless list[from:], the entries of the
+// parameter being indexed, already holds it: one by one for the first
+// linearDedup entries, through seen after.
+func appendUnique[T comparable](list []T, from int, seen *seenSet[T], e T) []T {
+	if cur := list[from:]; len(cur) < linearDedup {
+		for _, o := range cur {
+			if o == e {
+				return list
+			}
+		}
+		return append(list, e)
+	}
+	if seen.holds(from, e, func() []T { return list[from:] }) {
+		return list
 	}
 	return append(list, e)
 }

@@ -331,6 +331,35 @@ func TestExtractIndexPatientCompartment(t *testing.T) {
 	}
 }
 
+// TestExtractIndexDeduplicatesMany checks that a parameter with many
+// values keeps each once, past the first linearDedup compared one by one.
+func TestExtractIndexDeduplicatesMany(t *testing.T) {
+	ix, err := ExtractIndex("Patient", manyIdentifiers(500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range ix.Tokens {
+		if e.Param == "identifier" {
+			count[e.Code]++
+		}
+	}
+	given := 0
+	for _, e := range ix.Strings {
+		if e.Param == "given" {
+			given++
+		}
+	}
+	if len(count) != 500 || given != 500 {
+		t.Fatalf("%d distinct identifiers and %d given names, want 500 each", len(count), given)
+	}
+	for code, n := range count {
+		if n != 1 {
+			t.Fatalf("identifier %s indexed %d times", code, n)
+		}
+	}
+}
+
 func TestExtractIndexPatients(t *testing.T) {
 	for _, tc := range []struct {
 		name, typ, body string
