@@ -141,7 +141,8 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no such tile", ErrBadRequest)
 	}
 	level := max(t.L, 0)
-	if level*TileHeight >= 63 || t.N<<TileHeight+int64(t.W) > size>>(TileHeight*level) {
+	// N is compared before it is shifted: a huge N would overflow.
+	if level*TileHeight >= 63 || t.N > (size>>(TileHeight*level))>>TileHeight || t.N<<TileHeight+int64(t.W) > size>>(TileHeight*level) {
 		return nil, fmt.Errorf("%w: the tree of size %d has no tile %s", ErrBadRequest, size, t.Path())
 	}
 	got, err := l.st.LedgerTiles(ctx, []store.LedgerTileKey{{Level: t.L, N: t.N}})

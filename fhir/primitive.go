@@ -43,8 +43,18 @@ func primCheck(t *r4Type, v *vjNode) *primProblem {
 	if want == vjString && s == "" {
 		return &primProblem{"value", "empty string is not a valid " + t.name + " (FHIR JSON does not allow empty strings)"}
 	}
+	if want == vjString && strings.IndexFunc(s, primIsControl) >= 0 {
+		return &primProblem{"value", "invalid " + t.name + ": it holds a control character (below U+0020 other than tab, line feed and carriage return), which FHIR strings must not"}
+	}
 	if msg := primSyntax(t.name, s); msg != "" {
 		return &primProblem{"value", "invalid " + t.name + " " + vQuote(s) + ": " + msg}
+	}
+	if t.name == "decimal" {
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			// Search compares decimals as IEEE doubles: a value past their
+			// range could be stored but never found.
+			return &primProblem{"value", "decimal " + vQuote(s) + " is out of range: decimals are taken up to ±1.7976931348623157e308"}
+		}
 	}
 	return nil
 }
@@ -63,6 +73,7 @@ func primSyntax(name, s string) string {
 		if !primIsDecimal(s) {
 			return "must match -?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?"
 		}
+
 	case "string", "markdown":
 		return primText(s)
 	case "code":
@@ -154,6 +165,12 @@ func primText(s string) string {
 		return "longer than 1 MB (1048576 characters)"
 	}
 	return ""
+}
+
+// primIsControl reports whether r is a character FHIR strings must not
+// hold: below U+0020 but tab, line feed and carriage return.
+func primIsControl(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' && r != '\r'
 }
 
 // primIsSpace is \s: ASCII white space.

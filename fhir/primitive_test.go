@@ -41,6 +41,8 @@ var primitiveCases = []struct {
 	{"decimal exponent", "decimal", `6.02e23`, ""},
 	{"decimal long", "decimal", `3.14159265358979323846264338327950288`, ""},
 	{"decimal as string", "decimal", `"1.5"`, "structure"},
+	{"decimal past a double's range", "decimal", `1e400`, "value"},
+	{"decimal tiny", "decimal", `1e-400`, ""},
 
 	{"string", "string", `"hello"`, ""},
 	{"string only spaces", "string", `"   "`, ""},
@@ -49,6 +51,9 @@ var primitiveCases = []struct {
 	{"string empty", "string", `""`, "value"},
 	{"string with form feed", "string", `"a\fb"`, "value"},
 	{"string with vertical tab", "string", `"a\u000bb"`, "value"},
+	{"string with NUL", "string", `"a\u0000b"`, "value"},
+	{"string with a control character", "string", `"a\u001bb"`, "value"},
+	{"code with NUL", "code", `"a\u0000"`, "value"},
 	{"string as number", "string", `12`, "structure"},
 	{"markdown", "markdown", `"**bold**\n\n* item"`, ""},
 	{"markdown empty", "markdown", `""`, "value"},

@@ -21,6 +21,35 @@ type SearchOptions struct {
 	Strict bool
 	// DefaultCount and MaxCount bound _count.
 	DefaultCount, MaxCount int
+	// MaxCriteria bounds the criteria of a query (each occurrence of a
+	// parameter, each level of a chain or _has counting one), MaxValues
+	// the values they give together (a,b,c is three), and MaxIncludes
+	// the distinct _include and _revinclude parameters; a query over
+	// them is refused, naming the limit. Zero means DefaultMaxCriteria,
+	// DefaultMaxValues and DefaultMaxIncludes.
+	MaxCriteria, MaxValues, MaxIncludes int
+}
+
+// Defaults of SearchOptions' bounds.
+const (
+	DefaultMaxCriteria = 100
+	DefaultMaxValues   = 1000
+	DefaultMaxIncludes = 20
+)
+
+// bounds are opt's bounds, defaults filled in.
+func (opt SearchOptions) bounds() (criteria, values, includes int) {
+	criteria, values, includes = opt.MaxCriteria, opt.MaxValues, opt.MaxIncludes
+	if criteria <= 0 {
+		criteria = DefaultMaxCriteria
+	}
+	if values <= 0 {
+		values = DefaultMaxValues
+	}
+	if includes <= 0 {
+		includes = DefaultMaxIncludes
+	}
+	return criteria, values, includes
 }
 
 // SearchError lists the problems of a search's parameters; callers answer
@@ -77,10 +106,46 @@ func ParseSearch(typ string, params url.Values, opt SearchOptions) (*SearchQuery
 		}
 	}
 	q.Ignored = p.ignored
+	if len(p.problems) == 0 {
+		p.bound(q)
+	}
 	if len(p.problems) > 0 {
 		return nil, &SearchError{Issues: p.problems}
 	}
 	return q, nil
+}
+
+// bound refuses a query past the options' bounds, so that the work one
+// query asks for stays in proportion to what a well-behaved one does.
+func (p *queryParser) bound(q *SearchQuery) {
+	maxCriteria, maxValues, maxIncludes := p.opt.bounds()
+	criteria, values := 0, 0
+	var count func(c *Criterion)
+	count = func(c *Criterion) {
+		criteria++
+		values += len(c.Values)
+		switch {
+		case c.Chain != nil:
+			count(&c.Chain.Where)
+		case c.Has != nil:
+			count(&c.Has.Where)
+		}
+	}
+	for i := range q.Where {
+		count(&q.Where[i])
+	}
+	if criteria > maxCriteria {
+		p.problems = append(p.problems, Issue{Severity: "error", Code: "too-costly",
+			Diagnostics: fmt.Sprintf("the query has %d criteria; at most %d are taken (each parameter, and each level of a chain or _has)", criteria, maxCriteria)})
+	}
+	if values > maxValues {
+		p.problems = append(p.problems, Issue{Severity: "error", Code: "too-costly",
+			Diagnostics: fmt.Sprintf("the query gives %d values; at most %d are taken", values, maxValues)})
+	}
+	if n := len(q.Include) + len(q.RevInclude); n > maxIncludes {
+		p.problems = append(p.problems, Issue{Severity: "error", Code: "too-costly",
+			Diagnostics: fmt.Sprintf("the query has %d distinct _include and _revinclude parameters; at most %d are taken", n, maxIncludes)})
+	}
 }
 
 type queryParser struct {
@@ -511,9 +576,10 @@ func (p *queryParser) result(q *SearchQuery, name, mod string, vals []string) {
 				p.fail(name, "%v", err)
 				continue
 			}
-			if name == "_include" {
+			// The same include twice is the same include: once.
+			if name == "_include" && !slices.Contains(q.Include, inc) {
 				q.Include = append(q.Include, inc)
-			} else {
+			} else if name == "_revinclude" && !slices.Contains(q.RevInclude, inc) {
 				q.RevInclude = append(q.RevInclude, inc)
 			}
 		}

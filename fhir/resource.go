@@ -98,9 +98,17 @@ func CheckJSON(body []byte, lim Limits) error {
 		max = DefaultMaxDepth
 	}
 	depth, inString, escaped := 0, false, false
-	for _, c := range body {
+	for i := 0; i < len(body); i++ {
+		c := body[i]
 		if inString {
 			switch {
+			case escaped && c == 'u':
+				escaped = false
+				n, ok := surrogateEscape(body, i)
+				if !ok {
+					return &ParseError{Code: "structure", Msg: "a \\u escape holds half of a UTF-16 surrogate pair: JSON strings must hold characters"}
+				}
+				i += n // past a pair's second half
 			case escaped:
 				escaped = false
 			case c == '\\':
@@ -123,6 +131,46 @@ func CheckJSON(body []byte, lim Limits) error {
 		}
 	}
 	return nil
+}
+
+// surrogateEscape checks the \u escape whose u is at body[i]: it is a
+// character when it is no surrogate, or a high surrogate followed by the
+// \u escape of a low one, which it then spans (n is how far past i the
+// scan goes on). A malformed escape is the decoder's to refuse.
+func surrogateEscape(body []byte, i int) (n int, ok bool) {
+	r, ok := hex4(body, i+1)
+	switch {
+	case !ok || r < 0xD800 || r > 0xDFFF:
+		return 0, true
+	case r >= 0xDC00:
+		return 0, false // a low half on its own
+	}
+	if i+6 >= len(body) || body[i+5] != '\\' || body[i+6] != 'u' {
+		return 0, false
+	}
+	low, ok := hex4(body, i+7)
+	return 10, ok && low >= 0xDC00 && low <= 0xDFFF
+}
+
+// hex4 reads four hexadecimal digits at body[at:].
+func hex4(body []byte, at int) (rune, bool) {
+	if at+4 > len(body) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range body[at : at+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // splitObject splits a compact JSON object into its members, in order.

@@ -55,13 +55,24 @@ func TestParseRejects(t *testing.T) {
 		{"numeric resourceType", `{"resourceType":1}`, "structure", 0},
 		{"numeric id", `{"resourceType":"Patient","id":1}`, "structure", 0},
 		{"too deep", `{"resourceType":"Patient","a":[[[[1]]]]}`, "too-costly", 4},
+		{"a lone high surrogate", `{"resourceType":"Patient","a":"\ud800"}`, "structure", 0},
+		{"a lone low surrogate", `{"resourceType":"Patient","a":"x\udc00"}`, "structure", 0},
+		{"a high surrogate before another escape", `{"resourceType":"Patient","a":"\ud800\u0041"}`, "structure", 0},
 		{"deep brackets inside strings do not count", "", "", 0},
+		{"a surrogate pair, and an escaped backslash before u, are fine", "", "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.body == "" && tc.code == "" {
+			if tc.body == "" && strings.HasPrefix(tc.name, "deep") {
 				body := `{"resourceType":"Patient","x":"` + strings.Repeat("[{", 500) + `"}`
 				if _, err := Parse([]byte(body), Limits{MaxDepth: 2}); err != nil {
 					t.Fatalf("brackets in a string were counted: %v", err)
+				}
+				return
+			}
+			if tc.body == "" {
+				body := `{"resourceType":"Patient","x":"\ud83d\ude00 \\ud800 \\\ud83d\ude00"}`
+				if _, err := Parse([]byte(body), Limits{}); err != nil {
+					t.Fatalf("a valid string was refused: %v", err)
 				}
 				return
 			}

@@ -119,6 +119,10 @@ func (s *Server) transactionOrBatch(w http.ResponseWriter, r *http.Request) erro
 	if err := json.Unmarshal(body, &b); err != nil {
 		return reqErr(errInvalid, "structure", "unreadable Bundle: %v", err)
 	}
+	if len(b.Entry) > s.cfg.Limits.BundleEntries {
+		return &requestError{family: errInvalid, code: "too-costly", expression: "Bundle.entry",
+			msg: fmt.Sprintf("the Bundle has %d entries; at most %d are taken (max_bundle_entries)", len(b.Entry), s.cfg.Limits.BundleEntries)}
+	}
 	switch b.Type {
 	case "transaction":
 		if issues := errorsOnly(fhir.Validate(body)); len(issues) > 0 {
@@ -448,7 +452,7 @@ func (s *Server) rewrite(r *http.Request, tx *disclosure.WriteTx, body []byte, i
 	if err != nil {
 		return nil, err
 	}
-	return &incoming{res: res, idx: idx}, nil
+	return &incoming{res: res, idx: idx}, s.checkIndex(res.Type, idx)
 }
 
 // wantsBodies says a transaction's answer carries the entries' resources:
@@ -508,6 +512,12 @@ func (s *Server) subRequest(r *http.Request, b *bundleIn, i int) entryOut {
 	}
 	if u.Path == "/" {
 		return fail(reqErr(errInvalid, "not-supported", "an entry cannot itself be a batch or transaction"))
+	}
+	// An entry names a FHIR interaction: on a type or a resource, or
+	// the system's history and capabilities; not the ledger's, the
+	// witness's or the authorization server's endpoints.
+	if first, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/"); !fhir.IsResourceType(first) && first != "_history" && first != "metadata" {
+		return fail(reqErr(errInvalid, "not-supported", "request.url %q is not a FHIR interaction", e.Request.URL))
 	}
 	var body io.Reader
 	contentType := mediaFHIRJSON

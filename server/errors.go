@@ -23,6 +23,7 @@ var (
 	errNotFound         = errors.New("not found")              // 404
 	errMethodNotAllowed = errors.New("method not allowed")     // 405
 	errNotAcceptable    = errors.New("not acceptable")         // 406
+	errTimeout          = errors.New("request timeout")        // 408
 	errConflict         = errors.New("conflict")               // 409
 	errPrecondition     = errors.New("precondition failed")    // 412
 	errTooLarge         = errors.New("request body too large") // 413
@@ -210,6 +211,8 @@ func familyStatus(family error) int {
 		return http.StatusMethodNotAllowed
 	case errNotAcceptable:
 		return http.StatusNotAcceptable
+	case errTimeout:
+		return http.StatusRequestTimeout
 	case errConflict:
 		return http.StatusConflict
 	case errPrecondition:

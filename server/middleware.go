@@ -123,3 +123,7 @@ func (w *statusWriter) status() int {
 	}
 	return w.code
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

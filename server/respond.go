@@ -3,8 +3,10 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -230,11 +232,42 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, wanted ...stri
 		}
 		media = strings.ToLower(mt)
 	}
+	// The body must arrive within the body deadline, however slowly it
+	// trickles (a connection that does not support deadlines, a batch's
+	// entry, is read as it is).
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.drain(r.Body)
+		return "", nil, &http.MaxBytesError{Limit: s.cfg.MaxBodyBytes}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
+	var maxed *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &maxed):
+		s.drain(r.Body)
+		return "", nil, err
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "", nil, reqErr(errTimeout, "timeout", "the request body did not arrive within %s", s.cfg.Limits.BodyTimeout)
+	case err != nil:
 		return "", nil, err
 	}
 	return media, body, nil
+}
+
+// drainLimit bounds what is read and thrown away of a body refused as
+// too large.
+const drainLimit = 64 << 20
+
+// drain reads and throws away what is left of a refused body (up to
+// drainLimit, within the body deadline), so that the client, still
+// sending, can read the answer: a connection closed with unread data is
+// reset, and the reset loses the answer on the client's side.
+func (s *Server) drain(body io.Reader) {
+	io.Copy(io.Discard, io.LimitReader(body, drainLimit))
 }
 
 // incoming is a resource a client sent, parsed, validated and indexed.
@@ -267,7 +300,16 @@ func (s *Server) parseResource(body []byte, typ string) (*incoming, error) {
 	if in.idx, err = fhir.ExtractIndex(typ, body); err != nil {
 		return nil, err
 	}
-	return in, nil
+	return in, s.checkIndex(typ, in.idx)
+}
+
+// checkIndex refuses a resource whose search index would exceed the
+// rows one resource may store.
+func (s *Server) checkIndex(typ string, idx *fhir.Index) error {
+	if n := s.store.IndexRows(typ, idx); n > s.cfg.Limits.IndexRows {
+		return reqErr(errUnprocessable, "too-costly", "the %s would store %d search index rows; at most %d are taken (max_index_rows)", typ, n, s.cfg.Limits.IndexRows)
+	}
+	return nil
 }
 
 func errorsOnly(issues []fhir.Issue) []fhir.Issue {

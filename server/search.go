@@ -77,6 +77,9 @@ func (s *Server) searchOptions(r *http.Request) fhir.SearchOptions {
 		Strict:       slices.Contains(preferences(r), "handling=strict"),
 		DefaultCount: DefaultPageSize,
 		MaxCount:     MaxPageSize,
+		MaxCriteria:  s.cfg.Limits.Criteria,
+		MaxValues:    s.cfg.Limits.Values,
+		MaxIncludes:  s.cfg.Limits.Includes,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
@@ -50,6 +51,8 @@ type Config struct {
 	MaxDepth int
 	// Timeout bounds the work of one request; 0 means the default.
 	Timeout time.Duration
+	// Limits bound what one request may ask (limits.go).
+	Limits Limits
 	// Metrics receives request and database figures; nil makes a private set.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -140,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -300,7 +304,11 @@ func (s *Server) handleAs(interaction string, fhirMedia bool, h handlerFunc) htt
 		defer cancel()
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
-		if err := negotiate(r); fhirMedia && err != nil {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			// r.URL.Query() would drop the malformed part and go on: a
+			// search would then match more than asked.
+			s.writeError(sw, r, reqErr(errInvalid, "invalid", "malformed query string: %v", err))
+		} else if err := negotiate(r); fhirMedia && err != nil {
 			s.writeError(sw, r, err)
 		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ehrledger/ehrledger/fhir"
 	"gorm.io/gorm"
@@ -84,6 +85,12 @@ func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
 		w.add("search_uri", "res_type, res_id, param, value", "", typ, id, e.Param, e.Value)
 	}
 	for _, e := range idx.Composites {
+		if len(e.Parts) != 2 {
+			// Composites of three parts (MolecularSequence's coordinates)
+			// are not searchable (fhir.ParseSearch refuses them): their
+			// resources are stored without these rows.
+			continue
+		}
 		row, err := compositeRow(e)
 		if err != nil {
 			if w.err == nil {
@@ -233,4 +240,45 @@ func (w *rowWriter) flush() error {
 		w.write(w.pending[key])
 	}
 	return w.err
+}
+
+// IndexRows is how many search index rows idx makes for a resource of
+// typ when stored, the prefix rows of blind strings included, so that a
+// resource can be refused before it is written (Store.Put writes these
+// rows).
+func (s *Store) IndexRows(typ string, idx *fhir.Index) int {
+	strRows := func(param, norm string) int {
+		if s.blind == nil || !s.blind.Blinds(typ, param) {
+			return 1
+		}
+		return 1 + min(utf8.RuneCountInString(norm)-1, blindPrefixMax)
+	}
+	n := 0
+	for _, e := range idx.Strings {
+		n += strRows(e.Param, e.Norm)
+	}
+	for _, e := range idx.Tokens {
+		if e.Param == "_id" {
+			continue
+		}
+		if e.Code != "" {
+			n++
+		}
+		switch {
+		case e.Text == "":
+		case e.Code == "":
+			n += strRows(e.Param+":text", e.Text)
+		default:
+			n += strRows(e.Param+":display", e.Text)
+		}
+		if e.TypeCode != "" {
+			n++
+		}
+	}
+	for _, e := range idx.Dates {
+		if e.Param != "_lastUpdated" {
+			n++
+		}
+	}
+	return n + len(idx.References) + len(idx.Numbers) + len(idx.Quantities) + len(idx.URIs) + len(idx.Composites)
 }

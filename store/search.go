@@ -350,16 +350,43 @@ func (b *builder) values(x, typ, param, vtyp string, c *fhir.Criterion, grouped 
 		return nil
 	}
 	b.w(" AND (")
-	for i := range c.Values {
-		if i > 0 {
-			b.w(" OR ")
-		}
-		if err := b.value(x, typ, param, vtyp, c, &c.Values[i]); err != nil {
-			return err
-		}
+	if err := b.anyOf(len(c.Values), func(i int) error { return b.value(x, typ, param, vtyp, c, &c.Values[i]) }); err != nil {
+		return err
 	}
 	b.w(")")
 	return nil
+}
+
+// anyOf writes n conditions joined by OR. Past a few it nests them in a
+// balanced tree of parentheses: SQLite refuses an expression deeper than
+// 1,000, which a flat OR of as many values is.
+func (b *builder) anyOf(n int, term func(i int) error) error {
+	var span func(lo, hi int) error
+	span = func(lo, hi int) error {
+		if hi-lo <= 8 {
+			for i := lo; i < hi; i++ {
+				if i > lo {
+					b.w(" OR ")
+				}
+				if err := term(i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		mid := (lo + hi) / 2
+		b.w("(")
+		if err := span(lo, mid); err != nil {
+			return err
+		}
+		b.w(") OR (")
+		if err := span(mid, hi); err != nil {
+			return err
+		}
+		b.w(")")
+		return nil
+	}
+	return span(0, n)
 }
 
 // sameTypeRefs returns the type and ids of a reference criterion's
@@ -651,15 +678,13 @@ func (b *builder) lastUpdated(col, typ string, c *fhir.Criterion) error {
 		defer b.w(")")
 	}
 	b.w("(")
-	for i := range c.Values {
-		if i > 0 {
-			b.w(" OR ")
-		}
+	b.anyOf(len(c.Values), func(i int) error {
 		// The version time is a point: the range [t, t+1µs).
 		b.w("(")
 		b.dateRange(r+".updated_us", "("+r+".updated_us + 1)", &c.Values[i])
 		b.w(")")
-	}
+		return nil
+	})
 	b.w(")")
 	return nil
 }
