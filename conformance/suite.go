@@ -74,6 +74,7 @@ func Run(t *testing.T, srv Server) {
 		{"Bulk Data export", testExport},
 		{"the gate closes every leak found", testLeaks},
 		{"hidden data reaches no caller", testHiddenData},
+		{"hostile input is answered in proportion", testHostile},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, c.withT(t), run) })
 	}

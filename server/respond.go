@@ -251,6 +251,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, wanted ...stri
 		s.drain(r.Body)
 		return "", nil, err
 	case errors.As(err, &netErr) && netErr.Timeout():
+		// The rest of the body is not waited for: the connection closes
+		// after the answer (else the server would read on before it).
+		w.Header().Set("Connection", "close")
 		return "", nil, reqErr(errTimeout, "timeout", "the request body did not arrive within %s", s.cfg.Limits.BodyTimeout)
 	case err != nil:
 		return "", nil, err

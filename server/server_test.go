@@ -76,7 +76,9 @@ func (s *testServer) admin(t testing.TB) *http.Client {
 // acting as the admin client.
 func serveAuthed(t testing.TB, cfg server.Config) (*httptest.Server, *http.Client) {
 	t.Helper()
-	cfg.Authority = testkeys.Authority(t)
+	if cfg.Authority == nil {
+		cfg.Authority = testkeys.Authority(t)
+	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
