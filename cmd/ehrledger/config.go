@@ -24,16 +24,23 @@ import (
 // from, in rising precedence: its default, the YAML file (--config or
 // EHR_CONFIG), its environment variable, its flag.
 type serveConfig struct {
-	Addr            string        `yaml:"addr"`
-	Data            string        `yaml:"data"`
-	DB              string        `yaml:"db"`
-	BaseURL         string        `yaml:"base_url"`
-	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
-	MaxJSONDepth    int           `yaml:"max_json_depth"`
-	RequestTimeout  time.Duration `yaml:"request_timeout"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	LogFormat       string        `yaml:"log_format"`
-	LogLevel        string        `yaml:"log_level"`
+	Addr         string `yaml:"addr"`
+	Data         string `yaml:"data"`
+	DB           string `yaml:"db"`
+	BaseURL      string `yaml:"base_url"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	MaxJSONDepth int    `yaml:"max_json_depth"`
+	// The bounds on one request's work (server.Limits).
+	MaxCriteria      int           `yaml:"max_search_criteria"`
+	MaxValues        int           `yaml:"max_search_values"`
+	MaxIncludes      int           `yaml:"max_includes"`
+	MaxIndexRows     int           `yaml:"max_index_rows"`
+	MaxBundleEntries int           `yaml:"max_bundle_entries"`
+	BodyTimeout      time.Duration `yaml:"body_timeout"`
+	RequestTimeout   time.Duration `yaml:"request_timeout"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	LogFormat        string        `yaml:"log_format"`
+	LogLevel         string        `yaml:"log_level"`
 	// KMS wraps the data keys: "local" (a key file under Data, the
 	// embedded default) or "vault" (Vault Transit).
 	KMS          string        `yaml:"kms"`
@@ -150,6 +157,12 @@ func defaultServeConfig() serveConfig {
 		Data:                  "./data",
 		MaxBodyBytes:          server.DefaultMaxBodyBytes,
 		MaxJSONDepth:          server.DefaultMaxDepth,
+		MaxCriteria:           server.DefaultMaxCriteria,
+		MaxValues:             server.DefaultMaxValues,
+		MaxIncludes:           server.DefaultMaxIncludes,
+		MaxIndexRows:          server.DefaultMaxIndexRows,
+		MaxBundleEntries:      server.DefaultMaxBundleEntries,
+		BodyTimeout:           server.DefaultBodyTimeout,
 		RequestTimeout:        server.DefaultTimeout,
 		ShutdownTimeout:       30 * time.Second,
 		ExportRetention:       server.DefaultExportRetention,
@@ -187,6 +200,30 @@ var serveSettings = []setting{
 	}},
 	{"max-json-depth", "EHR_MAX_JSON_DEPTH", "deepest JSON nesting accepted", func(c *serveConfig, v string) (err error) {
 		c.MaxJSONDepth, err = strconv.Atoi(v)
+		return err
+	}},
+	{"max-search-criteria", "EHR_MAX_SEARCH_CRITERIA", "most criteria one search or condition takes", func(c *serveConfig, v string) (err error) {
+		c.MaxCriteria, err = strconv.Atoi(v)
+		return err
+	}},
+	{"max-search-values", "EHR_MAX_SEARCH_VALUES", "most values one search or condition takes", func(c *serveConfig, v string) (err error) {
+		c.MaxValues, err = strconv.Atoi(v)
+		return err
+	}},
+	{"max-includes", "EHR_MAX_INCLUDES", "most distinct _include and _revinclude in one search", func(c *serveConfig, v string) (err error) {
+		c.MaxIncludes, err = strconv.Atoi(v)
+		return err
+	}},
+	{"max-index-rows", "EHR_MAX_INDEX_ROWS", "most search index rows one resource may store", func(c *serveConfig, v string) (err error) {
+		c.MaxIndexRows, err = strconv.Atoi(v)
+		return err
+	}},
+	{"max-bundle-entries", "EHR_MAX_BUNDLE_ENTRIES", "most entries of a transaction or batch", func(c *serveConfig, v string) (err error) {
+		c.MaxBundleEntries, err = strconv.Atoi(v)
+		return err
+	}},
+	{"body-timeout", "EHR_BODY_TIMEOUT", "longest time a request body may take to arrive", func(c *serveConfig, v string) (err error) {
+		c.BodyTimeout, err = time.ParseDuration(v)
 		return err
 	}},
 	{"request-timeout", "EHR_REQUEST_TIMEOUT", "longest time one request may work", func(c *serveConfig, v string) (err error) {
@@ -345,7 +382,9 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: max_body_bytes must be positive")
 	case c.MaxJSONDepth <= 0:
 		return errors.New("config: max_json_depth must be positive")
-	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0:
+	case c.MaxCriteria <= 0 || c.MaxValues <= 0 || c.MaxIncludes <= 0 || c.MaxIndexRows <= 0 || c.MaxBundleEntries <= 0:
+		return errors.New("config: max_search_criteria, max_search_values, max_includes, max_index_rows and max_bundle_entries must be positive")
+	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.BodyTimeout <= 0:
 		return errors.New("config: timeouts must be positive")
 	case c.ExportRetention <= 0:
 		return errors.New("config: export_retention must be positive")

@@ -51,6 +51,8 @@ func TestServeConfigRejects(t *testing.T) {
 		{"bad number", []string{"--max-body-bytes", "lots"}},
 		{"bad level", []string{"--log-level", "loud"}},
 		{"zero limit", []string{"--max-json-depth", "0"}},
+		{"zero index rows", []string{"--max-index-rows", "0"}},
+		{"bad body timeout", []string{"--body-timeout", "soon"}},
 		{"zero export retention", []string{"--export-retention", "0s"}},
 		{"bad export retention", []string{"--export-retention", "a day"}},
 		{"stray argument", []string{"extra"}},

@@ -66,6 +66,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		MaxDepth:         cfg.MaxJSONDepth,
 		Timeout:          cfg.RequestTimeout,
+		Limits: server.Limits{Criteria: cfg.MaxCriteria, Values: cfg.MaxValues, Includes: cfg.MaxIncludes,
+			IndexRows: cfg.MaxIndexRows, BundleEntries: cfg.MaxBundleEntries, BodyTimeout: cfg.BodyTimeout},
 		Metrics:          metrics,
 		Logger:           log,
 		Version:          version,
