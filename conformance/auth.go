@@ -180,6 +180,11 @@ func testTokensRefused(t *testing.T, c *client, run string) {
 			}
 		})
 	}
+	t.Run("a token for another server, with that server's name as Host", func(t *testing.T) {
+		tok := iss.sign(t, "", claims(func(m map[string]any) { m["aud"] = "http://elsewhere.example:8080" }))
+		r := c.srv.with(t, tok).do(http.MethodGet, "/Patient/"+pid, nil, "Host", "elsewhere.example:8080")
+		wantRefused(t, r, "audience")
+	})
 	t.Run("no token", func(t *testing.T) { wantRefused(t, c.srv.with(t, "").do(http.MethodGet, "/Patient/"+pid, nil), "") })
 	t.Run("another scheme", func(t *testing.T) {
 		wantRefused(t, c.srv.with(t, "").do(http.MethodGet, "/Patient/"+pid, nil, "Authorization", "Basic YWRtaW46YWRtaW4="), "")

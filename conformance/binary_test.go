@@ -76,7 +76,25 @@ var urlLine = regexp.MustCompile(`serving FHIR R4 at (http://\S+)`)
 func serve(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
 	issuer := NewIssuer(t)
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--auth-issuer", issuer.URL, "--auth-jwks-url", issuer.JWKSURL}, args...)...)
+	// With an external issuer the server needs its base URL: the address
+	// it will listen on.
+	full := []string{"serve", "--auth-issuer", issuer.URL, "--auth-jwks-url", issuer.JWKSURL}
+	addr := flagValue(args, "--addr")
+	if addr == "" {
+		addr = freeAddr(t)
+		full = append(full, "--addr", addr)
+	}
+	if flagValue(args, "--base-url") == "" {
+		full = append(full, "--base-url", "http://"+addr)
+	}
+	return start(t, bin, append(full, args...), args, issuer)
+}
+
+// start runs "ehrledger" with full and waits until it serves; args are
+// the flags "ehrledger token" takes too.
+func start(t *testing.T, bin string, full, args []string, issuer *Issuer) *process {
+	t.Helper()
+	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), "EHR_LOG_LEVEL=warn")
 	stdout, _ := cmd.StdoutPipe()
 	logs := &strings.Builder{}
@@ -112,6 +130,16 @@ func serve(t *testing.T, bin string, args ...string) *process {
 	}
 	t.Fatalf("/healthz never answered 200\n%s", logs)
 	return nil
+}
+
+// flagValue is the value of flag in args, "" when it is not there.
+func flagValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // stop sends SIGTERM and returns the exit error.
@@ -295,6 +323,41 @@ func TestTokenCommand(t *testing.T) {
 		}
 		p.client(t).do(http.MethodGet, "/Patient", nil).want(t, http.StatusOK)
 	})
+}
+
+// TestTokenFollowsTheServer starts a server without --base-url on a
+// port it picks: "ehrledger token" with the same --data alone mints a
+// token it accepts, at each of its loopback names, and the log's hint is
+// that very command. A token for another address is refused whatever Host
+// the request names.
+func TestTokenFollowsTheServer(t *testing.T) {
+	bin := binary(t)
+	data := t.TempDir()
+	p := start(t, bin, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--log-level", "info"}, []string{"--data", data}, nil)
+	out, err := exec.Command(bin, "token", "--data", data, "--client", "admin", "--scope", "system/*.rs").Output()
+	if err != nil {
+		t.Fatalf("ehrledger token: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	token := lines[len(lines)-1]
+	port := p.url[strings.LastIndex(p.url, ":")+1:]
+	for _, base := range []string{p.url, "http://localhost:" + port} {
+		newClient(t, base, token).do(http.MethodGet, "/Organization", nil).want(t, http.StatusOK)
+	}
+	hint := regexp.MustCompile(`ehrledger token --data \S+ --client admin --scope 'system/\*\.cruds'`).FindString(p.logs.String())
+	if hint == "" || !strings.Contains(hint, data) {
+		t.Fatalf("the start-up hint is not the command: %q", hint)
+	}
+	// A token minted for another address is no good here.
+	other, err := exec.Command(bin, "token", "--data", data, "--base-url", "http://other.example:8080", "--client", "admin", "--scope", "system/*.rs").Output()
+	if err != nil {
+		t.Fatalf("ehrledger token: %v", err)
+	}
+	lines = strings.Split(strings.TrimSpace(string(other)), "\n")
+	wantRefused(t, newClient(t, p.url, lines[len(lines)-1]).do(http.MethodGet, "/Organization", nil, "Host", "other.example:8080"), "issuer")
+	if fi, err := os.Stat(filepath.Join(data, "server.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("server.json: %v %v, want mode 0600", fi, err)
+	}
 }
 
 // TestInsecureNoAuth turns authentication off, as a developer may: every

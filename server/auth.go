@@ -93,6 +93,27 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
+// verify checks token against the base URL the request is served as and,
+// failing that, the server's other names (its base URL and aliases): a
+// token minted for one of them is good at any, and a token for any other
+// server is good at none, whatever Host the request names.
+func (s *Server) verify(r *http.Request, token string) (*auth.Claims, error) {
+	first := s.baseURL(r)
+	claims, err := s.verifier.VerifyAt(r.Context(), token, first)
+	if reason := auth.Reason(err); err == nil || (reason != auth.ReasonAudience && reason != auth.ReasonIssuer) {
+		return claims, err
+	}
+	for _, other := range append([]string{s.cfg.BaseURL}, s.cfg.Aliases...) {
+		if other = strings.TrimSuffix(other, "/"); other == "" || other == first {
+			continue
+		}
+		if c, e := s.verifier.VerifyAt(r.Context(), token, other); e == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
 // codePattern is the syntax of a purpose of use code.
 var codePattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,64}$`)
 
@@ -104,7 +125,7 @@ func (s *Server) identify(r *http.Request) (*disclosure.Caller, error) {
 		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			return nil, &unauthorizedError{}
 		}
-		claims, err := s.verifier.VerifyAt(r.Context(), strings.TrimSpace(token), s.baseURL(r))
+		claims, err := s.verify(r, strings.TrimSpace(token))
 		if err != nil {
 			s.log.Info("access token refused", "request_id", requestID(r), "reason", auth.Reason(err), "err", err)
 			return nil, &unauthorizedError{cause: err}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -173,9 +174,18 @@ func preferences(r *http.Request) []string {
 }
 
 // baseURL is the configured base or the one the request came in on.
+// baseURL is the base the request is served as: the configured base URL,
+// or the alias its Host names. Only with authentication off and no base
+// configured does it follow the Host.
 func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.BaseURL != "" {
-		return strings.TrimSuffix(s.cfg.BaseURL, "/")
+	base := strings.TrimSuffix(s.cfg.BaseURL, "/")
+	for _, alias := range s.cfg.Aliases {
+		if u, err := url.Parse(alias); err == nil && strings.EqualFold(u.Host, r.Host) {
+			return strings.TrimSuffix(alias, "/")
+		}
+	}
+	if base != "" {
+		return base
 	}
 	scheme := "http"
 	if r.TLS != nil {

@@ -42,9 +42,18 @@ type Config struct {
 	Ledger     *audit.Log
 	Pseudonyms *audit.Pseudonyms
 	LedgerKey  string
-	// BaseURL is the public base of the FHIR endpoint, used for Location
-	// and fullUrl; empty means derive it from each request's Host.
+	// BaseURL is the public base of the FHIR endpoint: the audience its
+	// access tokens must name, the base of the embedded authorization
+	// server's issuer, and of Location and fullUrl. It comes from
+	// configuration, never from a request (a Host header naming another
+	// server must not make its tokens good here); required unless
+	// authentication is off.
 	BaseURL string
+	// Aliases are further base URLs the server answers as: a request
+	// whose Host names one is served as that base (the loopback names of a
+	// development server, http://localhost:8080 beside
+	// http://127.0.0.1:8080). Any other Host is served as BaseURL.
+	Aliases []string
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means the default.
 	MaxBodyBytes int64
 	// MaxDepth bounds the JSON nesting of request bodies; 0 means the default.
@@ -127,6 +136,9 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: Config.Store is required")
+	}
+	if cfg.BaseURL == "" && !cfg.InsecureNoAuth {
+		return nil, errors.New("server: Config.BaseURL is required: access tokens are checked against it, not against the request's Host")
 	}
 	if cfg.Keys == nil {
 		return nil, errors.New("server: Config.Keys is required (OpenKeys)")

@@ -38,13 +38,15 @@ func newServer(t *testing.T, dsn string) *testServer {
 	// Under the race detector the suite's 5,000-entry transaction takes
 	// over half a minute on SQLite, more when other packages' tests share
 	// the cores: the request deadline is widened for it.
+	hs := httptest.NewUnstartedServer(nil)
 	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
-		Metrics: metrics, Logger: log, Authority: authority, Timeout: 5 * time.Minute,
+		Metrics: metrics, Logger: log, Authority: authority, Timeout: 5 * time.Minute, BaseURL: "http://" + hs.Listener.Addr().String(),
 		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs.Config.Handler = srv
+	hs.Start()
 	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -79,11 +81,14 @@ func serveAuthed(t testing.TB, cfg server.Config) (*httptest.Server, *http.Clien
 	if cfg.Authority == nil {
 		cfg.Authority = testkeys.Authority(t)
 	}
+	hs := httptest.NewUnstartedServer(nil)
+	cfg.BaseURL = "http://" + hs.Listener.Addr().String()
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs.Config.Handler = srv
+	hs.Start()
 	t.Cleanup(hs.Close)
 	tok := testkeys.Token(t, cfg.Store, cfg.Authority, hs.URL, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope})
 	return hs, testkeys.Bearer(hs.Client(), tok)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/server"
@@ -71,9 +72,17 @@ func (c *serveConfig) logAuth(log *slog.Logger) {
 		return
 	}
 	if c.Auth.Server {
-		log.Info("embedded authorization server at /auth: get a token with ehrledger token --client admin --scope 'system/*.cruds'")
+		log.Info("embedded authorization server at /auth: get a token with ehrledger token --data " + shellQuote(c.Data) + " --client admin --scope 'system/*.cruds'")
 	}
 	for _, iss := range c.Auth.Issuers {
 		log.Info("accepting tokens of", "issuer", iss.URL)
 	}
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -193,7 +193,7 @@ var serveSettings = []setting{
 	{"addr", "EHR_ADDR", "listen address HOST:PORT (port 0 picks a free one)", func(c *serveConfig, v string) error { c.Addr = v; return nil }},
 	{"data", "EHR_DATA", "directory for the embedded database and key files", func(c *serveConfig, v string) error { c.Data = v; return nil }},
 	{"db", "EHR_DB", "database: postgres://..., cockroach://... or sqlite:PATH (default: SQLite under --data)", func(c *serveConfig, v string) error { c.DB = v; return nil }},
-	{"base-url", "EHR_BASE_URL", "public base URL of the FHIR endpoint (default: from each request's Host)", func(c *serveConfig, v string) error { c.BaseURL = v; return nil }},
+	{"base-url", "EHR_BASE_URL", "public base URL of the FHIR endpoint, which access tokens must name (default: http://ADDR, and its other loopback names; required with external issuers)", func(c *serveConfig, v string) error { c.BaseURL = v; return nil }},
 	{"max-body-bytes", "EHR_MAX_BODY_BYTES", "largest request body accepted", func(c *serveConfig, v string) (err error) {
 		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
 		return err
@@ -382,6 +382,8 @@ func (c *serveConfig) Validate() error {
 		return errors.New("config: max_body_bytes must be positive")
 	case c.MaxJSONDepth <= 0:
 		return errors.New("config: max_json_depth must be positive")
+	case len(c.Auth.Issuers) > 0 && c.BaseURL == "":
+		return errors.New("config: base_url (--base-url) is required with external issuers: their tokens name the resource server they are for, which must not be taken from the request")
 	case c.MaxCriteria <= 0 || c.MaxValues <= 0 || c.MaxIncludes <= 0 || c.MaxIndexRows <= 0 || c.MaxBundleEntries <= 0:
 		return errors.New("config: max_search_criteria, max_search_values, max_includes, max_index_rows and max_bundle_entries must be positive")
 	case c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.BodyTimeout <= 0:

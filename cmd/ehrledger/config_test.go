@@ -75,7 +75,7 @@ func TestAuthConfig(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg.Auth)
 	}
 	file := filepath.Join(t.TempDir(), "auth.yaml")
-	os.WriteFile(file, []byte("auth:\n  server: false\n  issuers:\n    - url: https://idp.example\n      jwks_url: https://idp.example/jwks\n      token_url: https://idp.example/token\n"), 0o600)
+	os.WriteFile(file, []byte("base_url: https://fhir.example\nauth:\n  server: false\n  issuers:\n    - url: https://idp.example\n      jwks_url: https://idp.example/jwks\n      token_url: https://idp.example/token\n"), 0o600)
 	cfg, err = loadServeConfig([]string{"--config", file}, none, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -83,12 +83,13 @@ func TestAuthConfig(t *testing.T) {
 	if cfg.Auth.Server || len(cfg.issuers()) != 1 || cfg.issuers()[0].TokenURL != "https://idp.example/token" {
 		t.Fatalf("issuers from YAML: %+v", cfg.Auth)
 	}
-	cfg, err = loadServeConfig([]string{"--auth-issuer", "https://a.example", "--auth-jwks-url", "https://a.example/jwks", "--insecure-no-auth"}, none, io.Discard)
+	cfg, err = loadServeConfig([]string{"--auth-issuer", "https://a.example", "--auth-jwks-url", "https://a.example/jwks", "--insecure-no-auth", "--base-url", "https://fhir.example"}, none, io.Discard)
 	if err != nil || !cfg.InsecureNoAuth || cfg.Auth.Issuers[0].URL != "https://a.example" {
 		t.Fatalf("issuer flags: %+v %v", cfg, err)
 	}
 	for name, args := range map[string][]string{
 		"issuer without JWKS":        {"--auth-issuer", "https://a.example"},
+		"issuer without a base URL":  {"--auth-issuer", "https://a.example", "--auth-jwks-url", "https://a.example/jwks"},
 		"nobody can get a token":     {"--auth-server=false"},
 		"lifetime over an hour":      {"--auth-token-lifetime", "2h"},
 		"not a boolean":              {"--insecure-no-auth=maybe"},

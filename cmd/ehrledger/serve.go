@@ -56,16 +56,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.logAuth(log)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	base, aliases := identityOf(cfg.BaseURL, ln.Addr())
+	if err := recordIdentity(cfg.Data, base); err != nil {
+		return err
+	}
 	srv, err := server.New(ctx, server.Config{
-		Store:            st,
-		Keys:             kr,
-		Ledger:           ledger,
-		Pseudonyms:       pseudonyms,
-		LedgerKey:        vkey,
-		BaseURL:          cfg.BaseURL,
-		MaxBodyBytes:     cfg.MaxBodyBytes,
-		MaxDepth:         cfg.MaxJSONDepth,
-		Timeout:          cfg.RequestTimeout,
+		Store:        st,
+		Keys:         kr,
+		Ledger:       ledger,
+		Pseudonyms:   pseudonyms,
+		LedgerKey:    vkey,
+		BaseURL:      base,
+		Aliases:      aliases,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxDepth:     cfg.MaxJSONDepth,
+		Timeout:      cfg.RequestTimeout,
 		Limits: server.Limits{Criteria: cfg.MaxCriteria, Values: cfg.MaxValues, Includes: cfg.MaxIncludes,
 			IndexRows: cfg.MaxIndexRows, BundleEntries: cfg.MaxBundleEntries, BodyTimeout: cfg.BodyTimeout},
 		Metrics:          metrics,
@@ -92,10 +102,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { srv.RunAuditEvents(lctx); background <- struct{}{} }()
 	go func() { srv.RunExports(lctx); background <- struct{}{} }()
 	defer func() { stopLedger(); <-background; <-background }()
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -105,7 +111,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxHeaderBytes:    1 << 20,
 	}
 	url := "http://" + ln.Addr().String()
-	log.Info("listening", "url", url, "db", string(st.Dialect()), "data", cfg.Data)
+	log.Info("listening", "url", url, "base_url", base, "db", string(st.Dialect()), "data", cfg.Data)
 	fmt.Fprintln(stdout, "ehrledger serving FHIR R4 at", url)
 
 	served := make(chan error, 1)

@@ -21,7 +21,9 @@ const tokenUsage = `Usage:
 
 Prints an access token of the embedded authorization server (last line of
 stdout) that the server using the same --data (or --db and --auth-key-file)
-accepts. The token's audience is --base-url, else http://--addr.
+accepts. The token's audience is --base-url, else the base URL the
+server last serving that --data recorded there (server.json), else
+http://--addr.
 --client names a registered client ("admin" exists from the first start);
 with the embedded database a new name registers a client for development
 on the fly: acting for --actor (default Organization/NAME), allowed the
@@ -72,7 +74,18 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.embedded() {
 		dev = func() (auth.Client, error) { return devClient(*client, *scope, purposes, *patient, *actor) }
 	}
-	tok, err := server.MintToken(ctx, st, authority, cfg.publicBase(), auth.TokenRequest{
+	base := cfg.BaseURL
+	if base == "" {
+		// The base URL the server on this data folder recorded, whatever
+		// address it listens on; else http://--addr.
+		if base, err = recordedBase(cfg.Data); err != nil {
+			return err
+		}
+	}
+	if base == "" {
+		base = cfg.publicBase()
+	}
+	tok, err := server.MintToken(ctx, st, authority, base, auth.TokenRequest{
 		Client: *client, Scope: *scope, Purposes: purposes, Patient: *patient, Lifetime: *lifetime,
 	}, dev)
 	if errors.Is(err, auth.ErrUnknownClient) {
@@ -81,7 +94,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "token for %s at %s: scope %q, expires %s\n", *client, cfg.publicBase(), tok.Scope,
+	fmt.Fprintf(stderr, "token for %s at %s: scope %q, expires %s\n", *client, base, tok.Scope,
 		time.Now().Add(time.Duration(tok.ExpiresIn)*time.Second).Format(time.RFC3339))
 	fmt.Fprintln(stdout, tok.AccessToken)
 	return nil

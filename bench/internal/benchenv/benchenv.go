@@ -153,20 +153,23 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	lctx, stopLedger := context.WithCancel(context.Background())
 	ledgerDone := make(chan struct{})
 	go func() { ledger.Run(lctx); close(ledgerDone) }()
-	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		stopLedger()
+		return nil, err
+	}
+	base := "http://" + ln.Addr().String()
+	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, BaseURL: base,
 		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20, Authority: authority, InsecureNoAuth: opt.NoAuth})
 	if err != nil {
+		ln.Close()
 		stopLedger()
 		return nil, err
 	}
 	auditDone := make(chan struct{}, 2)
 	go func() { srv.RunAuditEvents(lctx); auditDone <- struct{}{} }()
 	go func() { srv.RunExports(lctx); auditDone <- struct{}{} }()
-	base, stopHTTP, err := Listen(srv)
-	if err != nil {
-		stopLedger()
-		return nil, err
-	}
+	stopHTTP := serve(ln, srv)
 	client := Client()
 	if !opt.NoAuth {
 		client.Transport = &bearer{next: client.Transport, mint: func() (*auth.Token, error) {
@@ -236,9 +239,14 @@ func Listen(h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
+	return "http://" + ln.Addr().String(), serve(ln, h), nil
+}
+
+// serve serves h on ln until the function it returns is called.
+func serve(ln net.Listener, h http.Handler) func() {
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { hs.Close() }, nil
+	return func() { hs.Close() }
 }
 
 // Client is an HTTP client for many concurrent loopback requests.
