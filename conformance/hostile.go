@@ -83,7 +83,7 @@ func (c *client) heapInUse(t *testing.T) float64 {
 
 func testHostile(t *testing.T, c *client, run string) {
 	// An Observation with 20,000 members, for the repeated include.
-	panel := "panel-" + run
+	panel := "hostile-panel-" + run
 	members := joined(20_000, func(i int) string { return fmt.Sprintf(`{"reference":"Observation/m%d-%s"}`, i, run) })
 	c.do(http.MethodPut, "/Observation/"+panel, fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"text":"panel"},"hasMember":[%s]}`, panel, members)).want(t, http.StatusCreated)
 	identifiers := func(n int) string {
