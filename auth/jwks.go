@@ -37,6 +37,9 @@ type keySet struct {
 	client *http.Client
 	now    func() time.Time
 	every  time.Duration
+	// maxLifetime bounds the validity of the issuer's tokens; 0 for none
+	// (the embedded server's own keys, whose tokens it minted itself).
+	maxLifetime time.Duration
 
 	mu      sync.RWMutex
 	keys    map[string][]jose.JSONWebKey

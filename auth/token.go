@@ -31,7 +31,16 @@ type Issuer struct {
 	// Keys, when set, are the issuer's verification keys, used as they are
 	// and never fetched: the embedded authorization server's own keys.
 	Keys []jose.JSONWebKey
+	// MaxLifetime bounds how long the issuer's tokens may be valid ("exp"
+	// less "iat", or less now without "iat"): a token that long-lived,
+	// once leaked, is good for too long. 0 means DefaultMaxLifetime; it
+	// does not apply to an issuer given by its Keys.
+	MaxLifetime time.Duration
 }
+
+// DefaultMaxLifetime is the longest validity of an external issuer's
+// tokens by default.
+const DefaultMaxLifetime = time.Hour
 
 // Config configures a Verifier.
 type Config struct {
@@ -93,6 +102,9 @@ const (
 	ReasonNotYet = "not yet valid"
 	// ReasonAudience: aud does not contain the configured audience.
 	ReasonAudience = "audience"
+	// ReasonLifetime: the token is valid for longer than its issuer's
+	// tokens may be (Issuer.MaxLifetime).
+	ReasonLifetime = "lifetime"
 )
 
 const (
@@ -185,7 +197,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, fmt.Errorf("auth: issuer %q: JWKS URL %q is not an absolute http(s) URL", iss.URL, iss.JWKSURL)
 		}
-		set[iss.URL] = &keySet{url: iss.JWKSURL, client: client, now: v.now, every: every}
+		maxLifetime := iss.MaxLifetime
+		if maxLifetime <= 0 {
+			maxLifetime = DefaultMaxLifetime
+		}
+		set[iss.URL] = &keySet{url: iss.JWKSURL, client: client, now: v.now, every: every, maxLifetime: maxLifetime}
 	}
 	return v, nil
 }
@@ -289,7 +305,7 @@ func (v *Verifier) verify(ctx context.Context, raw, audience string) (*Claims, e
 	if std.Issuer != unverified.Issuer {
 		return nil, refuse(ReasonIssuer, "issuer changed between reads", nil)
 	}
-	if err := v.checkClaims(std, audience); err != nil {
+	if err := v.checkClaims(std, audience, keys.maxLifetime); err != nil {
 		return nil, err
 	}
 	c := &Claims{
@@ -327,12 +343,21 @@ func verifyWith(jws *jose.JSONWebSignature, candidates []jose.JSONWebKey, alg jo
 }
 
 // checkClaims checks audience and times of verified registered claims.
-func (v *Verifier) checkClaims(std jwt.Claims, audience string) error {
+func (v *Verifier) checkClaims(std jwt.Claims, audience string, maxLifetime time.Duration) error {
 	if !audienceHas(std.Audience, audience) {
 		return refuse(ReasonAudience, fmt.Sprintf("aud %q does not contain %q", []string(std.Audience), audience), nil)
 	}
 	if std.Expiry == nil {
 		return refuse(ReasonNoExpiry, "", nil)
+	}
+	if maxLifetime > 0 {
+		from := v.now()
+		if std.IssuedAt != nil {
+			from = std.IssuedAt.Time()
+		}
+		if std.Expiry.Time().Sub(from) > maxLifetime+v.leeway {
+			return refuse(ReasonLifetime, fmt.Sprintf("valid for %v, more than the %v its issuer's tokens may be", std.Expiry.Time().Sub(from).Round(time.Second), maxLifetime), nil)
+		}
 	}
 	err := std.ValidateWithLeeway(jwt.Expected{Time: v.now()}, v.leeway)
 	switch {

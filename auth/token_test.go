@@ -833,7 +833,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 	// Without the cache every call verifies against the issuer's keys: a
 	// token whose key the issuer withdrew is refused at its next use.
 	g := newFixture(t)
-	nc, err := auth.NewVerifier(auth.Config{Issuers: []auth.Issuer{{URL: issuerA, JWKSURL: g.a.URL}}, Audience: audience, Now: g.clock.Now, CacheSize: -1})
+	nc, err := auth.NewVerifier(auth.Config{Issuers: []auth.Issuer{{URL: issuerA, JWKSURL: g.a.URL, MaxLifetime: 4 * time.Hour}}, Audience: audience, Now: g.clock.Now, CacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,7 @@ func testTokensRefused(t *testing.T, c *client, run string) {
 		{"expired", iss.sign(t, "", claims(func(m map[string]any) { m["exp"] = time.Now().Add(-10 * time.Minute).Unix() })), "expired"},
 		{"not yet valid", iss.sign(t, "", claims(func(m map[string]any) { m["nbf"] = time.Now().Add(10 * time.Minute).Unix() })), "not yet valid"},
 		{"no expiry", iss.sign(t, "", claims(func(m map[string]any) { delete(m, "exp") })), "no expiry"},
+		{"valid for a year", iss.sign(t, "", claims(func(m map[string]any) { m["exp"] = time.Now().Add(365 * 24 * time.Hour).Unix() })), "lifetime"},
 		{"wrong audience", iss.sign(t, "", claims(func(m map[string]any) { m["aud"] = "https://elsewhere.example/fhir" })), "audience"},
 		{"wrong issuer", iss.sign(t, "", claims(func(m map[string]any) { m["iss"] = "https://idp.evil.example" })), "issuer"},
 		{"unknown kid", iss.sign(t, "rotated-away", claims(nil)), "unknown key"},

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 
 	"github.com/ehrledger/ehrledger/fhir"
@@ -148,8 +150,31 @@ func interactions(codes []string) []capInteraction {
 	return out
 }
 
-// capabilities is GET /metadata.
+// capabilities is GET /metadata. The statement (about 770 KB) is built
+// once for each base URL the server answers as and kept encoded.
 func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
+	base := s.baseURL(r)
+	if body, ok := s.capCache.Load(base); ok {
+		s.writeBody(w, r, http.StatusOK, body.([]byte))
+		return nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s.capabilityStatement(r)); err != nil {
+		return err
+	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if s.cfg.BaseURL != "" { // the bases are the configured ones, not every Host a client sends
+		s.capCache.Store(base, body)
+	}
+	s.writeBody(w, r, http.StatusOK, body)
+	return nil
+}
+
+// capabilityStatement is the CapabilityStatement as a request's base
+// URL states it.
+func (s *Server) capabilityStatement(r *http.Request) capabilityStatement {
 	types := fhir.ResourceTypes()
 	// A type's revincludes are the reference parameters of other types
 	// that may point at it.
@@ -224,6 +249,5 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) error {
 		PatchFormat:    []string{mediaJSONPatch},
 		Rest:           []capRest{rest},
 	}
-	s.writeJSON(w, r, http.StatusOK, cs)
-	return nil
+	return cs
 }

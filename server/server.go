@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
@@ -126,6 +127,8 @@ type Server struct {
 	authServer *auth.Server
 	// gate is the only road to patient data (package disclosure).
 	gate *disclosure.Gate
+	// capCache holds the encoded CapabilityStatement by base URL.
+	capCache sync.Map
 	// exportWake tells RunExports that a job was accepted.
 	exportWake chan struct{}
 }

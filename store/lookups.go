@@ -56,6 +56,9 @@ INSERT INTO ledger_lookup_state (id, looked_up) VALUES (1, -1);
 // database at dsn.
 func openLookups(ctx context.Context, dsn string) (*gorm.DB, error) {
 	path := strings.TrimPrefix(dsn, "sqlite:") + "-lookup"
+	if err := private(path); err != nil {
+		return nil, err
+	}
 	db, err := gorm.Open(sqliteFile(path, "synchronous(NORMAL)"), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)

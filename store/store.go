@@ -242,7 +242,31 @@ func dialectorFor(dsn string) (Dialect, gorm.Dialector, error) {
 			return "", nil, fmt.Errorf("store: create %s: %w", dir, err)
 		}
 	}
+	if err := private(path); err != nil {
+		return "", nil, err
+	}
 	return SQLite, sqliteFile(path, "synchronous(FULL)", "foreign_keys(1)"), nil
+}
+
+// private makes the SQLite file at path, and the journal files SQLite
+// keeps beside it, readable by their owner alone (0600, like the key
+// files): it creates the file that way when it does not exist yet, and
+// takes the other bits away when it does. SQLite gives the journal files
+// it creates later the database file's mode.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("store: %s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // sqliteFile opens a SQLite file in WAL mode whose write transactions

@@ -87,7 +87,7 @@ func main() {
 	levels := flag.String("concurrency", "1,4,16", "concurrent clients, comma-separated")
 	seed := flag.Int("seed", 1000, "patients created before reads and updates")
 	pg := flag.String("postgres", os.Getenv("EHR_TEST_POSTGRES"), "PostgreSQL server DSN (a database is created on it)")
-	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, search, search-chain, everything, update")
+	ops := flag.String("ops", "create,read,update", "interactions to measure: create, read, read-cold, read-org, search, search-chain, everything, metadata, update")
 	keyModes := flag.String("keys", "sealed", "key set-ups to measure: sealed, vault, plain")
 	authModes := flag.String("auth", "token", "authentication set-ups to measure: token, none")
 	consentModes := flag.String("consent", "absent", "consent set-ups to measure: absent, 20")
@@ -182,6 +182,9 @@ func main() {
 				{"search-chain", func(int) (*http.Request, error) {
 					i := mrand.IntN(len(ids))
 					return http.NewRequest("GET", fmt.Sprintf("%s/Patient?_id=%s&organization.identifier=ORG-%d", base, ids[i], i), nil)
+				}},
+				{"metadata", func(int) (*http.Request, error) {
+					return http.NewRequest("GET", base+"/metadata", nil)
 				}},
 				{"everything", func(int) (*http.Request, error) {
 					return http.NewRequest("GET", base+"/Patient/"+ids[mrand.IntN(len(ids))]+"/$everything", nil)

@@ -58,7 +58,7 @@ func (c *serveConfig) authority() (*server.Authority, error) {
 func (c *serveConfig) issuers() []server.Issuer {
 	var out []server.Issuer
 	for _, iss := range c.Auth.Issuers {
-		out = append(out, server.Issuer{Issuer: auth.Issuer{URL: iss.URL, JWKSURL: iss.JWKSURL}, TokenURL: iss.TokenURL})
+		out = append(out, server.Issuer{Issuer: auth.Issuer{URL: iss.URL, JWKSURL: iss.JWKSURL, MaxLifetime: iss.MaxLifetime}, TokenURL: iss.TokenURL})
 	}
 	return out
 }

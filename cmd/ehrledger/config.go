@@ -135,6 +135,8 @@ type issuerConfig struct {
 	URL      string `yaml:"url"`
 	JWKSURL  string `yaml:"jwks_url"`
 	TokenURL string `yaml:"token_url"`
+	// MaxLifetime bounds the validity of its tokens (default 1h).
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
 }
 
 type vaultConfig struct {
@@ -273,6 +275,10 @@ var serveSettings = []setting{
 	{"auth-token-url", "EHR_AUTH_TOKEN_URL", "the token endpoint of --auth-issuer, for /.well-known/smart-configuration", func(c *serveConfig, v string) error {
 		c.oneIssuer().TokenURL = v
 		return nil
+	}},
+	{"auth-issuer-max-lifetime", "EHR_AUTH_ISSUER_MAX_LIFETIME", "the longest validity of --auth-issuer's tokens (default 1h)", func(c *serveConfig, v string) (err error) {
+		c.oneIssuer().MaxLifetime, err = time.ParseDuration(v)
+		return err
 	}},
 	{"consent-default", "EHR_CONSENT_DEFAULT", "what decides when no consent of the patient applies: opt-out (permit) or opt-in (deny)", func(c *serveConfig, v string) error {
 		c.Consent.Default = v
