@@ -355,8 +355,16 @@ func TestTokenFollowsTheServer(t *testing.T) {
 	}
 	lines = strings.Split(strings.TrimSpace(string(other)), "\n")
 	wantRefused(t, newClient(t, p.url, lines[len(lines)-1]).do(http.MethodGet, "/Organization", nil, "Host", "other.example:8080"), "issuer")
-	if fi, err := os.Stat(filepath.Join(data, "server.json")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("server.json: %v %v, want mode 0600", fi, err)
+	// The database files are the owner's alone, like the key files.
+	files, _ := filepath.Glob(filepath.Join(data, "ehrledger.db*"))
+	files = append(files, filepath.Join(data, "server.json"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", filepath.Base(f), fi, err)
+		}
+	}
+	if len(files) < 3 {
+		t.Fatalf("found %q: where is the database?", files)
 	}
 }
 
