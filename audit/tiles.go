@@ -137,12 +137,7 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.H != TileHeight || t.W < 1 || t.W > tileWidth || t.N < 0 || t.L < -1 {
-		return nil, fmt.Errorf("%w: no such tile", ErrBadRequest)
-	}
-	level := max(t.L, 0)
-	// N is compared before it is shifted: a huge N would overflow.
-	if level*TileHeight >= 63 || t.N > (size>>(TileHeight*level))>>TileHeight || t.N<<TileHeight+int64(t.W) > size>>(TileHeight*level) {
+	if !tileIn(t, size) {
 		return nil, fmt.Errorf("%w: the tree of size %d has no tile %s", ErrBadRequest, size, t.Path())
 	}
 	got, err := l.st.LedgerTiles(ctx, []store.LedgerTileKey{{Level: t.L, N: t.N}})
@@ -161,6 +156,21 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		return nil, fmt.Errorf("%w: entry bundle %s is shorter than the tree says", ErrTampered, t.Path())
 	}
 	return out, nil
+}
+
+// tileIn reports whether the tree of size has tile t (of TileHeight, at
+// most as wide as the tree has filled it).
+func tileIn(t tlog.Tile, size int64) bool {
+	if t.H != TileHeight || t.W < 1 || t.W > tileWidth || t.N < 0 || t.L < -1 {
+		return false
+	}
+	level := max(t.L, 0)
+	if level*TileHeight >= 63 {
+		return false
+	}
+	// N is compared before it is shifted: a huge N would overflow.
+	width := size >> (TileHeight * level) // the level's nodes
+	return t.N <= width>>TileHeight && t.N<<TileHeight+int64(t.W) <= width
 }
 
 // FirstEntries is the entry bundle of the first w records of bundle, as

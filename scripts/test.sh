@@ -2,8 +2,9 @@
 # Runs every test of ehrledger on a fresh Debian machine: installs PostgreSQL
 # from Debian's packages when it is missing, starts a throwaway cluster on a
 # free loopback port, builds and starts the Vault dev harness
-# (tools/vaultdev), runs vet and the whole suite (SQLite, PostgreSQL,
-# Vault), and stops both whatever happens. It installs the npm packages of
+# (tools/vaultdev), runs vet, the whole suite (SQLite, PostgreSQL,
+# Vault) and every fuzz target for a few seconds (EHR_FUZZTIME), and
+# stops both whatever happens. It installs the npm packages of
 # the external SMART client check (conformance/node). Extra arguments go to
 # `go test`.
 #
@@ -30,5 +31,18 @@ if [ $# -gt 0 ]; then
   go test -race -count=1 -timeout 20m "$@"
 else
   go test -race -count=1 -timeout 20m ./...
+  # Every fuzz target (docs/testing.md), a few seconds each, from its
+  # committed seeds.
+  fuzztime="${EHR_FUZZTIME:-3s}"
+  say "fuzz targets, $fuzztime each"
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+      if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "fuzz target $target of $pkg failed; rerun: go test -run '^$' -fuzz '^${target}\$' $pkg" >&2
+        exit 1
+      fi
+    done
+  done
 fi
 say "all tests passed"

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/url"
@@ -141,6 +142,26 @@ func (s *Server) decodePatch(body []byte) (jsonpatch.Patch, error) {
 	p, err := jsonpatch.DecodePatch(body)
 	if err != nil {
 		return nil, reqErr(errInvalid, "invalid", "malformed JSON Patch: %v", err)
+	}
+	// Each operation has the members RFC 6902 gives it: the library
+	// applies an operation without them as it finds it (a test without a
+	// value panicked).
+	for i, op := range p {
+		need := []string{"path"}
+		switch kind := op.Kind(); kind {
+		case "add", "replace", "test":
+			need = append(need, "value")
+		case "copy", "move":
+			need = append(need, "from")
+		case "remove":
+		default:
+			return nil, reqErr(errInvalid, "invalid", "JSON Patch operation %d: %q is not add, remove, replace, move, copy or test", i, kind)
+		}
+		for _, member := range need {
+			if v := op[member]; v == nil || string(bytes.TrimSpace(*v)) == "null" {
+				return nil, reqErr(errInvalid, "invalid", "JSON Patch operation %d (%s) needs %s", i, op.Kind(), member)
+			}
+		}
 	}
 	return p, nil
 }
