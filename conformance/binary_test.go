@@ -162,6 +162,9 @@ func TestBinary(t *testing.T) {
 	t.Run("embedded default", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir())
 		Run(t, p.server())
+		if strings.Contains(p.logs.String(), "msg=panic") {
+			t.Errorf("the server logged a panic:\n%s", p.logs)
+		}
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}
@@ -176,6 +179,9 @@ func TestBinary(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir(), "--db", testdb.Postgres(t))
 		Run(t, p.server())
+		if strings.Contains(p.logs.String(), "msg=panic") {
+			t.Errorf("the server logged a panic:\n%s", p.logs)
+		}
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 		}

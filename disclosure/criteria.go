@@ -66,9 +66,12 @@ func (g *Gate) resolve(ctx context.Context, typ string, c *fhir.Criterion) (*fhi
 		return out, nil
 	}
 	// One of those found refers to the resource through Has.Param.
-	targets, err := g.store.References(ctx, found, c.Has.Param, typ)
+	targets, err := g.store.References(ctx, found, c.Has.Param, typ, maxGatedScan+1)
 	if err != nil || len(targets) == 0 {
 		return nil, err
+	}
+	if len(targets) > maxGatedScan {
+		return nil, invalid("the criterion %s refers to more than %d resources; make it more selective", c.Code, maxGatedScan)
 	}
 	out := &fhir.Criterion{Code: "_id", Type: "token"}
 	for _, k := range targets {

@@ -97,7 +97,7 @@ func (r *Response) Everything(ctx context.Context, id string, q EverythingQuery)
 	}
 	// Resources the page refers to that are no patient's data come along
 	// once.
-	refs, err := r.g.store.References(ctx, r.matches, "*", "")
+	refs, err := r.g.store.References(ctx, r.matches, "*", "", maxIncluded+len(r.seen))
 	if err != nil {
 		return "", err
 	}

@@ -32,7 +32,9 @@ func (r *Response) Include(ctx context.Context, q *fhir.SearchQuery) error {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			keys, err := r.g.store.References(ctx, keysOfType(from, inc.SourceType), inc.Param, inc.TargetType)
+			// At most what is left to include, besides what the answer
+			// holds already (which the rows found may name again).
+			keys, err := r.g.store.References(ctx, keysOfType(from, inc.SourceType), inc.Param, inc.TargetType, maxIncluded-included+len(r.seen))
 			if err != nil {
 				return err
 			}
@@ -42,7 +44,7 @@ func (r *Response) Include(ctx context.Context, q *fhir.SearchQuery) error {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			keys, err := r.g.store.Referrers(ctx, from, inc.SourceType, inc.Param)
+			keys, err := r.g.store.Referrers(ctx, from, inc.SourceType, inc.Param, maxIncluded-included+len(r.seen))
 			if err != nil {
 				return err
 			}

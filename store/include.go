@@ -11,8 +11,8 @@ type Key struct{ Type, ID string }
 
 // References returns the distinct targets that the resources from refer
 // to through reference parameter param ("*": any), keeping only targets of
-// type target when it is set (_include).
-func (s *Store) References(ctx context.Context, from []Key, param, target string) ([]Key, error) {
+// type target when it is set (_include), at most limit of them (0: all).
+func (s *Store) References(ctx context.Context, from []Key, param, target string, limit int) ([]Key, error) {
 	if len(from) == 0 {
 		return nil, nil
 	}
@@ -27,12 +27,16 @@ func (s *Store) References(ctx context.Context, from []Key, param, target string
 		b.w(" AND x.target_type = ").arg(target)
 	}
 	b.w(" ORDER BY x.target_type, x.target_id")
+	if limit > 0 {
+		b.w(" LIMIT ").arg(limit)
+	}
 	return s.scanKeys(ctx, &b)
 }
 
 // Referrers returns the distinct resources of type source whose reference
-// parameter param ("*": any) points at one of to (_revinclude).
-func (s *Store) Referrers(ctx context.Context, to []Key, source, param string) ([]Key, error) {
+// parameter param ("*": any) points at one of to (_revinclude), at most
+// limit of them (0: all).
+func (s *Store) Referrers(ctx context.Context, to []Key, source, param string, limit int) ([]Key, error) {
 	if len(to) == 0 {
 		return nil, nil
 	}
@@ -44,6 +48,9 @@ func (s *Store) Referrers(ctx context.Context, to []Key, source, param string) (
 		b.w(" AND x.param = ").arg(param)
 	}
 	b.w(" ORDER BY x.res_type, x.res_id")
+	if limit > 0 {
+		b.w(" LIMIT ").arg(limit)
+	}
 	return s.scanKeys(ctx, &b)
 }
 
