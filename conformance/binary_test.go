@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func binary(t *testing.T) string {
 type process struct {
 	cmd    *exec.Cmd
 	url    string
-	logs   *strings.Builder
+	logs   *syncBuffer
 	done   chan error
 	bin    string
 	args   []string // the serve flags after --addr, which "ehrledger token" takes too
@@ -97,7 +98,7 @@ func start(t *testing.T, bin string, full, args []string, issuer *Issuer) *proce
 	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), "EHR_LOG_LEVEL=warn")
 	stdout, _ := cmd.StdoutPipe()
-	logs := &strings.Builder{}
+	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -132,6 +133,25 @@ func start(t *testing.T, bin string, full, args []string, issuer *Issuer) *proce
 	return nil
 }
 
+// syncBuffer is the log of a process, written as it runs and read by the
+// test at any time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // flagValue is the value of flag in args, "" when it is not there.
 func flagValue(args []string, flag string) string {
 	for i, a := range args {
@@ -162,11 +182,11 @@ func TestBinary(t *testing.T) {
 	t.Run("embedded default", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir())
 		Run(t, p.server())
-		if strings.Contains(p.logs.String(), "msg=panic") {
-			t.Errorf("the server logged a panic:\n%s", p.logs)
-		}
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+		if strings.Contains(p.logs.String(), "msg=panic") {
+			t.Errorf("the server logged a panic:\n%s", p.logs)
 		}
 	})
 	t.Run("search on the embedded default", func(t *testing.T) {
@@ -179,11 +199,11 @@ func TestBinary(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		p := serve(t, bin, "--data", t.TempDir(), "--db", testdb.Postgres(t))
 		Run(t, p.server())
-		if strings.Contains(p.logs.String(), "msg=panic") {
-			t.Errorf("the server logged a panic:\n%s", p.logs)
-		}
 		if err := p.stop(t); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
+		}
+		if strings.Contains(p.logs.String(), "msg=panic") {
+			t.Errorf("the server logged a panic:\n%s", p.logs)
 		}
 	})
 }

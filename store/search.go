@@ -349,6 +349,14 @@ func (b *builder) values(x, typ, param, vtyp string, c *fhir.Criterion, grouped 
 		list(b.w(" AND "+x+".target_id IN "), ids)
 		return nil
 	}
+	if vtyp == "token" && len(c.Values) > 8 && !b.blinds(typ, param) {
+		// Many codes: an IN list per system, which the index answers, not
+		// an OR of as many system-and-code pairs, which SQLite scans.
+		b.w(" AND (")
+		b.tokenSets(x+".system", x+".code", c.Values)
+		b.w(")")
+		return nil
+	}
 	b.w(" AND (")
 	if err := b.anyOf(len(c.Values), func(i int) error { return b.value(x, typ, param, vtyp, c, &c.Values[i]) }); err != nil {
 		return err
@@ -565,6 +573,48 @@ func (b *builder) token(system, code string, v *fhir.SearchValue) {
 	default:
 		b.w(system + " = ").arg(v.System).w(" AND " + code + " = ").arg(v.Code)
 	}
+}
+
+// tokenSets writes the condition that a token row matches one of values,
+// codes grouped into one IN list by system.
+func (b *builder) tokenSets(system, code string, values []fhir.SearchValue) {
+	var anySystem, noSystem, systems []string
+	bySystem := map[string][]string{}
+	var order []string
+	for _, v := range values {
+		switch {
+		case v.AnySystem:
+			anySystem = append(anySystem, v.Code)
+		case v.NoSystem:
+			noSystem = append(noSystem, v.Code)
+		case v.Code == "":
+			systems = append(systems, v.System)
+		default:
+			if bySystem[v.System] == nil {
+				order = append(order, v.System)
+			}
+			bySystem[v.System] = append(bySystem[v.System], v.Code)
+		}
+	}
+	var terms []func()
+	if len(anySystem) > 0 {
+		terms = append(terms, func() { list(b.w(code+" IN "), anySystem) })
+	}
+	if len(noSystem) > 0 {
+		terms = append(terms, func() { list(b.w(system+" = '' AND "+code+" IN "), noSystem) })
+	}
+	if len(systems) > 0 {
+		terms = append(terms, func() { list(b.w(system+" IN "), systems) })
+	}
+	for _, sys := range order {
+		terms = append(terms, func() { list(b.w(system+" = ").arg(sys).w(" AND "+code+" IN "), bySystem[sys]) })
+	}
+	b.anyOf(len(terms), func(i int) error {
+		b.w("(")
+		terms[i]()
+		b.w(")")
+		return nil
+	})
 }
 
 // unit adds a quantity's unit condition: system|code, or ||code matching

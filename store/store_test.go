@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -242,4 +243,49 @@ func matchIn(ctx context.Context, tx *store.Tx, q *fhir.SearchQuery) ([]string, 
 		return nil, err
 	}
 	return res.IDs, nil
+}
+
+// TestManyTokenValues checks that a token criterion of many values (an
+// IN list per system, past eight) matches exactly what one value at a
+// time does, whatever the mix of systems, bare codes, "|code" and
+// "system|".
+func TestManyTokenValues(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		s := open(t, dsn)
+		ctx := context.Background()
+		codes := []struct{ id, system, code string }{
+			{"a1", "http://a", "1"}, {"a2", "http://a", "2"}, {"b1", "http://b", "1"}, {"n3", "", "3"},
+			{"c9", "http://c", "9"}, {"b7", "http://b", "7"}, {"x5", "http://x", "5"},
+		}
+		for _, c := range codes {
+			put(t, s, store.Version{Type: "Observation", ID: c.id, VersionID: 1, Updated: t0, Method: "PUT", Body: []byte(`{}`)},
+				&fhir.Index{Tokens: []fhir.TokenEntry{{Param: "code", System: c.system, Code: c.code}}})
+		}
+		search := func(values ...string) []string {
+			params := url.Values{"code": {strings.Join(values, ",")}}
+			q, err := fhir.ParseSearch("Observation", params, fhir.SearchOptions{Strict: true, DefaultCount: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatalf("%v: %v", values, err)
+			}
+			slices.Sort(res.IDs)
+			return res.IDs
+		}
+		values := []string{"http://a|1", "http://a|2", "1", "|3", "http://c|", "http://b|8", "http://nothing|1", "7", "http://zz|", "|9"}
+		var want []string
+		for _, v := range values {
+			want = append(want, search(v)...)
+		}
+		slices.Sort(want)
+		want = slices.Compact(want)
+		if got := search(values...); !slices.Equal(got, want) {
+			t.Fatalf("%d values together match %v; one by one %v", len(values), got, want)
+		}
+		if !slices.Equal(want, []string{"a1", "a2", "b1", "b7", "c9", "n3"}) {
+			t.Fatalf("one by one: %v", want)
+		}
+	})
 }
