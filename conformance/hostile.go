@@ -139,8 +139,14 @@ func testHostile(t *testing.T, c *client, run string) {
 			body: stringBody(`{"resourceType":"Patient","name":[{"family":"a\u0000b"}]}`), want: http.StatusBadRequest, within: 5 * time.Second},
 		{name: "a lone surrogate in a string", method: http.MethodPost, path: "/Patient",
 			body: stringBody(`{"resourceType":"Patient","name":[{"family":"a\ud800b"}]}`), want: http.StatusBadRequest, within: 5 * time.Second},
-		{name: "a MolecularSequence (three-part composites) is stored", method: http.MethodPost, path: "/MolecularSequence",
-			body: stringBody(molecular), want: http.StatusCreated, within: 5 * time.Second},
+		{name: "a MolecularSequence (three-part composites) is stored and found", method: http.MethodPost, path: "/MolecularSequence",
+			body: stringBody(molecular), want: http.StatusCreated, within: 5 * time.Second, check: func(t *testing.T, r *response) {
+				id, _ := r.json()["id"].(string)
+				found := c.do(http.MethodGet, "/MolecularSequence?_id="+id+"&referenceseqid-variant-coordinate=NC_000009.11$22125503$22125504", nil).want(t, http.StatusOK)
+				if got := bundleIDs(found, "MolecularSequence", "match"); len(got) != 1 {
+					t.Fatalf("the sequence's variant coordinate finds %v", got)
+				}
+			}},
 		{name: "a batch entry that is not a FHIR interaction", method: http.MethodPost, path: "/",
 			body: stringBody(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"ledger/checkpoint"}},{"request":{"method":"GET","url":"auth/jwks"}}]}`),
 			want: http.StatusOK, within: 5 * time.Second, check: func(t *testing.T, r *response) {

@@ -266,6 +266,13 @@ var searchCases = []searchCase{
 	{query: "Observation?code-value-concept=72166-2$http://snomed.info/sct|8517006", want: obs("6")},
 	{query: "Observation?code-value-string=5778-6$amber", want: obs("8")},
 	{query: "Observation?code-value-date=21112-8$1990", want: obs("9")},
+	// three parts: a token and two numbers, each variant its own tuple
+	{query: "MolecularSequence?chromosome-variant-coordinate=1$ge90$le110", want: ids("MolecularSequence", "ms-1")},
+	{query: "MolecularSequence?chromosome-variant-coordinate=1$gt100$le110", want: nil}, // ms-1's variant starts at 100
+	{query: "MolecularSequence?chromosome-variant-coordinate=2$200$205", want: ids("MolecularSequence", "ms-2")},
+	{query: "MolecularSequence?chromosome-variant-coordinate=2$100$205", want: nil}, // not one variant's start and end
+	{query: "MolecularSequence?referenceseqid-window-coordinate=http://www.ncbi.nlm.nih.gov/nuccore|NC_000001.11$le90$ge110", want: ids("MolecularSequence", "ms-1")},
+	{query: "MolecularSequence?referenceseqid-window-coordinate=NC_000002.12$lt90$ge110", want: nil},
 
 	// compartments
 	{query: "Patient/pat-1/Observation", want: obs("1", "2", "5")},
@@ -315,6 +322,8 @@ var searchCases = []searchCase{
 	{query: "Patient?active:missing=maybe", status: http.StatusBadRequest},
 	{query: "Observation?value-quantity=abc", status: http.StatusBadRequest},
 	{query: "Observation?code-value-quantity=2339-0", status: http.StatusBadRequest},
+	{query: "MolecularSequence?chromosome-variant-coordinate=1$100", status: http.StatusBadRequest},
+	{query: "MolecularSequence?chromosome-variant-coordinate=1$100$101$102", status: http.StatusBadRequest},
 	{query: "Patient?_include=Observation:nonsense", status: http.StatusBadRequest},
 	{query: "Patient?_page=garbage", status: http.StatusBadRequest},
 	{query: "Patient?identifier=|", status: http.StatusBadRequest},

@@ -53,8 +53,9 @@ type Criterion struct {
 	// reference parameter Has.Param points at the resource meets Has.Where
 	// (_has:Observation:patient:code=1234).
 	Has *Has
-	// Components are the types of a composite parameter's two parts.
-	Components [2]string
+	// Components are the types of a composite parameter's parts (two or
+	// three).
+	Components []string
 }
 
 // Chain is the rest of a chained parameter.

@@ -200,9 +200,10 @@ func (p *queryParser) criterion(typ, key, raw string, depth int) (*Criterion, er
 		}
 		c.Type = sp.Type
 		if sp.Type == "composite" {
-			if len(sp.Components) != 2 {
-				return nil, &unsupportedError{fmt.Sprintf("composite %s has %d components; two are supported", code, len(sp.Components))}
+			if len(sp.Components) < 2 || len(sp.Components) > 3 {
+				return nil, &unsupportedError{fmt.Sprintf("composite %s has %d components; two or three are supported", code, len(sp.Components))}
 			}
+			c.Components = make([]string, len(sp.Components))
 			for i, comp := range sp.Components {
 				c.Components[i] = comp.Type
 			}
@@ -331,8 +332,8 @@ func (p *queryParser) value(typ string, c *Criterion, v string) (SearchValue, er
 		return SearchValue{Code: v, AnySystem: true}, nil
 	case c.Type == "composite":
 		parts := splitUnescaped(v, '$')
-		if len(parts) != 2 {
-			return SearchValue{}, fmt.Errorf("a composite value is two parts joined by $")
+		if len(parts) != len(c.Components) {
+			return SearchValue{}, fmt.Errorf("a value of %s is %d parts joined by $", c.Code, len(c.Components))
 		}
 		out := SearchValue{}
 		for i, part := range parts {

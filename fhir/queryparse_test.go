@@ -3,6 +3,7 @@ package fhir
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestParseSearchValues(t *testing.T) {
 		}},
 		{"composite", "Observation", "code-value-quantity=http://loinc.org|1$gt5", func(t *testing.T, q *SearchQuery) {
 			c := q.Where[0]
-			if c.Components != [2]string{"token", "quantity"} || len(c.Values[0].Parts) != 2 || c.Values[0].Parts[1].Prefix != "gt" {
+			if !slices.Equal(c.Components, []string{"token", "quantity"}) || len(c.Values[0].Parts) != 2 || c.Values[0].Parts[1].Prefix != "gt" {
 				t.Fatalf("%+v", c)
 			}
 		}},

@@ -85,12 +85,6 @@ func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
 		w.add("search_uri", "res_type, res_id, param, value", "", typ, id, e.Param, e.Value)
 	}
 	for _, e := range idx.Composites {
-		if len(e.Parts) != 2 {
-			// Composites of three parts (MolecularSequence's coordinates)
-			// are not searchable (fhir.ParseSearch refuses them): their
-			// resources are stored without these rows.
-			continue
-		}
 		row, err := compositeRow(e)
 		if err != nil {
 			if w.err == nil {
@@ -98,20 +92,28 @@ func (w *rowWriter) index(typ, id string, idx *fhir.Index) {
 			}
 			continue
 		}
-		w.add("search_composite", "res_type, res_id, param, c1_system, c1_code, c2_system, c2_code, c2_value, c2_low, c2_high, c2_low_us, c2_high_us, c2_text", "",
-			append([]any{typ, id}, row...)...)
+		w.add("search_composite", compositeCols, "", append([]any{typ, id}, row...)...)
 	}
 }
 
-// compositeRow lays a two-part composite out in search_composite's
-// columns after res_type and res_id.
+// compositeCols are search_composite's columns: the first part in c1_*,
+// each later part in the columns its type uses among cN_*.
+const compositeCols = "res_type, res_id, param, c1_system, c1_code, " +
+	"c2_system, c2_code, c2_value, c2_low, c2_high, c2_low_us, c2_high_us, c2_text, " +
+	"c3_system, c3_code, c3_value, c3_low, c3_high, c3_low_us, c3_high_us, c3_text"
+
+// maxCompositeParts is how many parts search_composite holds; R4's
+// composites have two or three (MolecularSequence's coordinates).
+const maxCompositeParts = 3
+
+// compositeRow lays a composite out in search_composite's columns after
+// res_type and res_id.
 func compositeRow(e fhir.CompositeEntry) ([]any, error) {
-	if len(e.Parts) != 2 {
-		return nil, fmt.Errorf("composite %s has %d parts, want 2", e.Param, len(e.Parts))
+	if len(e.Parts) < 2 || len(e.Parts) > maxCompositeParts {
+		return nil, fmt.Errorf("composite %s has %d parts, want 2 to %d", e.Param, len(e.Parts), maxCompositeParts)
 	}
-	row := []any{e.Param, "", "", "", "", nil, nil, nil, nil, nil, ""}
-	first, second := e.Parts[0], e.Parts[1]
-	switch {
+	row := []any{e.Param, "", ""}
+	switch first := e.Parts[0]; {
 	case first.Token != nil:
 		row[1], row[2] = first.Token.System, first.Token.Code
 	case first.Reference != nil:
@@ -119,23 +121,30 @@ func compositeRow(e fhir.CompositeEntry) ([]any, error) {
 	default:
 		return nil, fmt.Errorf("composite %s: first part must be a token or reference", e.Param)
 	}
-	switch {
-	case second.Token != nil:
-		row[3], row[4] = second.Token.System, second.Token.Code
-	case second.Reference != nil:
-		row[3], row[4] = second.Reference.Type, second.Reference.ID
-	case second.Quantity != nil:
-		q := second.Quantity
-		row[3], row[4], row[5], row[6], row[7], row[10] = q.System, q.Code, q.Value, q.Low, q.High, q.Unit
-	case second.Number != nil:
-		n := second.Number
-		row[5], row[6], row[7] = n.Value, n.Low, n.High
-	case second.Date != nil:
-		row[8], row[9] = second.Date.Low.UnixMicro(), second.Date.High.UnixMicro()
-	case second.String != nil:
-		row[10] = second.String.Norm
-	default:
-		return nil, fmt.Errorf("composite %s: unsupported second part", e.Param)
+	for i := 1; i < maxCompositeParts; i++ {
+		// system, code, value, low, high, low_us, high_us, text
+		cols := []any{"", "", nil, nil, nil, nil, nil, ""}
+		if i < len(e.Parts) {
+			switch part := e.Parts[i]; {
+			case part.Token != nil:
+				cols[0], cols[1] = part.Token.System, part.Token.Code
+			case part.Reference != nil:
+				cols[0], cols[1] = part.Reference.Type, part.Reference.ID
+			case part.Quantity != nil:
+				q := part.Quantity
+				cols[0], cols[1], cols[2], cols[3], cols[4], cols[7] = q.System, q.Code, q.Value, q.Low, q.High, q.Unit
+			case part.Number != nil:
+				n := part.Number
+				cols[2], cols[3], cols[4] = n.Value, n.Low, n.High
+			case part.Date != nil:
+				cols[5], cols[6] = part.Date.Low.UnixMicro(), part.Date.High.UnixMicro()
+			case part.String != nil:
+				cols[7] = part.String.Norm
+			default:
+				return nil, fmt.Errorf("composite %s: unsupported part %d", e.Param, i+1)
+			}
+		}
+		row = append(row, cols...)
 	}
 	return row, nil
 }

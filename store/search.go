@@ -499,8 +499,8 @@ func (b *builder) value(x, resType, param, typ string, c *fhir.Criterion, v *fhi
 			b.w(x + ".value = ").arg(v.Text)
 		}
 	case "composite":
-		if len(v.Parts) != 2 {
-			return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s needs two values joined by $", c.Code)}
+		if len(v.Parts) != len(c.Components) || len(v.Parts) < 2 || len(v.Parts) > maxCompositeParts {
+			return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s needs %d values joined by $", c.Code, len(c.Components))}
 		}
 		if c.Components[0] == "reference" {
 			p := v.Parts[0]
@@ -508,22 +508,25 @@ func (b *builder) value(x, resType, param, typ string, c *fhir.Criterion, v *fhi
 		} else {
 			b.token(x+".c1_system", x+".c1_code", &v.Parts[0])
 		}
-		b.w(" AND ")
-		p := &v.Parts[1]
-		switch c.Components[1] {
-		case "token":
-			b.token(x+".c2_system", x+".c2_code", p)
-		case "quantity", "number":
-			b.number(x+".c2_value", p)
-			b.unit(x+".c2_system", x+".c2_code", x+".c2_text", p)
-		case "date":
-			b.dateRange(x+".c2_low_us", x+".c2_high_us", p)
-		case "string":
-			b.prefix(x+".c2_text", p.Text)
-		case "reference":
-			b.w(x + ".c2_system = ").arg(p.RefType).w(" AND " + x + ".c2_code = ").arg(p.RefID)
-		default:
-			return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s has an unsupported component type %s", c.Code, c.Components[1])}
+		for i := 1; i < len(v.Parts); i++ {
+			b.w(" AND ")
+			col := fmt.Sprintf("%s.c%d_", x, i+1)
+			p := &v.Parts[i]
+			switch c.Components[i] {
+			case "token":
+				b.token(col+"system", col+"code", p)
+			case "quantity", "number":
+				b.number(col+"value", p)
+				b.unit(col+"system", col+"code", col+"text", p)
+			case "date":
+				b.dateRange(col+"low_us", col+"high_us", p)
+			case "string":
+				b.prefix(col+"text", p.Text)
+			case "reference":
+				b.w(col + "system = ").arg(p.RefType).w(" AND " + col + "code = ").arg(p.RefID)
+			default:
+				return &CriteriaError{Msg: fmt.Sprintf("composite parameter %s has an unsupported component type %s", c.Code, c.Components[i])}
+			}
 		}
 	default:
 		return &CriteriaError{Msg: fmt.Sprintf("search parameters of type %q are not supported", typ)}
