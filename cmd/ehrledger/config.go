@@ -188,6 +188,38 @@ type setting struct {
 	set              func(c *serveConfig, v string) error
 }
 
+// intSetting, durationSetting, boolSetting and listSetting parse a
+// setting's value into the field that field returns; a list is comma- or
+// space-separated.
+func intSetting(field func(*serveConfig) *int) func(*serveConfig, string) error {
+	return parsed(strconv.Atoi, field)
+}
+
+func durationSetting(field func(*serveConfig) *time.Duration) func(*serveConfig, string) error {
+	return parsed(time.ParseDuration, field)
+}
+
+func boolSetting(field func(*serveConfig) *bool) func(*serveConfig, string) error {
+	return parsed(strconv.ParseBool, field)
+}
+
+func listSetting(field func(*serveConfig) *[]string) func(*serveConfig, string) error {
+	return parsed(func(v string) ([]string, error) {
+		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }), nil
+	}, field)
+}
+
+func parsed[T any](parse func(string) (T, error), field func(*serveConfig) *T) func(*serveConfig, string) error {
+	return func(c *serveConfig, v string) error {
+		x, err := parse(v)
+		if err != nil {
+			return err
+		}
+		*field(c) = x
+		return nil
+	}
+}
+
 // booleanFlags may stand alone on the command line (--insecure-no-auth).
 var booleanFlags = map[string]bool{"insecure-no-auth": true, "auth-server": true}
 
@@ -200,73 +232,28 @@ var serveSettings = []setting{
 		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
 		return err
 	}},
-	{"max-json-depth", "EHR_MAX_JSON_DEPTH", "deepest JSON nesting accepted", func(c *serveConfig, v string) (err error) {
-		c.MaxJSONDepth, err = strconv.Atoi(v)
-		return err
-	}},
-	{"max-search-criteria", "EHR_MAX_SEARCH_CRITERIA", "most criteria one search or condition takes", func(c *serveConfig, v string) (err error) {
-		c.MaxCriteria, err = strconv.Atoi(v)
-		return err
-	}},
-	{"max-search-values", "EHR_MAX_SEARCH_VALUES", "most values one search or condition takes", func(c *serveConfig, v string) (err error) {
-		c.MaxValues, err = strconv.Atoi(v)
-		return err
-	}},
-	{"max-includes", "EHR_MAX_INCLUDES", "most distinct _include and _revinclude in one search", func(c *serveConfig, v string) (err error) {
-		c.MaxIncludes, err = strconv.Atoi(v)
-		return err
-	}},
-	{"max-index-rows", "EHR_MAX_INDEX_ROWS", "most search index rows one resource may store", func(c *serveConfig, v string) (err error) {
-		c.MaxIndexRows, err = strconv.Atoi(v)
-		return err
-	}},
-	{"max-bundle-entries", "EHR_MAX_BUNDLE_ENTRIES", "most entries of a transaction or batch", func(c *serveConfig, v string) (err error) {
-		c.MaxBundleEntries, err = strconv.Atoi(v)
-		return err
-	}},
-	{"body-timeout", "EHR_BODY_TIMEOUT", "longest time a request body may take to arrive", func(c *serveConfig, v string) (err error) {
-		c.BodyTimeout, err = time.ParseDuration(v)
-		return err
-	}},
-	{"request-timeout", "EHR_REQUEST_TIMEOUT", "longest time one request may work", func(c *serveConfig, v string) (err error) {
-		c.RequestTimeout, err = time.ParseDuration(v)
-		return err
-	}},
-	{"shutdown-timeout", "EHR_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests", func(c *serveConfig, v string) (err error) {
-		c.ShutdownTimeout, err = time.ParseDuration(v)
-		return err
-	}},
+	{"max-json-depth", "EHR_MAX_JSON_DEPTH", "deepest JSON nesting accepted", intSetting(func(c *serveConfig) *int { return &c.MaxJSONDepth })},
+	{"max-search-criteria", "EHR_MAX_SEARCH_CRITERIA", "most criteria one search or condition takes", intSetting(func(c *serveConfig) *int { return &c.MaxCriteria })},
+	{"max-search-values", "EHR_MAX_SEARCH_VALUES", "most values one search or condition takes", intSetting(func(c *serveConfig) *int { return &c.MaxValues })},
+	{"max-includes", "EHR_MAX_INCLUDES", "most distinct _include and _revinclude in one search", intSetting(func(c *serveConfig) *int { return &c.MaxIncludes })},
+	{"max-index-rows", "EHR_MAX_INDEX_ROWS", "most search index rows one resource may store", intSetting(func(c *serveConfig) *int { return &c.MaxIndexRows })},
+	{"max-bundle-entries", "EHR_MAX_BUNDLE_ENTRIES", "most entries of a transaction or batch", intSetting(func(c *serveConfig) *int { return &c.MaxBundleEntries })},
+	{"body-timeout", "EHR_BODY_TIMEOUT", "longest time a request body may take to arrive", durationSetting(func(c *serveConfig) *time.Duration { return &c.BodyTimeout })},
+	{"request-timeout", "EHR_REQUEST_TIMEOUT", "longest time one request may work", durationSetting(func(c *serveConfig) *time.Duration { return &c.RequestTimeout })},
+	{"shutdown-timeout", "EHR_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests", durationSetting(func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout })},
 	{"log-format", "EHR_LOG_FORMAT", "log format: text or json", func(c *serveConfig, v string) error { c.LogFormat = v; return nil }},
 	{"log-level", "EHR_LOG_LEVEL", "log level: debug, info, warn or error", func(c *serveConfig, v string) error { c.LogLevel = v; return nil }},
 	{"kms", "EHR_KMS", "what wraps the data keys: local (key file under --data) or vault", func(c *serveConfig, v string) error { c.KMS = v; return nil }},
 	{"key-file", "EHR_KEY_FILE", "local KMS key file (default: keys.json under --data)", func(c *serveConfig, v string) error { c.KeyFile = v; return nil }},
-	{"key-cache-size", "EHR_KEY_CACHE_SIZE", "most unwrapped data keys kept in memory", func(c *serveConfig, v string) (err error) {
-		c.KeyCacheSize, err = strconv.Atoi(v)
-		return err
-	}},
-	{"key-cache-ttl", "EHR_KEY_CACHE_TTL", "how long an unwrapped data key stays in memory", func(c *serveConfig, v string) (err error) {
-		c.KeyCacheTTL, err = time.ParseDuration(v)
-		return err
-	}},
+	{"key-cache-size", "EHR_KEY_CACHE_SIZE", "most unwrapped data keys kept in memory", intSetting(func(c *serveConfig) *int { return &c.KeyCacheSize })},
+	{"key-cache-ttl", "EHR_KEY_CACHE_TTL", "how long an unwrapped data key stays in memory", durationSetting(func(c *serveConfig) *time.Duration { return &c.KeyCacheTTL })},
 	{"ledger-origin", "EHR_LEDGER_ORIGIN", "origin of the ledger's checkpoints: <provider-domain>/ehrledger/<log-name>", func(c *serveConfig, v string) error { c.LedgerOrigin = v; return nil }},
 	{"ledger-key-file", "EHR_LEDGER_KEY_FILE", "checkpoint signing key (default: ledger-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.LedgerKeyFile = v; return nil }},
-	{"ledger-checkpoint-interval", "EHR_LEDGER_CHECKPOINT_INTERVAL", "how often the ledger signs a checkpoint when it grew", func(c *serveConfig, v string) (err error) {
-		c.LedgerCheckpointEvery, err = time.ParseDuration(v)
-		return err
-	}},
-	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only", func(c *serveConfig, v string) (err error) {
-		c.InsecureNoAuth, err = strconv.ParseBool(v)
-		return err
-	}},
-	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (--auth-server=false turns it off)", func(c *serveConfig, v string) (err error) {
-		c.Auth.Server, err = strconv.ParseBool(v)
-		return err
-	}},
+	{"ledger-checkpoint-interval", "EHR_LEDGER_CHECKPOINT_INTERVAL", "how often the ledger signs a checkpoint when it grew", durationSetting(func(c *serveConfig) *time.Duration { return &c.LedgerCheckpointEvery })},
+	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only", boolSetting(func(c *serveConfig) *bool { return &c.InsecureNoAuth })},
+	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (--auth-server=false turns it off)", boolSetting(func(c *serveConfig) *bool { return &c.Auth.Server })},
 	{"auth-key-file", "EHR_AUTH_KEY_FILE", "the embedded authorization server's signing key (default: auth-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.Auth.KeyFile = v; return nil }},
-	{"auth-token-lifetime", "EHR_AUTH_TOKEN_LIFETIME", "validity of the access tokens the embedded authorization server issues (at most 1h)", func(c *serveConfig, v string) (err error) {
-		c.Auth.TokenLifetime, err = time.ParseDuration(v)
-		return err
-	}},
+	{"auth-token-lifetime", "EHR_AUTH_TOKEN_LIFETIME", "validity of the access tokens the embedded authorization server issues (at most 1h)", durationSetting(func(c *serveConfig) *time.Duration { return &c.Auth.TokenLifetime })},
 	{"auth-issuer", "EHR_AUTH_ISSUER", "an external authorization server whose tokens are accepted: its issuer URL (with --auth-jwks-url)", func(c *serveConfig, v string) error {
 		c.oneIssuer().URL = v
 		return nil
@@ -276,30 +263,15 @@ var serveSettings = []setting{
 		c.oneIssuer().TokenURL = v
 		return nil
 	}},
-	{"auth-issuer-max-lifetime", "EHR_AUTH_ISSUER_MAX_LIFETIME", "the longest validity of --auth-issuer's tokens (default 1h)", func(c *serveConfig, v string) (err error) {
-		c.oneIssuer().MaxLifetime, err = time.ParseDuration(v)
-		return err
-	}},
+	{"auth-issuer-max-lifetime", "EHR_AUTH_ISSUER_MAX_LIFETIME", "the longest validity of --auth-issuer's tokens (default 1h)", durationSetting(func(c *serveConfig) *time.Duration { return &c.oneIssuer().MaxLifetime })},
 	{"consent-default", "EHR_CONSENT_DEFAULT", "what decides when no consent of the patient applies: opt-out (permit) or opt-in (deny)", func(c *serveConfig, v string) error {
 		c.Consent.Default = v
 		return nil
 	}},
-	{"consent-explicit-purposes", "EHR_CONSENT_EXPLICIT_PURPOSES", "purposes of use only a consent naming them permits, comma-separated (e.g. HRESCH)", func(c *serveConfig, v string) error {
-		c.Consent.ExplicitPurposes = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
-		return nil
-	}},
-	{"consent-redact", "EHR_CONSENT_REDACT", "security labels only a consent naming them discloses, comma-separated system|code (e.g. http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R)", func(c *serveConfig, v string) error {
-		c.Consent.Redact = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
-		return nil
-	}},
-	{"accounting-exempt", "EHR_ACCOUNTING_EXEMPT", "purposes of use an accounting of disclosures marks exempt from the legal accounting, comma-separated (default TREAT,HPAYMT,HOPERAT; \"none\" for none)", func(c *serveConfig, v string) error {
-		c.AccountingExempt = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
-		return nil
-	}},
-	{"export-retention", "EHR_EXPORT_RETENTION", "how long the files of an ended Bulk Data export are kept", func(c *serveConfig, v string) (err error) {
-		c.ExportRetention, err = time.ParseDuration(v)
-		return err
-	}},
+	{"consent-explicit-purposes", "EHR_CONSENT_EXPLICIT_PURPOSES", "purposes of use only a consent naming them permits, comma-separated (e.g. HRESCH)", listSetting(func(c *serveConfig) *[]string { return &c.Consent.ExplicitPurposes })},
+	{"consent-redact", "EHR_CONSENT_REDACT", "security labels only a consent naming them discloses, comma-separated system|code (e.g. http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R)", listSetting(func(c *serveConfig) *[]string { return &c.Consent.Redact })},
+	{"accounting-exempt", "EHR_ACCOUNTING_EXEMPT", "purposes of use an accounting of disclosures marks exempt from the legal accounting, comma-separated (default TREAT,HPAYMT,HOPERAT; \"none\" for none)", listSetting(func(c *serveConfig) *[]string { return &c.AccountingExempt })},
+	{"export-retention", "EHR_EXPORT_RETENTION", "how long the files of an ended Bulk Data export are kept", durationSetting(func(c *serveConfig) *time.Duration { return &c.ExportRetention })},
 	{"vault-addr", "EHR_VAULT_ADDR", "Vault address", func(c *serveConfig, v string) error { c.Vault.Addr = v; return nil }},
 	{"vault-token", "EHR_VAULT_TOKEN", "Vault token (or use AppRole)", func(c *serveConfig, v string) error { c.Vault.Token = v; return nil }},
 	{"vault-role-id", "EHR_VAULT_ROLE_ID", "Vault AppRole role id", func(c *serveConfig, v string) error { c.Vault.RoleID = v; return nil }},
