@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -39,6 +40,10 @@ type Config struct {
 	// same name takes its lease back at once instead of waiting for it to
 	// run out; default: a random name.
 	Holder string
+	// Keys seals and opens the openings of records (openings.go) and
+	// holds the key of the patient lookup keys; a log without them only
+	// takes entries already sealed (Append).
+	Keys   *keys.Keyring
 	Logger *slog.Logger
 }
 
@@ -56,6 +61,10 @@ type Log struct {
 	pending []*pendingRecord // appended in memory, waiting for the sequencer
 	kick    chan struct{}
 
+	keys       *keys.Keyring
+	pseudonyms *Pseudonyms
+	running    atomic.Bool // Run is filling the lookups
+
 	hashes *hashCache
 	edge   atomic.Pointer[edge] // the tree as this sequencer's last batch left it
 	follow time.Time            // until then, queued records are left to the lease holder
@@ -67,7 +76,7 @@ type Log struct {
 }
 
 type pendingRecord struct {
-	data  []byte
+	entry store.LedgerEntry
 	index int64
 	err   error
 	done  chan struct{}
@@ -111,6 +120,14 @@ func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
 		st: st, cfg: cfg, holder: cfg.Holder, log: cfg.Logger,
 		kick:   make(chan struct{}, 1),
 		hashes: newHashCache(st),
+		keys:   cfg.Keys,
+	}
+	if cfg.Keys != nil {
+		ks, err := cfg.Keys.Ensure(ctx, []string{keys.PseudonymOwner})
+		if err != nil {
+			return nil, err
+		}
+		l.pseudonyms = NewPseudonyms(ks[keys.PseudonymOwner].MAC)
 	}
 	if err := l.verifyStored(ctx); err != nil {
 		return nil, err
@@ -118,23 +135,23 @@ func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// Append adds records to the log and returns their indexes once they are
-// durable. Records appended at the same time share one transaction (group
-// commit).
-func (l *Log) Append(ctx context.Context, records [][]byte) ([]int64, error) {
-	for _, r := range records {
-		if len(r) > store.MaxLedgerRecord {
+// Append adds entries (records sealed by Entries) to the log and returns
+// their indexes once they are durable, with their openings. Entries
+// appended at the same time share one transaction (group commit).
+func (l *Log) Append(ctx context.Context, entries []store.LedgerEntry) ([]int64, error) {
+	for _, e := range entries {
+		if len(e.Record) > store.MaxLedgerRecord {
 			return nil, store.ErrLedgerRecordTooLarge
 		}
 	}
-	ps := make([]*pendingRecord, len(records))
+	ps := make([]*pendingRecord, len(entries))
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
 		return nil, ErrStopped
 	}
-	for i, r := range records {
-		ps[i] = &pendingRecord{data: r, done: make(chan struct{})}
+	for i, e := range entries {
+		ps[i] = &pendingRecord{entry: e, done: make(chan struct{})}
 		l.pending = append(l.pending, ps[i])
 	}
 	l.mu.Unlock()
@@ -164,6 +181,8 @@ func (l *Log) poke() {
 // Run integrates records, fills the lookup table and signs checkpoints
 // until ctx ends.
 func (l *Log) Run(ctx context.Context) error {
+	l.running.Store(true)
+	defer l.running.Store(false)
 	done := make(chan struct{})
 	go func() { l.fillLookups(ctx); close(done) }()
 	defer func() { <-done }()
@@ -238,9 +257,9 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 			return 0, err
 		}
 	}
-	mem := make([][]byte, len(batch))
+	mem := make([]store.LedgerEntry, len(batch))
 	for i, p := range batch {
-		mem[i] = p.data
+		mem[i] = p.entry
 	}
 	var first int64
 	var placed [][]byte
@@ -281,11 +300,11 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 // handOver queues records for the replica that holds the sequencer lease
 // and waits, beside the loop, for their indexes.
 func (l *Log) handOver(ctx context.Context, batch []*pendingRecord) error {
-	data := make([][]byte, len(batch))
+	entries := make([]store.LedgerEntry, len(batch))
 	for i, p := range batch {
-		data[i] = p.data
+		entries[i] = p.entry
 	}
-	ids, err := l.st.QueueLedger(ctx, data)
+	ids, err := l.st.QueueLedger(ctx, entries)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +38,15 @@ func run(t *testing.T, l *audit.Log) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// leaves are entries of raw leaves, without openings.
+func leaves(recs ...[]byte) []store.LedgerEntry {
+	out := make([]store.LedgerEntry, len(recs))
+	for i, r := range recs {
+		out[i].Record = r
+	}
+	return out
+}
+
 // runLogs opens n running logs on one store (n server replicas).
 func runLogs(t *testing.T, st *store.Store, cfg audit.Config, n int) []*audit.Log {
 	logs := make([]*audit.Log, n)
@@ -64,7 +72,7 @@ func appendConcurrently(t *testing.T, logs []*audit.Log, workers, each int) map[
 		wg.Go(func() {
 			for i := range each {
 				rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d-%d"}`, w, i)
-				idx, err := logs[w%len(logs)].Append(context.Background(), [][]byte{[]byte(rec)})
+				idx, err := logs[w%len(logs)].Append(context.Background(), leaves([]byte(rec)))
 				if err != nil {
 					t.Error(err)
 					return
@@ -111,7 +119,7 @@ func TestLog(t *testing.T) {
 		for i := range 300 {
 			many = append(many, fmt.Appendf(nil, `{"v":1,"type":"disclosure","n":"many-%d"}`, i))
 		}
-		idx, err := l.Append(ctx, many)
+		idx, err := l.Append(ctx, leaves(many...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +133,7 @@ func TestLog(t *testing.T) {
 		}
 
 		// Records queued by a write transaction are integrated too.
-		if _, err := st.QueueLedger(ctx, [][]byte{[]byte(`{"v":1,"type":"write"}`)}); err != nil {
+		if _, err := st.QueueLedger(ctx, leaves([]byte(`{"v":1,"type":"write"}`))); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
@@ -167,7 +175,7 @@ func TestLog(t *testing.T) {
 		}
 
 		// A later tree is consistent with the checkpoint.
-		if _, err := l.Append(ctx, [][]byte{[]byte(`{"v":1,"type":"disclosure","n":"later"}`)}); err != nil {
+		if _, err := l.Append(ctx, leaves([]byte(`{"v":1,"type":"disclosure","n":"later"}`))); err != nil {
 			t.Fatal(err)
 		}
 		later, err := l.TreeHash(ctx, 1302)
@@ -321,7 +329,7 @@ func TestSequencerTakesOverAPartialTree(t *testing.T) {
 		want := map[int64]string{}
 		for i := range 600 {
 			rec := fmt.Sprintf(`{"v":1,"type":"disclosure","n":"%d"}`, i)
-			idx, err := logs[i/7%2].Append(ctx, [][]byte{[]byte(rec)})
+			idx, err := logs[i/7%2].Append(ctx, leaves([]byte(rec)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,13 +359,14 @@ func TestSequencerTakesOverAPartialTree(t *testing.T) {
 func TestRecordsOfManyRecords(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
-		st, _ := testkeys.Open(t, store.Config{DSN: dsn})
+		st, kr := testkeys.Open(t, store.Config{DSN: dsn})
 		signer, verifier := keys(t)
-		l := runLogs(t, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour}, 1)[0]
+		l := runLogs(t, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour, Keys: kr}, 1)[0]
 		const n = 1200
 		for i := range n {
-			rec := fmt.Sprintf(`{"v":1,"type":"disclosure","time":"2026-12-04T10:00:00.%06dZ","patient":"many","n":%d}`, i, i)
-			if _, err := l.Append(ctx, [][]byte{[]byte(rec)}); err != nil {
+			rec := audit.Record{Type: audit.TypeDisclosure, Time: fmt.Sprintf("2026-12-04T10:00:00.%06dZ", i), Patient: "Patient/many",
+				Interaction: "read", Resources: []audit.Resource{{Ref: fmt.Sprintf("Observation/o%d/_history/1", i)}}}
+			if _, err := l.AppendRecords(ctx, []audit.Record{rec}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -373,13 +382,13 @@ func TestRecordsOfManyRecords(t *testing.T) {
 				t.Fatalf("lookups %d behind", behind)
 			}
 		}
-		recs, err := l.RecordsOf(ctx, "many", math.MinInt64, math.MaxInt64, -1, n)
-		if err != nil || len(recs) != n {
-			t.Fatalf("RecordsOf: %d records, %v", len(recs), err)
+		recs, next, err := l.RecordsOf(ctx, "many", math.MinInt64, math.MaxInt64, -1, n+1)
+		if err != nil || len(recs) != n || next != -1 {
+			t.Fatalf("RecordsOf: %d records, then %d, %v", len(recs), next, err)
 		}
 		for i, r := range recs {
-			if !strings.Contains(string(r.Data), fmt.Sprintf(`"n":%d}`, i)) {
-				t.Fatalf("record %d of the list is %s", i, r.Data)
+			if want := fmt.Sprintf("Observation/o%d/_history/1", i); r.Record.Resources[0].Ref != want || r.Record.Patient != "Patient/many" {
+				t.Fatalf("record %d of the list is %+v, want %s", i, r.Record, want)
 			}
 		}
 	})

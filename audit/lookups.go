@@ -2,11 +2,13 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
 
 	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The lookup table (by leaf hash; by patient and time) is filled beside
@@ -82,9 +84,9 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	rows := make([]store.LedgerLookup, len(recs))
-	for i, r := range recs {
-		rows[i] = lookupOf(r)
+	rows, err := l.lookupsOf(ctx, recs)
+	if err != nil {
+		return 0, err
 	}
 	if err := l.st.AddLedgerLookups(ctx, last, rows); errors.Is(err, store.ErrCursorMoved) {
 		return 0, nil // another filler added them
@@ -92,6 +94,35 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	return len(rows), nil
+}
+
+// lookupsOf is the lookup rows of records: each by its leaf hash, and by
+// the patient and exact time its kept opening gives (none: no patient,
+// the leaf's time).
+func (l *Log) lookupsOf(ctx context.Context, recs []store.LedgerRecord) ([]store.LedgerLookup, error) {
+	idx := make([]int64, len(recs))
+	for i, r := range recs {
+		idx[i] = r.Index
+	}
+	kept, err := l.st.LedgerOpenings(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]store.LedgerLookup, len(recs))
+	for i, r := range recs {
+		m := store.LedgerLookup{Index: r.Index, HashKey: hashKey(tlog.RecordHash(r.Data))}
+		if o, ok := kept[r.Index]; ok {
+			m.PatientKey, m.TimeUs = o.PatientKey, o.TimeUs
+		} else {
+			var lf struct{ Time string } // what a lookup keeps, and no more decoded
+			json.Unmarshal(r.Data, &lf)
+			if t, err := time.Parse(time.RFC3339Nano, lf.Time); err == nil {
+				m.TimeUs = t.UnixMicro()
+			}
+		}
+		rows[i] = m
+	}
+	return rows, nil
 }
 
 // LookupsBehind returns how many integrated records have no lookup row

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/ehrledger/ehrledger/store"
@@ -53,33 +52,6 @@ func (l *Log) IndexOf(ctx context.Context, leafHash tlog.Hash) (int64, error) {
 		}
 	}
 	return 0, store.ErrNotFound
-}
-
-// RecordsOf lists the records about a patient (by pseudonym) with times
-// in [fromUs, toUs), after index after (-1: from the start), in index
-// order, at most limit. A record is listed a moment after its append,
-// once its lookup row is filled.
-func (l *Log) RecordsOf(ctx context.Context, pseudonym string, fromUs, toUs, after int64, limit int) ([]store.LedgerRecord, error) {
-	idx, err := l.st.LedgerIndexesOf(ctx, patientKey(pseudonym), fromUs, toUs, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	recs, err := l.recordsAt(ctx, idx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.LedgerRecord, 0, len(idx))
-	for _, n := range idx {
-		data, ok := recs[n]
-		if !ok {
-			return nil, fmt.Errorf("%w: record %d is missing from its entry bundle", ErrTampered, n)
-		}
-		var r struct{ Patient string }
-		if json.Unmarshal(data, &r) == nil && r.Patient == pseudonym { // not another patient of the same key
-			out = append(out, store.LedgerRecord{Index: n, Data: data})
-		}
-	}
-	return out, nil
 }
 
 // TreeHash returns the root of the tree of the given size.

@@ -134,6 +134,17 @@ func TestAccounting(t *testing.T) {
 		{"ledger index", func(ae map[string]any) {
 			ae["extension"].([]any)[0].(map[string]any)["valueInteger"] = 0
 		}, "not in the log"},
+		{"opening", func(ae map[string]any) {
+			for _, x := range ae["extension"].([]any) {
+				if xm := x.(map[string]any); xm["url"] == "urn:ehrledger:fhir:ledger-opening" {
+					raw, _ := base64.StdEncoding.DecodeString(xm["valueBase64Binary"].(string))
+					xm["valueBase64Binary"] = base64.StdEncoding.EncodeToString([]byte(strings.Replace(string(raw), "Patient/"+pat, "Patient/someone", 1)))
+				}
+			}
+		}, "does not commit to the opening"},
+		{"patient", func(ae map[string]any) {
+			ae["entity"].([]any)[0].(map[string]any)["what"] = map[string]any{"reference": "Patient/someone"}
+		}, "the patient"},
 	} {
 		var tb map[string]any
 		json.Unmarshal(r.body, &tb)
@@ -179,6 +190,47 @@ func TestAccounting(t *testing.T) {
 	}
 	if html := export("html"); !strings.Contains(html, "<table>") || !strings.Contains(html, "break-glass") || strings.Count(html, "<tr><td>") != len(want) {
 		t.Fatalf("HTML report:\n%s", html)
+	}
+
+	// After the patient's erasure the server can open none of their
+	// records, and their trail and accounting are gone; the accounting
+	// exported before still verifies offline, with the openings it
+	// carries.
+	exported := export("json")
+	erasure := admin.do(http.MethodPost, "/Patient/"+pat+"/$erase", nil).want(t, http.StatusOK)
+	for _, n := range want {
+		admin.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusNotFound)
+	}
+	if trail := admin.do(http.MethodGet, "/AuditEvent?patient=Patient/"+pat, nil).want(t, http.StatusOK); strings.Contains(string(trail.body), `"entry"`) {
+		t.Fatalf("the erased patient's trail still lists records: %s", truncate(trail.body))
+	}
+	if acct := admin.do(http.MethodGet, "/Patient/"+pat+"/$disclosures", nil); acct.StatusCode == http.StatusOK && strings.Contains(string(acct.body), `"resourceType":"AuditEvent"`) {
+		t.Fatalf("the erased patient's accounting still lists disclosures: %s", truncate(acct.body))
+	}
+	os.WriteFile(file, []byte(exported), 0o600)
+	if out, ok := verify(t, bin, "--accounting", file, "--key", key); !ok || !strings.Contains(out, "about Patient/"+pat) {
+		t.Fatalf("the accounting exported before the erasure does not verify after it: %s", out)
+	}
+	// The erasure's own record opens only with what its answer carried.
+	var outcome struct {
+		Extension []struct {
+			URL               string `json:"url"`
+			ValueBase64Binary string `json:"valueBase64Binary"`
+		} `json:"extension"`
+	}
+	json.Unmarshal(erasure.body, &outcome)
+	var leaf, opening []byte
+	for _, x := range outcome.Extension {
+		b, _ := base64.StdEncoding.DecodeString(x.ValueBase64Binary)
+		switch x.URL {
+		case "urn:ehrledger:fhir:ledger-record":
+			leaf = b
+		case "urn:ehrledger:fhir:ledger-opening":
+			opening = b
+		}
+	}
+	if rec := openLeaf(t, leaf, opening); rec.Type != "erasure" || rec.Patient != "Patient/"+pat {
+		t.Fatalf("the erasure answer's record opens as %+v", rec)
 	}
 
 	// A checkpoint not signed by the log's key fails the whole file.

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -30,6 +31,15 @@ func testErase(t *testing.T, c *client, run string) {
 
 	// The read's record is the newest; the erasure's comes after it.
 	before := ledgerIndexes(t, c.do(http.MethodGet, "/Patient/"+gone, nil).want(t, http.StatusOK))[0] + 1
+	// The records about the patient, which the server opens until the
+	// erasure.
+	about := []int64{before - 1}
+	for _, ae := range c.auditEventsOf(t, gone) {
+		about = append(about, ae.index)
+	}
+	for _, n := range about {
+		c.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusOK)
+	}
 	c.do(http.MethodPost, "/Patient/nobody-"+run+"/$erase", nil).want(t, http.StatusNotFound)
 	c.do(http.MethodPost, "/Observation/"+gone+"-o1/$erase", nil).want(t, http.StatusNotFound)
 	r := c.do(http.MethodPost, "/Patient/"+gone+"/$erase", nil).want(t, http.StatusOK)
@@ -37,17 +47,37 @@ func testErase(t *testing.T, c *client, run string) {
 		t.Errorf("$erase answer does not say 4 resources were erased: %s", r.body)
 	}
 
-	// The erasure is in the ledger.
+	// The erasure is in the ledger: the leaf its answer carries. Its
+	// opening is in that answer only; those of the patient's other
+	// records went with the key.
+	var outcome struct {
+		Extension []struct {
+			URL               string `json:"url"`
+			ValueBase64Binary string `json:"valueBase64Binary"`
+		} `json:"extension"`
+	}
+	json.Unmarshal(r.body, &outcome)
+	var leaf []byte
+	for _, x := range outcome.Extension {
+		if x.URL == "urn:ehrledger:fhir:ledger-record" {
+			leaf, _ = base64.StdEncoding.DecodeString(x.ValueBase64Binary)
+		}
+	}
 	found := false
 	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		cp := c.checkpoint(t, before)
 		for n := before; n < int64(cp.Size) && !found; n++ {
-			rec, _ := c.record(t, cp, n)
-			found = rec.Type == "erasure"
+			if data := c.leaf(t, cp, n); string(data) == string(leaf) {
+				found = true
+				c.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusNotFound)
+			}
 		}
 	}
-	if !found {
-		t.Error("no erasure record in the ledger after $erase")
+	if !found || openLeaf(t, leaf, nil).Type != "erasure" {
+		t.Errorf("the erasure record %s is not in the ledger after $erase", leaf)
+	}
+	for _, n := range about {
+		c.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusNotFound)
 	}
 
 	erased := func(path string) {

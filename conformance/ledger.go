@@ -19,13 +19,17 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// ledgerRecord is the part of a ledger record the suite checks.
+// ledgerRecord is the part of a ledger record the suite checks: its leaf,
+// with what the opening of the leaf's commitment reveals.
 type ledgerRecord struct {
+	V         int    `json:"v"`
 	Type      string `json:"type"`
+	Time      string `json:"time"`
 	Patient   string `json:"patient"`
 	Recipient *struct {
-		Client       string `json:"client"`
-		Organization string `json:"organization"`
+		Client         string `json:"client"`
+		Organization   string `json:"organization"`
+		PatientContext bool   `json:"patient_context"`
 	} `json:"recipient"`
 	Purpose     string `json:"purpose"`
 	Interaction string `json:"interaction"`
@@ -38,6 +42,46 @@ type ledgerRecord struct {
 		Ref    string `json:"ref"`
 		SHA256 string `json:"sha256"`
 	} `json:"resources"`
+	Commitment string `json:"commitment"`
+}
+
+// leafFields are the fields a leaf may show: nothing that links a record
+// to a patient (docs/ledger.md).
+var leafFields = []string{"v", "type", "time", "recipient", "purpose", "interaction", "break_glass", "commitment"}
+
+// openLeaf reads a leaf with the opening of its commitment, checking it as
+// verify does: the SHA-256 of the domain and the opening is the
+// commitment, and the opening (after its 32-byte salt) is JSON whose time
+// is the leaf's to the second.
+func openLeaf(t *testing.T, leaf, opening []byte) ledgerRecord {
+	t.Helper()
+	var rec ledgerRecord
+	if err := json.Unmarshal(leaf, &rec); err != nil {
+		t.Fatalf("a leaf is not JSON: %s", leaf)
+	}
+	var fields map[string]json.RawMessage
+	json.Unmarshal(leaf, &fields)
+	for f := range fields {
+		if !slices.Contains(leafFields, f) {
+			t.Fatalf("a leaf shows %q: %s", f, leaf)
+		}
+	}
+	if opening == nil {
+		return rec
+	}
+	h := sha256.Sum256(append([]byte("ehrledger record opening v2\x00"), opening...))
+	if len(opening) < 32 || base64.RawURLEncoding.EncodeToString(h[:]) != rec.Commitment {
+		t.Fatalf("the opening is not the one the leaf commits to: %s", leaf)
+	}
+	leafTime, commitment := rec.Time, rec.Commitment
+	if err := json.Unmarshal(opening[32:], &rec); err != nil {
+		t.Fatalf("an opening is not JSON: %s", opening[32:])
+	}
+	if len(rec.Time) < 19 || rec.Time[:19]+"Z" != leafTime {
+		t.Fatalf("the opening's time %s is not the leaf's %s", rec.Time, leafTime)
+	}
+	rec.Commitment = commitment
+	return rec
 }
 
 // consentRefs lists the consent versions a record cites.
@@ -100,9 +144,18 @@ func (c *client) checkpoint(t *testing.T, n int64) *log.Checkpoint {
 	}
 }
 
-// record fetches record n from its entry bundle and checks its inclusion
-// proof against cp.
+// record fetches record n from its entry bundle, checks its inclusion
+// proof against cp, and opens it (the client must be allowed its
+// opening).
 func (c *client) record(t *testing.T, cp *log.Checkpoint, n int64) (ledgerRecord, []byte) {
+	t.Helper()
+	data := c.leaf(t, cp, n)
+	return openLeaf(t, data, c.opening(t, n, data)), data
+}
+
+// leaf fetches record n's leaf from its entry bundle, as anyone can, and
+// checks its inclusion proof against cp.
+func (c *client) leaf(t *testing.T, cp *log.Checkpoint, n int64) []byte {
 	t.Helper()
 	tile := tlog.Tile{H: 8, L: -1, N: n / 256, W: int(min(256, int64(cp.Size)-n/256*256))}
 	path := "/ledger/" + strings.Replace(tile.Path(), "tile/8/data/", "tile/entries/", 1)
@@ -134,11 +187,32 @@ func (c *client) record(t *testing.T, cp *log.Checkpoint, n int64) (ledgerRecord
 	if err := tlog.CheckRecord(proof, int64(cp.Size), tlog.Hash(cp.Hash), n, tlog.RecordHash(data)); err != nil {
 		t.Fatalf("record %d's inclusion proof does not lead to the checkpoint: %v", n, err)
 	}
-	var rec ledgerRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		t.Fatalf("record %d is not JSON: %s", n, data)
+	return data
+}
+
+// opening fetches the opening of record n (the client must be allowed
+// it), nil when the record commits to nothing.
+func (c *client) opening(t *testing.T, n int64, leaf []byte) []byte {
+	t.Helper()
+	var l struct{ Commitment string }
+	json.Unmarshal(leaf, &l)
+	if l.Commitment == "" {
+		return nil
 	}
-	return rec, data
+	var o struct {
+		Index   int64  `json:"index"`
+		Record  string `json:"record"`
+		Opening string `json:"opening"`
+	}
+	if err := json.Unmarshal(c.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusOK).body, &o); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := base64.StdEncoding.DecodeString(o.Record)
+	opening, _ := base64.StdEncoding.DecodeString(o.Opening)
+	if o.Index != n || string(got) != string(leaf) {
+		t.Fatalf("/ledger/opening/%d answers record %d: %s", n, o.Index, got)
+	}
+	return opening
 }
 
 // testLedger checks, as a client can, that disclosures are recorded
@@ -172,11 +246,11 @@ func testLedger(t *testing.T, c *client, run string) {
 		rec.Resources[0].Ref != "Observation/"+p1+"-o/_history/1" || rec.Resources[0].SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("record %d does not describe the read (the SHA-256 of the body received is %x): %s", idx[0], sum, data)
 	}
-	if rec.Patient == "" || strings.Contains(string(data), p1) && !strings.Contains(string(data), "Observation/"+p1) {
-		t.Fatalf("record %d names the patient other than by pseudonym: %s", idx[0], data)
+	if rec.Patient != "Patient/"+p1 {
+		t.Fatalf("record %d opens as about %q, not Patient/%s", idx[0], rec.Patient, p1)
 	}
-	if strings.Contains(string(data), "Ledgered") {
-		t.Fatalf("record %d holds the patient's name: %s", idx[0], data)
+	if strings.Contains(string(data), p1) || strings.Contains(string(data), hex.EncodeToString(sum[:])) || strings.Contains(string(data), "Ledgered") {
+		t.Fatalf("record %d's leaf names the patient, the resource or its digest: %s", idx[0], data)
 	}
 
 	// One record per patient a response discloses; none for the

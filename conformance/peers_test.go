@@ -575,10 +575,33 @@ func shareRecords(t *testing.T, bin string, a, b, c *provider) int64 {
 	if !ok {
 		t.Fatalf("a's disclosure to b does not verify from b's mirror: %s", rec)
 	}
-	for _, want := range []string{`"type":"disclosure"`, `"client":"provider-b"`, `"organization":"Organization/b"`, `"purpose":"TREAT"`, "Consent/" + consentID + "/_history/1", "Observation/shared-obs"} {
+	for _, want := range []string{`"type":"disclosure"`, `"client":"provider-b"`, `"organization":"Organization/b"`, `"purpose":"TREAT"`} {
 		if !strings.Contains(rec, want) {
 			t.Fatalf("a's record of the disclosure to b lacks %s:\n%s", want, rec)
 		}
+	}
+	// The mirrored leaf names neither the consent nor the data; the
+	// opening a keeps says both, and opens the very leaf b mirrors.
+	for _, hidden := range []string{"Consent/", "shared-obs", "shared-x"} {
+		if strings.Contains(rec, hidden) {
+			t.Fatalf("a's record as b mirrors it shows %s:\n%s", hidden, rec)
+		}
+	}
+	var o struct{ Record, Opening string }
+	json.Unmarshal(a.admin.do(http.MethodGet, fmt.Sprintf("/ledger/opening/%d", n), nil).want(t, http.StatusOK).body, &o)
+	leaf, _ := base64.StdEncoding.DecodeString(o.Record)
+	opening, _ := base64.StdEncoding.DecodeString(o.Opening)
+	var l struct{ Commitment string }
+	json.Unmarshal(leaf, &l)
+	opened := openLeaf(t, leaf, opening)
+	if !strings.Contains(rec, l.Commitment) || opened.Patient != "Patient/shared-x" || len(opened.Consents) != 1 || opened.Consents[0].Ref != "Consent/"+consentID+"/_history/1" ||
+		!slices.ContainsFunc(opened.Resources, func(r struct {
+			Ref    string `json:"ref"`
+			SHA256 string `json:"sha256"`
+		}) bool {
+			return strings.HasPrefix(r.Ref, "Observation/shared-obs")
+		}) {
+		t.Fatalf("a's opening of record %d (%+v) does not open the leaf b mirrors:\n%s", n, opened, rec)
 	}
 	return n
 }

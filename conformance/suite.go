@@ -63,6 +63,7 @@ func Run(t *testing.T, srv Server) {
 		{"$erase crypto-shreds a patient", testErase},
 		{"every disclosure is in the signed ledger before the data arrives", testLedger},
 		{"AuditEvents are the ledger's records about a patient", testAuditEvents},
+		{"no leaf of the public log links a record to a patient", testUnlinkable},
 		{"tokens that are wrong in any way are refused", testTokensRefused},
 		{"SMART Backend Services with a registered client's key", testBackendServices},
 		{"scopes allow each interaction and constrain by query", testScopes},

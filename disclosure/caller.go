@@ -101,12 +101,14 @@ func (c *Caller) breakingGlass() bool {
 // Recipient is who receives what a request discloses, for its ledger
 // record: the client and, when it acts for one, its organisation. An
 // actor of another kind (a practitioner, or the patient, whose id must
-// never reach the ledger) is not recorded.
+// never reach the ledger) is not recorded. A token in a patient's context
+// is marked so: its client may be the patient's alone, and a leaf must
+// not show it (audit.Recipient).
 func (c *Caller) Recipient() *audit.Recipient {
 	if c == nil || c.Claims == nil {
 		return nil
 	}
-	r := &audit.Recipient{Client: c.Claims.ClientID}
+	r := &audit.Recipient{Client: c.Claims.ClientID, PatientContext: c.Claims.Patient != ""}
 	if strings.HasPrefix(c.Claims.Actor, "Organization/") {
 		r.Organization = c.Claims.Actor
 	}

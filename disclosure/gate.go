@@ -18,10 +18,9 @@ type Config struct {
 	// data key on their first write).
 	Store *store.Store
 	Keys  *keys.Keyring
-	// Ledger records every write and disclosure, with patients as
-	// Pseudonyms.
-	Ledger     *audit.Log
-	Pseudonyms *audit.Pseudonyms
+	// Ledger records every write and disclosure; it must have been opened
+	// with a keyring, which seals the records' openings.
+	Ledger *audit.Log
 	// Consent is the provider's consent policy: the default when a
 	// patient has no consent that applies, and the purposes that need an
 	// explicit permit. A zero Default means opt-out (permit).
@@ -41,13 +40,12 @@ type Config struct {
 // Gate decides and records what callers may see of the patient data in
 // its store. It is safe for concurrent use.
 type Gate struct {
-	cfg        Config
-	store      *store.Store
-	keys       *keys.Keyring
-	ledger     *audit.Log
-	pseudonyms *audit.Pseudonyms
-	log        *slog.Logger
-	now        func() time.Time
+	cfg    Config
+	store  *store.Store
+	keys   *keys.Keyring
+	ledger *audit.Log
+	log    *slog.Logger
+	now    func() time.Time
 	// policyCache keeps patients' compiled consent policies (consent.go).
 	policyCache *lru.Cache[string, cachedPolicy]
 }
@@ -57,8 +55,8 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Store == nil || cfg.Keys == nil {
 		return nil, errors.New("disclosure: Config.Store and Config.Keys are required")
 	}
-	if cfg.Ledger == nil || cfg.Pseudonyms == nil {
-		return nil, errors.New("disclosure: Config.Ledger and Config.Pseudonyms are required")
+	if cfg.Ledger == nil {
+		return nil, errors.New("disclosure: Config.Ledger is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -69,7 +67,7 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Consent.Default == consent.Inherit {
 		cfg.Consent.Default = consent.Permit
 	}
-	g := &Gate{cfg: cfg, store: cfg.Store, keys: cfg.Keys, ledger: cfg.Ledger, pseudonyms: cfg.Pseudonyms, log: cfg.Logger, now: cfg.Now}
+	g := &Gate{cfg: cfg, store: cfg.Store, keys: cfg.Keys, ledger: cfg.Ledger, log: cfg.Logger, now: cfg.Now}
 	g.policyCache, _ = lru.New[string, cachedPolicy](policyCacheSize) // a positive size never fails
 	return g, nil
 }

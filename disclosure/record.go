@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
 
@@ -89,7 +90,7 @@ func (g *Gate) record(ctx context.Context, interaction string, items []item) ([]
 	}
 	now := audit.FormatTime(g.now())
 	c := CallerOf(ctx)
-	var recs [][]byte
+	var recs []audit.Record
 	var disclosures []bool // per record: a disclosure (named in Ledger-Index)
 	for _, gr := range groups {
 		typ := audit.TypeDisclosure
@@ -97,14 +98,13 @@ func (g *Gate) record(ctx context.Context, interaction string, items []item) ([]
 			typ = audit.TypeDenial
 		}
 		for start := 0; start < len(gr.res); start += maxResourcesPerRecord {
-			rec := audit.Record{Type: typ, Time: now, Patient: g.pseudonyms.Of(gr.patient),
+			recs = append(recs, audit.Record{Type: typ, Time: now, Patient: keys.PatientOwner(gr.patient),
 				Recipient: c.Recipient(), Purpose: c.PurposeOfUse(), Interaction: interaction,
-				Resources: gr.res[start:min(start+maxResourcesPerRecord, len(gr.res))], Consents: consentRefs(gr.consents, anchors), BreakGlass: gr.breakGlass}
-			recs = append(recs, rec.Bytes())
+				Resources: gr.res[start:min(start+maxResourcesPerRecord, len(gr.res))], Consents: consentRefs(gr.consents, anchors), BreakGlass: gr.breakGlass})
 			disclosures = append(disclosures, !gr.denied)
 		}
 	}
-	idx, err := g.ledger.Append(ctx, recs)
+	idx, err := g.ledger.AppendRecords(ctx, recs)
 	if err != nil {
 		return nil, err
 	}

@@ -23,12 +23,11 @@ type Derived struct {
 }
 
 // AuditTrail adds, in mode "match", what list builds of the ledger's
-// records about patient, once the caller may see them: list gets the
-// patient's pseudonym in the ledger. A caller whose scopes do not reach
-// AuditEvents about the patient, or whom the patient's consent does not
-// permit to see them, is refused with ErrForbidden (a denial is
-// recorded).
-func (r *Response) AuditTrail(ctx context.Context, patient string, list func(pseudonym string) ([]Derived, error)) error {
+// records about patient, once the caller may see them. A caller whose
+// scopes do not reach AuditEvents about the patient, or whom the
+// patient's consent does not permit to see them, is refused with
+// ErrForbidden (a denial is recorded).
+func (r *Response) AuditTrail(ctx context.Context, patient string, list func(patient string) ([]Derived, error)) error {
 	if err := mayListRecords(ctx, patient); err != nil {
 		return err
 	}
@@ -46,7 +45,7 @@ func (r *Response) AuditTrail(ctx context.Context, patient string, list func(pse
 			return r.refuse(ctx)
 		}
 	}
-	derived, err := list(r.g.pseudonyms.Of(patient))
+	derived, err := list(patient)
 	if err != nil {
 		return err
 	}

@@ -291,7 +291,7 @@ func checkConsentWrite(ctx context.Context, ch Change) error {
 func (g *Gate) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Write) error {
 	now := audit.FormatTime(g.now())
 	c := CallerOf(ctx)
-	recs := make([][]byte, 0, len(writes))
+	recs := make([]audit.Record, 0, len(writes))
 	for _, wr := range writes {
 		v := wr.Version
 		rec := audit.Record{Type: audit.TypeWrite, Time: now, Interaction: WriteInteraction(v.Method),
@@ -302,16 +302,20 @@ func (g *Gate) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Wr
 			rec.Type = audit.TypeConsent
 		}
 		if p := patientOf(v); p != "" {
-			rec.Patient = g.pseudonyms.Of(p)
+			rec.Patient = keys.PatientOwner(p)
 		}
 		res := audit.ResourceOf(v.Type, v.ID, v.VersionID, v.Body)
 		if v.Deleted {
 			res.SHA256 = ""
 		}
 		rec.Resources = []audit.Resource{res}
-		recs = append(recs, rec.Bytes())
+		recs = append(recs, rec)
 	}
-	queued, err := tx.QueueLedger(ctx, recs)
+	entries, err := g.ledger.Entries(ctx, recs)
+	if err != nil {
+		return err
+	}
+	queued, err := tx.QueueLedger(ctx, entries)
 	if err != nil {
 		return err
 	}

@@ -21,13 +21,16 @@ import (
 // The accounting of a patient's disclosures (HIPAA §164.528): the
 // disclosure records of the ledger about the patient, as IHE BALP
 // PrivacyDisclosure AuditEvents, each with the record itself and its
-// inclusion proof to one checkpoint the Bundle carries, so that anyone
-// can check it offline (ehrledger verify --accounting, docs/accounting.md).
+// inclusion proof to one checkpoint the Bundle carries, and the opening of
+// what the record commits to, so that anyone can check it offline (ehrledger verify --accounting, docs/accounting.md).
 
 // Extensions of an accounting's AuditEvents.
 const (
 	// ledgerRecordExt carries the record's exact bytes (the leaf).
 	ledgerRecordExt = "urn:ehrledger:fhir:ledger-record"
+	// ledgerOpeningExt carries the opening of the leaf's commitment,
+	// which says whom and what the record is about.
+	ledgerOpeningExt = "urn:ehrledger:fhir:ledger-opening"
 	// inclusionProofExt carries its inclusion proof: base64 hashes,
 	// space-separated, in tlog.RecordProof order.
 	inclusionProofExt = "urn:ehrledger:fhir:inclusion-proof"
@@ -81,37 +84,28 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 	if err := s.awaitLookups(r.Context()); err != nil {
 		return err
 	}
-	type listed struct {
-		index int64
-		data  []byte
-		rec   *audit.Record
-	}
-	var found []listed
+	var found []audit.Opened
 	for after := int64(-1); ; {
-		recs, err := s.ledger.RecordsOf(r.Context(), s.pseudonyms.Of(id), start.UnixMicro(), end.UnixMicro(), after, 1000)
+		recs, next, err := s.ledger.RecordsOf(r.Context(), id, start.UnixMicro(), end.UnixMicro(), after, 1000)
 		if err != nil {
 			return err
 		}
-		for _, lr := range recs {
-			after = lr.Index
-			rec, err := audit.ParseRecord(lr.Data)
-			if err != nil {
-				return err
-			}
-			if rec.Type == audit.TypeDisclosure {
-				found = append(found, listed{lr.Index, lr.Data, rec})
+		for _, o := range recs {
+			if o.Record.Type == audit.TypeDisclosure {
+				found = append(found, o)
 			}
 		}
+		after = next
 		if len(found) > maxAccounted {
 			return reqErr(errUnprocessable, "too-costly", "more than %d disclosures in the window: ask for a narrower one (start, end)", maxAccounted)
 		}
-		if len(recs) < 1000 {
+		if next < 0 {
 			break
 		}
 	}
 	last := int64(-1)
 	if len(found) > 0 {
-		last = found[len(found)-1].index
+		last = found[len(found)-1].Index
 	}
 	size, checkpoint, err := s.checkpointCovering(r.Context(), last)
 	if err != nil {
@@ -123,7 +117,7 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 	}
 	names := map[string]string{}
 	for _, f := range found {
-		if rc := f.rec.Recipient; rc != nil && rc.Client != "" {
+		if rc := f.Record.Recipient; rc != nil && rc.Client != "" {
 			if _, ok := names[rc.Client]; !ok {
 				names[rc.Client] = s.clientName(r.Context(), rc.Client)
 			}
@@ -134,29 +128,30 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 		"data": base64.StdEncoding.EncodeToString(checkpoint)})
 	entries := []accountingEntry{{checkpointURL, cp}}
 	for _, f := range found {
-		if f.index >= size {
+		if f.Index >= size {
 			continue // after the checkpoint: see checkpointCovering
 		}
-		proof, err := s.ledger.ProveInclusion(r.Context(), f.index, size)
+		proof, err := s.ledger.ProveInclusion(r.Context(), f.Index, size)
 		if err != nil {
 			return err
 		}
-		ae := s.auditEvent(f.index, f.rec, id)
+		ae := s.auditEvent(f.Index, f.Record, id)
 		ext := ae["extension"].([]any)
 		ext = append(ext,
-			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.data)},
+			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.Leaf)},
+			map[string]any{"url": ledgerOpeningExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.Opening)},
 			map[string]any{"url": inclusionProofExt, "valueString": strings.Join(hashes(proof), " ")})
 		ae["extension"] = ext
-		ae["entity"].([]any)[0].(map[string]any)["description"] = DisclosedSummary(f.rec)
-		if rc := f.rec.Recipient; rc != nil && names[rc.Client] != "" {
+		ae["entity"].([]any)[0].(map[string]any)["description"] = DisclosedSummary(f.Record)
+		if rc := f.Record.Recipient; rc != nil && names[rc.Client] != "" {
 			ae["agent"].([]any)[0].(map[string]any)["who"].(map[string]any)["display"] = names[rc.Client]
 		}
-		if slices.Contains(exempt, f.rec.Purpose) {
+		if slices.Contains(exempt, f.Record.Purpose) {
 			ae["meta"].(map[string]any)["tag"] = []any{map[string]any{"system": accountingTags, "code": "exempt",
-				"display": "a category the jurisdiction exempts from the legal accounting (" + f.rec.Purpose + ")"}}
+				"display": "a category the jurisdiction exempts from the legal accounting (" + f.Record.Purpose + ")"}}
 		}
 		raw, _ := json.Marshal(ae) // plain maps always marshal
-		entries = append(entries, accountingEntry{base + "/AuditEvent/ledger-" + strconv.FormatInt(f.index, 10), raw})
+		entries = append(entries, accountingEntry{base + "/AuditEvent/ledger-" + strconv.FormatInt(f.Index, 10), raw})
 	}
 	s.writeBody(w, r, http.StatusOK, collection(fhir.FormatInstant(now), entries))
 	return nil

@@ -82,30 +82,26 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	b := bundle{ResourceType: "Bundle", Type: "searchset"}
 	b.Link = append(b.Link, bundleLink{Relation: "self", URL: base + r.URL.RequestURI()})
 	resp := s.gate.Respond("search", nil)
-	err = resp.AuditTrail(r.Context(), patient, func(pseudonym string) ([]disclosure.Derived, error) {
+	err = resp.AuditTrail(r.Context(), patient, func(patient string) ([]disclosure.Derived, error) {
 		type listed struct {
 			index int64
 			rec   *audit.Record
 		}
 		var found []listed
 		for len(found) <= count {
-			recs, err := s.ledger.RecordsOf(r.Context(), pseudonym, from, to, after, count+1)
+			recs, next, err := s.ledger.RecordsOf(r.Context(), patient, from, to, after, count+1)
 			if err != nil {
 				return nil, err
 			}
-			for _, lr := range recs {
-				rec, err := audit.ParseRecord(lr.Data)
-				if err != nil {
-					return nil, err
-				}
-				after = lr.Index
-				if byAgents(rec, params["agent"]) && len(found) <= count {
-					found = append(found, listed{lr.Index, rec})
+			for _, o := range recs {
+				if byAgents(o.Record, params["agent"]) && len(found) <= count {
+					found = append(found, listed{o.Index, o.Record})
 				}
 			}
-			if len(recs) <= count {
+			if next < 0 {
 				break
 			}
+			after = next
 		}
 		if len(found) > count {
 			found = found[:count]

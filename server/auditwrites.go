@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/store"
 )
 
@@ -51,61 +50,27 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 	if err != nil || through+1 >= size {
 		return 0, err
 	}
-	recs, err := s.ledger.Records(ctx, through+1, min(through+1+int64(limit), size))
-	if err != nil || len(recs) == 0 {
-		return 0, err
-	}
-	// The records name patients only by pseudonym: a patient is the owner
-	// of the version a record names (of the one before, for a deletion),
-	// read for the whole batch at once, without opening bodies.
-	type pending struct {
-		index int64
-		rec   *audit.Record
-		ref   store.VersionRef
-	}
-	var todo []pending
-	var refs []store.VersionRef
-	for _, lr := range recs {
-		rec, err := audit.ParseRecord(lr.Data)
-		if err != nil || (rec.Type != audit.TypeWrite && rec.Type != audit.TypeConsent) || len(rec.Resources) == 0 {
-			continue
-		}
-		ref, ok := disclosure.SplitVersionRef(rec.Resources[0].Ref)
-		if !ok {
-			continue
-		}
-		todo = append(todo, pending{lr.Index, rec, ref})
-		refs = append(refs, ref)
-		if ref.VersionID > 1 {
-			refs = append(refs, store.VersionRef{Type: ref.Type, ID: ref.ID, VersionID: ref.VersionID - 1})
-		}
-	}
-	owners, err := s.store.VersionOwners(ctx, refs)
+	to := min(through+1+int64(limit), size)
+	recs, err := s.ledger.OpenedRange(ctx, through+1, to)
 	if err != nil {
 		return 0, err
 	}
+	// A record whose opening is gone (its patient's key was erased) is
+	// not among them: nothing true can be stored of it.
 	var writes []store.Write
 	var ids []string
-	for _, p := range todo {
-		var patient string
-		if p.rec.Patient != "" {
-			o := owners[p.ref]
-			if o.Owner == "" && p.ref.VersionID > 1 { // a deletion
-				o = owners[store.VersionRef{Type: p.ref.Type, ID: p.ref.ID, VersionID: p.ref.VersionID - 1}]
-			}
-			var ok bool
-			patient, ok = strings.CutPrefix(o.Owner, "Patient/")
-			if !ok || o.Erased || s.pseudonyms.Of(patient) != p.rec.Patient {
-				continue // crypto-shredded, or not the patient the record names: nothing true to store
-			}
+	for _, o := range recs {
+		rec := o.Record
+		if (rec.Type != audit.TypeWrite && rec.Type != audit.TypeConsent) || len(rec.Resources) == 0 {
+			continue
 		}
-		w := s.writeAuditEvent(p.index, p.rec, patient)
-		if w != nil {
+		patient := strings.TrimPrefix(rec.Patient, "Patient/")
+		if w := s.writeAuditEvent(o.Index, rec, patient); w != nil {
 			writes = append(writes, *w)
 			ids = append(ids, w.Version.ID)
 		}
 	}
-	last := recs[len(recs)-1].Index
+	last := to - 1
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.AdvanceLedgerCursor(ctx, writeAuditCursor, through, last); err != nil {
 			return err
@@ -129,7 +94,7 @@ func (s *Server) storeWriteAuditEvents(ctx context.Context, limit int) (int, err
 	if err != nil {
 		return 0, err
 	}
-	return len(recs), nil
+	return int(to - through - 1), nil
 }
 
 // writeAuditEvent builds the stored AuditEvent of write record n about

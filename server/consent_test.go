@@ -24,9 +24,9 @@ func TestLabelsOnWriteAndRedaction(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		st, kr := testkeys.Open(t, store.Config{DSN: dsn, Logger: log})
-		ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
+		ledger, vkey := testkeys.Ledger(t, st, kr)
 		hiv := consent.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "HIV"}
-		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log,
+		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey, Logger: log,
 			Consent: consent.Config{Default: consent.Permit, Redact: []consent.Coding{hiv}},
 			Labels:  []disclosure.LabelRule{{Codes: []consent.Coding{{System: "http://snomed.info/sct", Code: "86406008"}}, Label: hiv}}})
 		do := func(method, path, body string, status int) []byte {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -28,18 +29,11 @@ func OpenKeys(ctx context.Context, st *store.Store, kms keys.KMS, opts keys.Opti
 }
 
 // OpenLedger opens the ledger stored in st (verifying it against its last
-// checkpoint) and the pseudonyms its records give patients, keyed by the
-// keyring's pseudonym key. The caller runs the log (Log.Run).
-func OpenLedger(ctx context.Context, st *store.Store, kr *keys.Keyring, cfg audit.Config) (*audit.Log, *audit.Pseudonyms, error) {
-	ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
-	if err != nil {
-		return nil, nil, err
-	}
-	l, err := audit.Open(ctx, st, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return l, audit.NewPseudonyms(ks[keys.PseudonymOwner].MAC), nil
+// checkpoint), sealing the openings of its records under the keyring's
+// data keys. The caller runs the log (Log.Run).
+func OpenLedger(ctx context.Context, st *store.Store, kr *keys.Keyring, cfg audit.Config) (*audit.Log, error) {
+	cfg.Keys = kr
+	return audit.Open(ctx, st, cfg)
 }
 
 // keyStore is the store as the keyring's keys.Store.
@@ -127,18 +121,41 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
 		return err
 	}
-	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: s.pseudonyms.Of(id), Interaction: "erase"}
-	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id), rec.Bytes())
+	// The erasure record's opening (it is about the patient) cannot be
+	// kept under a key that is gone: it is given to the caller alone.
+	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: keys.PatientOwner(id), Interaction: "erase"}
+	leaf, opening := rec.Seal()
+	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id), leaf)
 	if errors.Is(err, keys.ErrNoKey) {
 		return store.ErrNotFound
 	}
 	if err != nil {
 		return err
 	}
+	if err := s.ledger.Forget(r.Context(), id); err != nil {
+		s.log.Error("erase: the ledger's lookup rows of the patient could not be cleared", "request_id", requestID(r), "err", err)
+	}
 	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
 		s.log.Error("erase: an export started during the erasure could not be deleted", "request_id", requestID(r), "err", err)
 	}
 	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)
-	s.writeOutcome(w, r, http.StatusOK, info(fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read", id, n)))
+	s.writeJSON(w, r, http.StatusOK, erasureOutcome(id, n, leaf, opening))
 	return nil
+}
+
+// erasureOutcome is the answer to an erasure: an OperationOutcome saying
+// how many resources were withdrawn, carrying the erasure record's leaf
+// and the opening that proves the record is about the patient, which the
+// server does not keep.
+func erasureOutcome(id string, n int, leaf, opening []byte) map[string]any {
+	return map[string]any{
+		"resourceType": "OperationOutcome",
+		"extension": []any{
+			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(leaf)},
+			map[string]any{"url": ledgerOpeningExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(opening)},
+		},
+		"issue": []any{map[string]any{"severity": "information", "code": "informational",
+			"diagnostics": fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read; "+
+				"the erasure record's opening is in this answer only", id, n)}},
+	}
 }

@@ -34,14 +34,14 @@ func TestNoRecordNoData(t *testing.T) {
 		skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
 		signer, _ := note.NewSigner(skey)
 		verifier, _ := note.NewVerifier(vkey)
-		ledger, pseudonyms, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
+		ledger, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
 		lctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { ledger.Run(lctx); close(done) }()
-		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
+		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Logger: log})
 		put := func(path, body string) {
 			req, _ := http.NewRequest("PUT", hs.URL+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/fhir+json")
@@ -85,16 +85,16 @@ func TestAuditEventsByAgent(t *testing.T) {
 		ctx := context.Background()
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		st, kr := testkeys.Open(t, store.Config{DSN: dsn, Logger: log})
-		ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
-		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log})
-		var recs [][]byte
+		ledger, vkey := testkeys.Ledger(t, st, kr)
+		hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey, Logger: log})
+		var recs []audit.Record
 		for i, who := range []audit.Recipient{{Client: "client-a"}, {Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"},
 			{Client: "client-b", Organization: "Organization/o1"}, {Client: "client-a"}} {
-			rec := audit.Record{Type: audit.TypeDisclosure, Time: audit.FormatTime(time.Now()), Patient: pseudonyms.Of("p"), Recipient: &who,
+			rec := audit.Record{Type: audit.TypeDisclosure, Time: audit.FormatTime(time.Now()), Patient: "Patient/p", Recipient: &who,
 				Interaction: "read", Resources: []audit.Resource{{Ref: fmt.Sprintf("Observation/o%d/_history/1", i)}}}
-			recs = append(recs, rec.Bytes())
+			recs = append(recs, rec)
 		}
-		if _, err := ledger.Append(ctx, recs); err != nil {
+		if _, err := ledger.AppendRecords(ctx, recs); err != nil {
 			t.Fatal(err)
 		}
 		list := func(query string) (clients []string, next string) {

@@ -23,8 +23,8 @@ import (
 func TestSlowBodyAnswers408(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, kr := testkeys.Open(t, store.Config{DSN: testdb.SQLite(t), Logger: log})
-	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
-	cfg := server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, Logger: log,
+	ledger, vkey := testkeys.Ledger(t, st, kr)
+	cfg := server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey, Logger: log,
 		Authority: testkeys.Authority(t), Limits: server.Limits{BodyTimeout: time.Second}}
 	hs, _ := serveAuthed(t, cfg)
 	token := testkeys.Token(t, st, cfg.Authority, hs.URL, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope})

@@ -37,12 +37,11 @@ type Config struct {
 	// Keys seals what Store holds (OpenKeys); it creates patients' data
 	// keys and erases them.
 	Keys *keys.Keyring
-	// Ledger records every write and disclosure (OpenLedger), with
-	// patients as Pseudonyms; LedgerKey is its checkpoint verifier key,
+	// Ledger records every write and disclosure (OpenLedger); LedgerKey is
+	// its checkpoint verifier key,
 	// served at /ledger/key. The caller runs the ledger.
-	Ledger     *audit.Log
-	Pseudonyms *audit.Pseudonyms
-	LedgerKey  string
+	Ledger    *audit.Log
+	LedgerKey string
 	// BaseURL is the public base of the FHIR endpoint: the audience its
 	// access tokens must name, the base of the embedded authorization
 	// server's issuer, and of Location and fullUrl. It comes from
@@ -110,17 +109,16 @@ type Config struct {
 
 // Server is the FHIR REST API over a Store. It is an http.Handler.
 type Server struct {
-	cfg        Config
-	store      *store.Store
-	keys       *keys.Keyring
-	ledger     *audit.Log
-	pseudonyms *audit.Pseudonyms
-	log        *slog.Logger
-	metrics    *Metrics
-	router     chi.Router
-	now        func() time.Time
-	limits     fhir.Limits
-	started    time.Time
+	cfg     Config
+	store   *store.Store
+	keys    *keys.Keyring
+	ledger  *audit.Log
+	log     *slog.Logger
+	metrics *Metrics
+	router  chi.Router
+	now     func() time.Time
+	limits  fhir.Limits
+	started time.Time
 	// verifier checks access tokens (nil when authentication is off);
 	// authServer is the embedded authorization server, nil when off.
 	verifier   *auth.Verifier
@@ -146,8 +144,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("server: Config.Keys is required (OpenKeys)")
 	}
-	if cfg.Ledger == nil || cfg.Pseudonyms == nil {
-		return nil, errors.New("server: Config.Ledger and Config.Pseudonyms are required (OpenLedger)")
+	if cfg.Ledger == nil {
+		return nil, errors.New("server: Config.Ledger is required (OpenLedger)")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -174,7 +172,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Consent.Default == consent.Inherit {
 		cfg.Consent.Default = consent.Permit
 	}
-	gate, err := disclosure.New(disclosure.Config{Store: cfg.Store, Keys: cfg.Keys, Ledger: cfg.Ledger, Pseudonyms: cfg.Pseudonyms,
+	gate, err := disclosure.New(disclosure.Config{Store: cfg.Store, Keys: cfg.Keys, Ledger: cfg.Ledger,
 		Consent: cfg.Consent, Labels: cfg.Labels, OnBreakGlass: cfg.Metrics.breakGlassDisclosures.Inc, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {
 		return nil, err
@@ -184,7 +182,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store:      cfg.Store,
 		keys:       cfg.Keys,
 		ledger:     cfg.Ledger,
-		pseudonyms: cfg.Pseudonyms,
 		log:        cfg.Logger,
 		metrics:    cfg.Metrics,
 		now:        cfg.Now,
@@ -269,6 +266,7 @@ func (s *Server) routes() chi.Router {
 	a.Delete("/$export-status/{job}", s.handleAs("export-status", false, s.exportDelete))
 	a.Get("/$export-file/{job}/{file}", s.handleAs("export-file", false, s.exportFileGet))
 	a.Post("/ledger/peers/trust", s.handleAs("peers", false, s.trustPeer))
+	a.Get("/ledger/opening/{n}", s.handleAs("ledger-opening", false, s.ledgerOpening))
 	a.Post("/", s.handle("transaction", s.transactionOrBatch))
 
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow

@@ -32,14 +32,14 @@ func newServer(t *testing.T, dsn string) *testServer {
 	metrics := server.NewMetrics()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
-	ledger, pseudonyms, vkey := testkeys.Ledger(t, st, kr)
+	ledger, vkey := testkeys.Ledger(t, st, kr)
 	authority := testkeys.Authority(t)
 	issuer := conformance.NewIssuer(t)
 	// Under the race detector the suite's 5,000-entry transaction takes
 	// over half a minute on SQLite, more when other packages' tests share
 	// the cores: the request deadline is widened for it.
 	hs := httptest.NewUnstartedServer(nil)
-	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey,
+	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey,
 		Metrics: metrics, Logger: log, Authority: authority, Timeout: 5 * time.Minute, BaseURL: "http://" + hs.Listener.Addr().String(),
 		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}})
 	if err != nil {

@@ -46,8 +46,8 @@ func TestVault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ledger, pseudonyms, _ := testkeys.Ledger(t, st, kr)
-			hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, Logger: log})
+			ledger, _ := testkeys.Ledger(t, st, kr)
+			hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: ledger, Logger: log})
 			return &served{hs, client}
 		}
 		do := func(hs *served, method, path, body string) (int, string) {

@@ -145,8 +145,9 @@ WHERE owner = ? AND wrapped IS NOT NULL`, k.Blob, k.Version, k.Owner).Error; err
 // same transaction withdraws every resource whose current version is
 // sealed under it: its search index goes and it reads as erased. It
 // returns how many resources were withdrawn, or ErrNotFound when the owner
-// has no key. record, when not nil, is queued for the ledger in the same
-// transaction.
+// has no key. The openings of ledger records sealed under the key are
+// deleted with it. record, when not nil, is queued for the ledger in the
+// same transaction (a record whose opening is not kept).
 func (s *Store) EraseKey(ctx context.Context, owner string, record []byte) (int, error) {
 	var n int
 	err := s.InTx(ctx, func(tx *Tx) error {
@@ -187,8 +188,16 @@ func (s *Store) EraseKey(ctx context.Context, owner string, record []byte) (int,
 			return fmt.Errorf("store: erase %s: %w", owner, err)
 		}
 		n = len(keys)
+		// The openings of the ledger's records sealed under the key go
+		// with it: those of integrated records, and of queued ones.
+		if err := db.Exec(`DELETE FROM ledger_openings WHERE owner = ?`, owner).Error; err != nil {
+			return fmt.Errorf("store: erase %s: %w", owner, err)
+		}
+		if err := db.Exec(`UPDATE ledger_queue SET owner = '', patient_key = 0, time_us = 0, sealed = NULL WHERE owner = ?`, owner).Error; err != nil {
+			return fmt.Errorf("store: erase %s: %w", owner, err)
+		}
 		if record != nil {
-			_, err = tx.QueueLedger(ctx, [][]byte{record})
+			_, err = tx.QueueLedger(ctx, []LedgerEntry{{Record: record}})
 		}
 		return err
 	})

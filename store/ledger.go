@@ -19,19 +19,41 @@ const MaxLedgerRecord = 1<<16 - 1
 // ErrLedgerRecordTooLarge refuses a record larger than MaxLedgerRecord.
 var ErrLedgerRecordTooLarge = fmt.Errorf("store: a ledger record is larger than %d bytes", MaxLedgerRecord)
 
+// LedgerEntry is a record as the log takes it: its leaf, and the opening
+// of what the leaf commits to (nil when it commits to nothing), which the
+// store keeps beside the log under the record's index.
+type LedgerEntry struct {
+	Record  []byte
+	Opening *LedgerOpening
+}
+
+// LedgerOpening is what opens a record's commitment, sealed under the
+// data key of Owner, with the keys the lookup table takes from it: the
+// patient's (0 for none) and the record's exact time.
+type LedgerOpening struct {
+	Owner      string
+	PatientKey int64
+	TimeUs     int64
+	Sealed     []byte
+}
+
 // QueueLedger adds records to the ledger's queue inside the transaction,
 // so that a record and what it records commit together. It returns their
 // queue ids, by which their indexes are found once integrated.
-func (tx *Tx) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error) {
+func (tx *Tx) QueueLedger(ctx context.Context, entries []LedgerEntry) ([]int64, error) {
 	now := time.Now().UnixMicro()
-	ids := make([]int64, 0, len(records))
-	for _, r := range records {
-		if len(r) > MaxLedgerRecord {
+	ids := make([]int64, 0, len(entries))
+	for _, e := range entries {
+		if len(e.Record) > MaxLedgerRecord {
 			return nil, ErrLedgerRecordTooLarge
 		}
+		o := e.Opening
+		if o == nil {
+			o = &LedgerOpening{}
+		}
 		var id int64
-		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (data, queued_us) VALUES (?, ?) RETURNING queue_id`, bindable(r), now).
-			Row().Scan(&id); err != nil {
+		if err := tx.db.WithContext(ctx).Raw(`INSERT INTO ledger_queue (data, queued_us, owner, patient_key, time_us, sealed) VALUES (?, ?, ?, ?, ?, ?) RETURNING queue_id`,
+			bindable(e.Record), now, o.Owner, o.PatientKey, o.TimeUs, bindable(o.Sealed)).Row().Scan(&id); err != nil {
 			return nil, fmt.Errorf("store: queue ledger record: %w", err)
 		}
 		ids = append(ids, id)
@@ -40,14 +62,45 @@ func (tx *Tx) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error
 }
 
 // QueueLedger is Tx.QueueLedger in a transaction of its own.
-func (s *Store) QueueLedger(ctx context.Context, records [][]byte) ([]int64, error) {
+func (s *Store) QueueLedger(ctx context.Context, entries []LedgerEntry) ([]int64, error) {
 	var ids []int64
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		ids, err = tx.QueueLedger(ctx, records)
+		ids, err = tx.QueueLedger(ctx, entries)
 		return err
 	})
 	return ids, err
+}
+
+// LedgerOpenings returns the openings kept of the records at the given
+// indexes; a record without one (it commits to nothing, or its owner's
+// key was erased) is missing from the map.
+func (s *Store) LedgerOpenings(ctx context.Context, idx []int64) (map[int64]LedgerOpening, error) {
+	out := make(map[int64]LedgerOpening, len(idx))
+	for len(idx) > 0 {
+		n := min(len(idx), 500)
+		var b builder
+		list(b.w("SELECT idx, owner, patient_key, time_us, sealed FROM ledger_openings WHERE idx IN "), idx[:n])
+		rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
+		if err != nil {
+			return nil, s.classify(fmt.Errorf("store: ledger openings: %w", err))
+		}
+		for rows.Next() {
+			var i int64
+			var o LedgerOpening
+			if err := rows.Scan(&i, &o.Owner, &o.PatientKey, &o.TimeUs, &o.Sealed); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[i] = o
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		idx = idx[n:]
+	}
+	return out, nil
 }
 
 // LedgerTile is a C2SP hash tile (Level >= 0) or entry bundle (Level -1)
@@ -81,10 +134,10 @@ var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger le
 // holds the sequencer lease (taking it when it has expired, and extending
 // it by ttl): first the records given (from memory), then queued ones, up
 // to limit in all. It reads the tree size n, calls place with n and the
-// records, which get indexes n, n+1, ..., writes the tiles place returns,
-// removes the queued records from the queue and advances the size and
-// root; it returns the new size.
-func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, records [][]byte, limit int,
+// records, which get indexes n, n+1, ..., writes the tiles place returns
+// and the records' openings, removes the queued records from the queue and
+// advances the size and root; it returns the new size.
+func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, entries []LedgerEntry, limit int,
 	place func(size int64, records [][]byte) (*LedgerPlacement, error)) (int64, error) {
 	var size int64
 	err := s.InTx(ctx, func(tx *Tx) error {
@@ -100,22 +153,32 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			return ErrNotLeaseHolder
 		}
 		size = sizes[0]
-		all := append([][]byte(nil), records...)
-		queueIDs := make([]any, len(records)) // NULL for records from memory
-		if room := limit - len(records); room > 0 {
-			rows, err := db.Raw(`SELECT queue_id, data FROM ledger_queue ORDER BY queue_id LIMIT ?`, room).Rows()
+		all := make([][]byte, len(entries))
+		openings := make([]*LedgerOpening, len(entries))
+		for i, e := range entries {
+			all[i], openings[i] = e.Record, e.Opening
+		}
+		queueIDs := make([]any, len(entries)) // NULL for records from memory
+		if room := limit - len(entries); room > 0 {
+			rows, err := db.Raw(`SELECT queue_id, data, owner, patient_key, time_us, sealed FROM ledger_queue ORDER BY queue_id LIMIT ?`, room).Rows()
 			if err != nil {
 				return fmt.Errorf("store: ledger queue: %w", err)
 			}
 			for rows.Next() {
 				var id int64
 				var data []byte
-				if err := rows.Scan(&id, &data); err != nil {
+				var o LedgerOpening
+				if err := rows.Scan(&id, &data, &o.Owner, &o.PatientKey, &o.TimeUs, &o.Sealed); err != nil {
 					rows.Close()
 					return err
 				}
 				all = append(all, data)
 				queueIDs = append(queueIDs, id)
+				if o.Sealed != nil {
+					openings = append(openings, &o)
+				} else {
+					openings = append(openings, nil)
+				}
 			}
 			rows.Close()
 		}
@@ -135,12 +198,17 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 				w.add("ledger_placed", "queue_id, idx", "", id, size+int64(i))
 			}
 		}
+		for i, o := range openings {
+			if o != nil {
+				w.add("ledger_openings", "idx, owner, patient_key, time_us, sealed", "", size+int64(i), o.Owner, o.PatientKey, o.TimeUs, bindable(o.Sealed))
+			}
+		}
 		if err := w.flush(); err != nil {
 			return err
 		}
-		if len(queueIDs) > len(records) {
+		if len(queueIDs) > len(entries) {
 			var b builder
-			list(b.w("DELETE FROM ledger_queue WHERE queue_id IN "), queueIDs[len(records):])
+			list(b.w("DELETE FROM ledger_queue WHERE queue_id IN "), queueIDs[len(entries):])
 			if err := db.Exec(b.sql(), b.args...).Error; err != nil {
 				return fmt.Errorf("store: ledger dequeue: %w", err)
 			}

@@ -161,6 +161,14 @@ func addSQLiteLookups(ctx context.Context, db *gorm.DB, rows []LedgerLookup) err
 	return nil
 }
 
+// ForgetLedgerPatient clears the patient key of the lookup rows that have
+// patientKey: after an erasure, nothing the server keeps says which
+// records were about the patient.
+func (s *Store) ForgetLedgerPatient(ctx context.Context, patientKey int64) error {
+	err := s.lookups.WithContext(ctx).Exec(`UPDATE ledger_lookup SET patient_key = 0 WHERE patient_key = ?`, patientKey).Error
+	return s.classify(err)
+}
+
 // LedgerIndexesOf lists the indexes of the records whose patient key is
 // patientKey with times in [fromUs, toUs), after index after (-1: from
 // the start), in order, at most limit.

@@ -113,6 +113,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				return err
 			}
 		}
+		if m.version == openedSince {
+			if err := s.refuseFormat1Ledger(ctx); err != nil {
+				return err
+			}
+		}
 		err = db.Transaction(func(tx *gorm.DB) error {
 			if err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)`,
 				m.version, m.name, time.Now().UnixMicro()).Error; err != nil {
@@ -160,6 +165,25 @@ func (s *Store) refuseClearBodies(ctx context.Context) error {
 	}
 	if n > 0 {
 		return errors.New("store: this database holds resource bodies stored in clear by a pre-release; they cannot be sealed in place: export its resources through the API and load them into a new database")
+	}
+	return nil
+}
+
+// openedSince is the migration from which ledger records are of format 2,
+// whose openings the store keeps.
+const openedSince = 11
+
+// refuseFormat1Ledger stops a database whose ledger holds records of
+// format 1 from being upgraded: their leaves name patients by a stable
+// pseudonym and resources by id, and a log cannot be rewritten. Such a
+// database stays with the release that wrote it.
+func (s *Store) refuseFormat1Ledger(ctx context.Context) error {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT COALESCE((SELECT size FROM ledger_state WHERE id = 1), 0) + (SELECT COUNT(*) FROM (SELECT 1 FROM ledger_queue LIMIT 1) t)`).Scan(&n).Error; err != nil {
+		return s.classify(fmt.Errorf("store: check the ledger's format: %w", err))
+	}
+	if n > 0 {
+		return errors.New("store: this database's ledger holds records of format 1, whose leaves can be linked to patients; this release writes format 2 (docs/ledger.md) and does not convert a log: keep running the release that wrote it, or start from a new database")
 	}
 	return nil
 }

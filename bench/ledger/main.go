@@ -73,7 +73,7 @@ func main() {
 			l, _, stop := open(ctx, db, *pg)
 			var seq atomic.Int64
 			r := benchenv.Measure(*duration, c, func(int) error {
-				_, err := l.Append(ctx, [][]byte{record(seq.Add(1), *size)})
+				_, err := l.Append(ctx, []store.LedgerEntry{{Record: record(seq.Add(1), *size)}})
 				return err
 			})
 			behind, caughtUp := catchUp(ctx, l)
@@ -174,9 +174,9 @@ func fill(ctx context.Context, l *audit.Log, n int64, size int) {
 				if from >= n {
 					return
 				}
-				batch := make([][]byte, 0, 1000)
+				batch := make([]store.LedgerEntry, 0, 1000)
 				for i := from; i < min(from+1000, n); i++ {
-					batch = append(batch, record(i, size))
+					batch = append(batch, store.LedgerEntry{Record: record(i, size)})
 				}
 				if _, err := l.Append(ctx, batch); err != nil {
 					fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -60,24 +61,75 @@ type accountingEvent struct {
 	} `json:"entity"`
 }
 
-// accountingRecord is what verify reads of a disclosure record.
+// accountingRecord is what verify reads of a disclosure record: its leaf
+// with the opening of the leaf's commitment.
 type accountingRecord struct {
-	Type      string `json:"type"`
-	Time      string `json:"time"`
-	Recipient *struct {
-		Client       string `json:"client"`
-		Organization string `json:"organization"`
-	} `json:"recipient"`
-	Purpose     string `json:"purpose"`
-	Interaction string `json:"interaction"`
-	Resources   []struct {
-		Ref    string `json:"ref"`
-		SHA256 string `json:"sha256"`
-	} `json:"resources"`
-	Consents []struct {
+	V           int                  `json:"v"`
+	Type        string               `json:"type"`
+	Time        string               `json:"time"`
+	Recipient   *accountingRecipient `json:"recipient"`
+	Purpose     string               `json:"purpose"`
+	Interaction string               `json:"interaction"`
+	BreakGlass  bool                 `json:"break_glass"`
+	Commitment  string               `json:"commitment"`
+	// From the opening:
+	Patient   string
+	Resources []accountingResource
+	Consents  []struct {
 		Ref string `json:"ref"`
-	} `json:"consents"`
-	BreakGlass bool `json:"break_glass"`
+	}
+}
+
+type accountingRecipient struct {
+	Client         string `json:"client"`
+	Organization   string `json:"organization"`
+	PatientContext bool   `json:"patient_context"`
+}
+
+type accountingResource struct {
+	Ref    string `json:"ref"`
+	SHA256 string `json:"sha256"`
+}
+
+// openingDomain prefixes an opening in its commitment's hash
+// (docs/ledger.md); an opening is a 32-byte salt and the JSON of what the
+// leaf hides.
+const openingDomain = "ehrledger record opening v2\x00"
+
+// openRecord reads a leaf of format 2 with the opening of its commitment,
+// after checking that the opening is the one the leaf commits to.
+func openRecord(leaf, opening []byte) (*accountingRecord, error) {
+	var rec accountingRecord
+	if err := json.Unmarshal(leaf, &rec); err != nil {
+		return nil, fmt.Errorf("is not a record: %w", err)
+	}
+	if rec.V != 2 {
+		return nil, fmt.Errorf("is a record of format %d, not 2", rec.V)
+	}
+	h := sha256.Sum256(append([]byte(openingDomain), opening...))
+	if len(opening) < 32 || base64.RawURLEncoding.EncodeToString(h[:]) != rec.Commitment {
+		return nil, errors.New("does not commit to the opening given with it")
+	}
+	var o struct {
+		Patient   string               `json:"patient"`
+		Time      string               `json:"time"`
+		Recipient *accountingRecipient `json:"recipient"`
+		Resources []accountingResource `json:"resources"`
+		Consents  []struct {
+			Ref string `json:"ref"`
+		} `json:"consents"`
+	}
+	if err := json.Unmarshal(opening[32:], &o); err != nil {
+		return nil, fmt.Errorf("has an opening that is not JSON: %w", err)
+	}
+	if len(o.Time) < 19 || o.Time[:19]+"Z" != rec.Time {
+		return nil, fmt.Errorf("has an opening whose time %s is not the leaf's %s", o.Time, rec.Time)
+	}
+	rec.Patient, rec.Time, rec.Resources, rec.Consents = o.Patient, o.Time, o.Resources, o.Consents
+	if o.Recipient != nil {
+		rec.Recipient = o.Recipient
+	}
+	return &rec, nil
 }
 
 // verifyAccounting checks every entry of the accounting in file and says
@@ -123,31 +175,41 @@ func verifyAccounting(file string, v note.Verifier, cs *cosigners, origin string
 		return fmt.Errorf("%s carries no checkpoint (entry %s)", file, "urn:ehrledger:checkpoint")
 	}
 	var failed []string
-	n := 0
+	n, patient := 0, ""
 	for i, e := range b.Entry {
 		if e.FullURL == "urn:ehrledger:checkpoint" {
 			continue
 		}
 		n++
-		if err := checkAccountingEntry(e.Resource, tree); err != nil {
+		about, err := checkAccountingEntry(e.Resource, tree)
+		if err == nil && patient != "" && about != patient {
+			err = fmt.Errorf("its record is about %s, the accounting's first about %s", about, patient)
+		}
+		if err != nil {
 			failed = append(failed, fmt.Sprintf("entry %d (%s): %v", i, e.FullURL, err))
+		} else if patient == "" {
+			patient = about
 		}
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "\n"))
 	}
-	fmt.Fprintf(stdout, "all %d disclosures of the accounting are in the log (size %d, root %s) and match their records\n", n, tree.N, tree.Hash)
+	if patient == "" {
+		patient = "the patient"
+	}
+	fmt.Fprintf(stdout, "all %d disclosures of the accounting are in the log (size %d, root %s), are about %s and match their records\n", n, tree.N, tree.Hash, patient)
 	return nil
 }
 
 // checkAccountingEntry checks one AuditEvent: its record's inclusion in
-// tree, and each field against the record.
-func checkAccountingEntry(raw json.RawMessage, tree tlog.Tree) error {
+// tree, the opening against the record's commitment, and each field
+// against the opened record. It returns the patient the record is about.
+func checkAccountingEntry(raw json.RawMessage, tree tlog.Tree) (string, error) {
 	var ae accountingEvent
 	if err := json.Unmarshal(raw, &ae); err != nil {
-		return fmt.Errorf("not an AuditEvent: %w", err)
+		return "", fmt.Errorf("not an AuditEvent: %w", err)
 	}
-	index, record, proofText := int64(-1), []byte(nil), ""
+	index, record, opening, proofText := int64(-1), []byte(nil), []byte(nil), ""
 	for _, x := range ae.Extension {
 		switch x.URL {
 		case "urn:ehrledger:fhir:ledger-index":
@@ -156,29 +218,31 @@ func checkAccountingEntry(raw json.RawMessage, tree tlog.Tree) error {
 			}
 		case "urn:ehrledger:fhir:ledger-record":
 			record, _ = base64.StdEncoding.DecodeString(x.ValueBase64Binary)
+		case "urn:ehrledger:fhir:ledger-opening":
+			opening, _ = base64.StdEncoding.DecodeString(x.ValueBase64Binary)
 		case "urn:ehrledger:fhir:inclusion-proof":
 			proofText = x.ValueString
 		}
 	}
-	if index < 0 || record == nil {
-		return errors.New("no ledger index or record")
+	if index < 0 || record == nil || opening == nil {
+		return "", errors.New("no ledger index, record or opening")
 	}
 	var proof tlog.RecordProof
 	for _, p := range strings.Fields(proofText) {
 		h, err := base64.StdEncoding.DecodeString(p)
 		if err != nil || len(h) != tlog.HashSize {
-			return errors.New("its inclusion proof is malformed")
+			return "", errors.New("its inclusion proof is malformed")
 		}
 		proof = append(proof, tlog.Hash(h))
 	}
 	if err := tlog.CheckRecord(proof, tree.N, tree.Hash, index, tlog.RecordHash(record)); err != nil {
-		return fmt.Errorf("record %d is not in the log by its inclusion proof: %v", index, err)
+		return "", fmt.Errorf("record %d is not in the log by its inclusion proof: %v", index, err)
 	}
-	var rec accountingRecord
-	if err := json.Unmarshal(record, &rec); err != nil {
-		return fmt.Errorf("record %d is not a record: %w", index, err)
+	rec, err := openRecord(record, opening)
+	if err != nil {
+		return "", fmt.Errorf("record %d %w", index, err)
 	}
-	return compareEvent(&ae, &rec, index)
+	return rec.Patient, compareEvent(&ae, rec, index)
 }
 
 // compareEvent says which field of the AuditEvent differs from what the
@@ -229,11 +293,11 @@ func compareEvent(ae *accountingEvent, rec *accountingRecord, index int64) error
 		return differs("the break-glass label", btg, rec.BreakGlass)
 	}
 	var resources, consents []string
-	description := ""
+	description, patient := "", ""
 	for _, e := range ae.Entity {
 		switch e.Role.Code {
 		case "1":
-			description = e.Description
+			description, patient = e.Description, e.What.Reference
 		case "4":
 			sha := ""
 			for _, d := range e.Detail {
@@ -255,6 +319,9 @@ func compareEvent(ae *accountingEvent, rec *accountingRecord, index int64) error
 	}
 	for _, c := range rec.Consents {
 		wantCons = append(wantCons, c.Ref)
+	}
+	if patient != rec.Patient {
+		return differs("the patient", patient, rec.Patient)
 	}
 	if !slices.Equal(resources, wantRes) {
 		return differs("the resources disclosed", resources, wantRes)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/server"
+	"github.com/ehrledger/ehrledger/store"
 )
 
 const keysUsage = `Usage:
@@ -60,7 +62,8 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		if *newKEK || n > 0 {
 			rec := audit.Record{Type: audit.TypeKeyRotation, Time: audit.FormatTime(time.Now()), Interaction: "rotate"}
-			if _, err := st.QueueLedger(ctx, [][]byte{rec.Bytes()}); err != nil {
+			leaf, _ := rec.Seal() // about no one: nothing to open
+			if _, err := st.QueueLedger(ctx, []store.LedgerEntry{{Record: leaf}}); err != nil {
 				return fmt.Errorf("rewrapped %d data keys but could not record it in the ledger: %w", n, err)
 			}
 		}
@@ -70,24 +73,23 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stderr, "ehrledger keys erase: --patient is required")
 			return errUsage
 		}
-		ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
-		if err != nil {
-			return err
-		}
 		// As $erase does: the exports that may hold the patient's data go
 		// first, and again after the key for any started meanwhile.
 		dropped, err := server.DropPatientExports(ctx, st, kr, *patient)
 		if err != nil {
 			return err
 		}
-		rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(time.Now()),
-			Patient: audit.NewPseudonyms(ks[keys.PseudonymOwner].MAC).Of(*patient), Interaction: "erase"}
-		n, err := kr.Erase(ctx, keys.PatientOwner(*patient), rec.Bytes())
+		rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(time.Now()), Patient: keys.PatientOwner(*patient), Interaction: "erase"}
+		leaf, opening := rec.Seal()
+		n, err := kr.Erase(ctx, keys.PatientOwner(*patient), leaf)
 		if errors.Is(err, keys.ErrNoKey) {
 			return fmt.Errorf("Patient/%s has no data key (no data was ever stored for it)", *patient)
 		}
 		if err != nil {
 			return err
+		}
+		if err := audit.ForgetPatient(ctx, st, kr, *patient); err != nil {
+			return fmt.Errorf("the key is erased, but the ledger's lookup rows of the patient could not be cleared: %w", err)
 		}
 		more, err := server.DropPatientExports(ctx, st, kr, *patient)
 		if err != nil {
@@ -95,6 +97,8 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		dropped += more
 		fmt.Fprintf(stdout, "erased the data key of Patient/%s: %d resources withdrawn\n", *patient, n)
+		fmt.Fprintf(stdout, "erasure record %s\nits opening (kept nowhere else) %s\n",
+			base64.StdEncoding.EncodeToString(leaf), base64.StdEncoding.EncodeToString(opening))
 		if dropped > 0 {
 			fmt.Fprintf(stdout, "deleted %d Bulk Data exports that could hold the patient's data\n", dropped)
 		}

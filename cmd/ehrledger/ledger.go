@@ -56,16 +56,16 @@ func loadLedgerKey(path, origin string) (note.Signer, note.Verifier, string, err
 }
 
 // openLedger opens the ledger of st; the caller runs it.
-func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.Keyring, log *slog.Logger) (*audit.Log, *audit.Pseudonyms, string, error) {
+func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.Keyring, log *slog.Logger) (*audit.Log, string, error) {
 	signer, verifier, vkey, err := loadLedgerKey(cfg.ledgerKeyFile(), cfg.LedgerOrigin)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	// The sequencer's name is this host and data directory: a server
 	// restarted after a crash takes its lease back at once.
 	host, _ := os.Hostname()
 	data, _ := filepath.Abs(cfg.Data)
-	l, ps, err := server.OpenLedger(ctx, st, kr, audit.Config{
+	l, err := server.OpenLedger(ctx, st, kr, audit.Config{
 		Origin: cfg.LedgerOrigin, Signer: signer, Verifier: verifier,
 		CheckpointEvery: cfg.LedgerCheckpointEvery, Holder: host + ":" + data, Logger: log,
 	})
@@ -73,7 +73,7 @@ func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.
 		log.Error("ALARM: the ledger's stored records do not match what it signed; refusing to run", "err", err)
 	}
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
-	return l, ps, vkey, nil
+	return l, vkey, nil
 }

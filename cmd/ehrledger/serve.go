@@ -29,7 +29,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	ledger, pseudonyms, vkey, err := openLedger(ctx, cfg, st, kr, log)
+	ledger, vkey, err := openLedger(ctx, cfg, st, kr, log)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Store:        st,
 		Keys:         kr,
 		Ledger:       ledger,
-		Pseudonyms:   pseudonyms,
 		LedgerKey:    vkey,
 		BaseURL:      base,
 		Aliases:      aliases,

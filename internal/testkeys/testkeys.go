@@ -69,7 +69,7 @@ var ledgerKeys sync.Map // *store.Store → [signer, verifier] note keys
 
 // Ledger opens the ledger in st with a fresh checkpoint key and runs it
 // until the test ends. It returns what server.Config wants.
-func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, *audit.Pseudonyms, string) {
+func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, string) {
 	t.Helper()
 	const origin = "test.example/ehrledger/main"
 	// One checkpoint key per database, so that a test that serves a
@@ -84,7 +84,7 @@ func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, *audit
 	skey, vkey := pair.([2]string)[0], pair.([2]string)[1]
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	l, ps, err := server.OpenLedger(context.Background(), st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier})
+	l, err := server.OpenLedger(context.Background(), st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier})
 	if err != nil {
 		t.Fatalf("open ledger: %v", err)
 	}
@@ -92,7 +92,7 @@ func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, *audit
 	done := make(chan struct{})
 	go func() { l.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return l, ps, vkey
+	return l, vkey
 }
 
 // Authority is an embedded authorization server with a fresh signing key

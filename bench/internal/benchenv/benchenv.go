@@ -141,7 +141,7 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	ledger, pseudonyms, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
+	ledger, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 		return nil, err
 	}
 	base := "http://" + ln.Addr().String()
-	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, Pseudonyms: pseudonyms, LedgerKey: vkey, BaseURL: base,
+	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey, BaseURL: base,
 		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20, Authority: authority, InsecureNoAuth: opt.NoAuth})
 	if err != nil {
 		ln.Close()
