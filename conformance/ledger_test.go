@@ -1,9 +1,12 @@
 package conformance
 
 import (
+	"bytes"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -156,4 +159,110 @@ func TestLedgerSurvivesKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d reads answered before SIGKILL, all recorded where they said", len(got))
+}
+
+// TestVerifyStoredVersion shows that the provider can prove a stored
+// version is the one its write record committed to, though the public
+// leaf names neither the version nor its digest: the version's write
+// record and opening (/ledger/written, administrators only) and the
+// version as read check with "ehrledger verify --opening --version"; an
+// altered version, another version, or an opening of another record do
+// not. After the patient's erasure nothing of the kind is produced.
+func TestVerifyStoredVersion(t *testing.T) {
+	bin := binary(t)
+	p := serve(t, bin, "--data", t.TempDir(), "--ledger-checkpoint-interval", "100ms")
+	c := p.client(t)
+	c.do(http.MethodPut, "/Patient/pv", `{"resourceType":"Patient","id":"pv"}`).want(t, http.StatusCreated)
+	obs := `{"resourceType":"Observation","id":"ov","status":"final","code":{"text":"glucose"},"subject":{"reference":"Patient/pv"},"valueQuantity":{"value":%d,"unit":"mmol/L"}}`
+	c.do(http.MethodPut, "/Observation/ov", fmt.Sprintf(obs, 5)).want(t, http.StatusCreated)
+	c.do(http.MethodPut, "/Observation/ov", fmt.Sprintf(obs, 9)).want(t, http.StatusOK)
+	c.do(http.MethodPut, "/Organization/prov", `{"resourceType":"Organization","id":"prov","name":"Ward 7"}`).want(t, http.StatusCreated)
+	key := strings.TrimSpace(string(c.do(http.MethodGet, "/ledger/key", nil).body))
+	dir := t.TempDir()
+	save := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	written := func(ref string) string {
+		t.Helper()
+		var r *response
+		eventually(t, "the write record of "+ref, func() bool {
+			r = c.do(http.MethodGet, "/ledger/written/"+ref, nil)
+			return r.StatusCode == http.StatusOK
+		})
+		var o struct{ Index int64 }
+		if err := json.Unmarshal(r.body, &o); err != nil {
+			t.Fatal(err)
+		}
+		c.checkpoint(t, o.Index)
+		return save(strings.ReplaceAll(ref, "/", "-")+".opening", r.body)
+	}
+	v1, v2 := written("Observation/ov/1"), written("Observation/ov/2")
+	body1 := c.do(http.MethodGet, "/Observation/ov/_history/1", nil).want(t, http.StatusOK).body
+	body2 := c.do(http.MethodGet, "/Observation/ov/_history/2", nil).want(t, http.StatusOK).body
+	f1, f2 := save("v1.json", body1), save("v2.json", body2)
+
+	out := runCmd(t, bin, "verify", "--log", p.url, "--opening", v1, "--version", f1, "--key", key)
+	if !strings.Contains(out, "Observation/ov/_history/1 (SHA-256 ") || !strings.Contains(out, "committed to") ||
+		!strings.Contains(out, "about Patient/pv") {
+		t.Fatalf("verify --opening --version of version 1:\n%s", out)
+	}
+	if out := runCmd(t, bin, "verify", "--log", p.url, "--opening", v2, "--version", f2, "--key", key); !strings.Contains(out, "Observation/ov/_history/2 (SHA-256 ") {
+		t.Fatalf("verify --opening --version of version 2:\n%s", out)
+	}
+	org := written("Organization/prov/1")
+	orgBody := c.do(http.MethodGet, "/Organization/prov/_history/1", nil).want(t, http.StatusOK).body
+	if out := runCmd(t, bin, "verify", "--log", p.url, "--opening", org, "--version", save("org.json", orgBody), "--key", key); !strings.Contains(out, "about no patient") {
+		t.Fatalf("verify of the provider's own version:\n%s", out)
+	}
+
+	altered := bytes.Replace(body1, []byte(`"value":5`), []byte(`"value":6`), 1)
+	if bytes.Equal(altered, body1) {
+		t.Fatalf("version 1 does not read as written: %s", body1)
+	}
+	for _, bad := range []struct{ name, opening, version, want string }{
+		{"an altered version", v1, save("altered.json", altered), "this is not the version it recorded"},
+		{"another version", v1, f2, "does not name Observation/ov/_history/2"},
+		{"an opening of another record", swapOpening(t, v1, v2, save), f1, "does not commit to the opening"},
+	} {
+		out, ok := verify(t, bin, "--log", p.url, "--opening", bad.opening, "--version", bad.version, "--key", key)
+		if ok || !strings.Contains(out, bad.want) {
+			t.Errorf("verify with %s: want a failure saying %q, got ok=%v:\n%s", bad.name, bad.want, ok, out)
+		}
+	}
+
+	// Only administrators get a version's write record.
+	clinician := c.caller(t, "pv", "ward", "Organization/prov", "system/*.rs", []string{"TREAT"}, "")
+	clinician.do(http.MethodGet, "/ledger/written/Observation/ov/1", nil).want(t, http.StatusForbidden)
+	c.do(http.MethodGet, "/ledger/written/Observation/nothing/1", nil).want(t, http.StatusNotFound)
+	c.do(http.MethodGet, "/ledger/written/Observation/ov/x", nil).want(t, http.StatusBadRequest)
+
+	// Erased with the patient's key: the versions' write records are gone.
+	c.do(http.MethodPost, "/Patient/pv/$erase", nil).want(t, http.StatusOK)
+	for _, ref := range []string{"Observation/ov/1", "Observation/ov/2", "Patient/pv/1"} {
+		c.do(http.MethodGet, "/ledger/written/"+ref, nil).want(t, http.StatusNotFound)
+	}
+	c.do(http.MethodGet, "/ledger/written/Organization/prov/1", nil).want(t, http.StatusOK)
+}
+
+// swapOpening is the opening file a with the opening of b: record a's
+// leaf with an opening it does not commit to.
+func swapOpening(t *testing.T, a, b string, save func(string, []byte) string) string {
+	t.Helper()
+	var fa, fb map[string]any
+	for path, into := range map[string]*map[string]any{a: &fa, b: &fb} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, into); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa["opening"] = fb["opening"]
+	out, _ := json.Marshal(fa)
+	return save("swapped.opening", out)
 }

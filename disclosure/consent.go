@@ -340,7 +340,7 @@ func (g *Gate) consentIndexes(ctx context.Context, refs []string) (map[string]in
 		names[v] = ref
 	}
 	for wait := 0; ; wait++ {
-		found, err := g.store.ConsentIndexes(ctx, versions)
+		found, err := g.store.WrittenIndexes(ctx, versions)
 		if err != nil {
 			return nil, err
 		}

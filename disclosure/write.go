@@ -287,7 +287,9 @@ func checkConsentWrite(ctx context.Context, ch Change) error {
 }
 
 // writeRecords queues, inside tx, a write record (a consent record for a
-// Consent) for each version written.
+// Consent) for each version written, noting which version each records
+// (decisions cite a Consent version's record by it, and the provider
+// proves a stored version by it).
 func (g *Gate) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Write) error {
 	now := audit.FormatTime(g.now())
 	c := CallerOf(ctx)
@@ -315,18 +317,12 @@ func (g *Gate) writeRecords(ctx context.Context, tx *store.Tx, writes []store.Wr
 	if err != nil {
 		return err
 	}
-	queued, err := tx.QueueLedger(ctx, entries)
-	if err != nil {
-		return err
-	}
 	for i, wr := range writes {
-		if v := wr.Version; v.Type == "Consent" {
-			if err := tx.AnchorConsent(ctx, v.ID, v.VersionID, queued[i]); err != nil {
-				return err
-			}
-		}
+		v := wr.Version
+		entries[i].Written = &store.VersionRef{Type: v.Type, ID: v.ID, VersionID: v.VersionID}
 	}
-	return nil
+	_, err = tx.QueueLedger(ctx, entries)
+	return err
 }
 
 // OwnerOf says whose data key seals a resource about to be written and

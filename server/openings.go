@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/disclosure"
+	"github.com/ehrledger/ehrledger/store"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -31,6 +32,39 @@ func (s *Server) ledgerOpening(w http.ResponseWriter, r *http.Request) error {
 	if n >= size {
 		return reqErr(errNotFound, "not-found", "the log has no record %d yet", n)
 	}
+	return s.serveOpening(w, r, n)
+}
+
+// ledgerWritten is GET /ledger/written/{type}/{id}/{vid}, for
+// administrators: what GET /ledger/opening/{n} answers for the record of
+// that version's write, by which the provider proves that a stored
+// version is the one its write record committed to (ehrledger verify
+// --opening FILE --version FILE). 404 when the version has no such record
+// in the log (yet), or its patient's key was erased.
+func (s *Server) ledgerWritten(w http.ResponseWriter, r *http.Request) error {
+	if err := requireAdmin(r); err != nil {
+		return err
+	}
+	v := store.VersionRef{Type: chi.URLParam(r, "type"), ID: chi.URLParam(r, "id")}
+	vid, err := strconv.ParseInt(chi.URLParam(r, "vid"), 10, 64)
+	if err != nil || vid < 1 {
+		return reqErr(errInvalid, "invalid", "a version id is a positive integer")
+	}
+	v.VersionID = vid
+	found, err := s.store.WrittenIndexes(r.Context(), []store.VersionRef{v})
+	if err != nil {
+		return err
+	}
+	n, ok := found[v]
+	if !ok {
+		return reqErr(errNotFound, "not-found", "no write record of %s/%s/_history/%d is in the log: there is no such version, its record is not integrated yet, or its patient's key was erased", v.Type, v.ID, vid)
+	}
+	return s.serveOpening(w, r, n)
+}
+
+// serveOpening answers record n's leaf and opening, to those who may see
+// them (see ledgerOpening).
+func (s *Server) serveOpening(w http.ResponseWriter, r *http.Request, n int64) error {
 	opened, err := s.ledger.OpenedAt(r.Context(), []int64{n})
 	if err != nil {
 		return err

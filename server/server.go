@@ -267,6 +267,7 @@ func (s *Server) routes() chi.Router {
 	a.Get("/$export-file/{job}/{file}", s.handleAs("export-file", false, s.exportFileGet))
 	a.Post("/ledger/peers/trust", s.handleAs("peers", false, s.trustPeer))
 	a.Get("/ledger/opening/{n}", s.handleAs("ledger-opening", false, s.ledgerOpening))
+	a.Get("/ledger/written/{type}/{id}/{vid}", s.handleAs("ledger-opening", false, s.ledgerWritten))
 	a.Post("/", s.handle("transaction", s.transactionOrBatch))
 
 	// Flat patterns (no sub-routers), so that Match, and with it the Allow

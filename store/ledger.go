@@ -25,6 +25,9 @@ var ErrLedgerRecordTooLarge = fmt.Errorf("store: a ledger record is larger than 
 type LedgerEntry struct {
 	Record  []byte
 	Opening *LedgerOpening
+	// Written is the version whose write the record records, noted
+	// (ledger_anchors) so that the record can be found from the version.
+	Written *VersionRef
 }
 
 // LedgerOpening is what opens a record's commitment, sealed under the
@@ -57,6 +60,15 @@ func (tx *Tx) QueueLedger(ctx context.Context, entries []LedgerEntry) ([]int64, 
 			return nil, fmt.Errorf("store: queue ledger record: %w", err)
 		}
 		ids = append(ids, id)
+	}
+	w := &rowWriter{db: tx.db.WithContext(ctx), maxArgs: argsPerStatement(tx.dialect)}
+	for i, e := range entries {
+		if v := e.Written; v != nil {
+			w.add("ledger_anchors", "res_type, res_id, version_id, queue_id", "", v.Type, v.ID, v.VersionID, ids[i])
+		}
+	}
+	if err := w.flush(); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }
@@ -413,40 +425,32 @@ func (s *Store) LedgerCheckpoints(ctx context.Context, limit int) ([]LedgerCheck
 	return out, rows.Err()
 }
 
-// AnchorConsent notes, inside the transaction that writes a Consent
-// version, the queue id of its ledger record.
-func (tx *Tx) AnchorConsent(ctx context.Context, id string, version, queueID int64) error {
-	err := tx.db.WithContext(ctx).Exec(`INSERT INTO consent_anchors (res_id, version_id, queue_id) VALUES (?, ?, ?)`, id, version, queueID).Error
-	if err != nil {
-		return fmt.Errorf("store: consent anchor: %w", err)
-	}
-	return nil
-}
-
-// ConsentIndexes returns the ledger index of the record of each Consent
-// version (Consent id and version) already integrated into the log.
-func (s *Store) ConsentIndexes(ctx context.Context, versions []VersionRef) (map[VersionRef]int64, error) {
+// WrittenIndexes returns the ledger index of the write record (for a
+// Consent, its consent record) of each version already integrated into
+// the log; a version whose record is not integrated yet, or whose
+// patient's key was erased, is missing from the map.
+func (s *Store) WrittenIndexes(ctx context.Context, versions []VersionRef) (map[VersionRef]int64, error) {
 	out := make(map[VersionRef]int64, len(versions))
 	if len(versions) == 0 {
 		return out, nil
 	}
 	var b builder
-	b.w("SELECT a.res_id, a.version_id, p.idx FROM consent_anchors a JOIN ledger_placed p ON p.queue_id = a.queue_id WHERE ")
+	b.w("SELECT a.res_type, a.res_id, a.version_id, p.idx FROM ledger_anchors a JOIN ledger_placed p ON p.queue_id = a.queue_id WHERE ")
 	for i, v := range versions {
 		if i > 0 {
 			b.w(" OR ")
 		}
-		b.w("(a.res_id = ").arg(v.ID).w(" AND a.version_id = ").arg(v.VersionID).w(")")
+		b.w("(a.res_type = ").arg(v.Type).w(" AND a.res_id = ").arg(v.ID).w(" AND a.version_id = ").arg(v.VersionID).w(")")
 	}
 	rows, err := s.db.WithContext(ctx).Raw(b.sql(), b.args...).Rows()
 	if err != nil {
-		return nil, s.classify(fmt.Errorf("store: consent indexes: %w", err))
+		return nil, s.classify(fmt.Errorf("store: written indexes: %w", err))
 	}
 	defer rows.Close()
 	for rows.Next() {
-		v := VersionRef{Type: "Consent"}
+		var v VersionRef
 		var idx int64
-		if err := rows.Scan(&v.ID, &v.VersionID, &idx); err != nil {
+		if err := rows.Scan(&v.Type, &v.ID, &v.VersionID, &idx); err != nil {
 			return nil, err
 		}
 		out[v] = idx

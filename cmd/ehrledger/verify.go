@@ -34,6 +34,14 @@ const verifyUsage = `Usage:
   ehrledger verify --log URL --full [key flags]
       Download every record, recompute the signed root and compare the log's
       hash tiles with the recomputed hashes.
+  ehrledger verify --log URL --opening FILE [--version FILE] [key flags]
+      Check that the record the opening FILE names (the answer of
+      /ledger/opening/N or /ledger/written/TYPE/ID/VID) is in the log, as
+      --index does, and that the opening is the one its leaf commits to; say
+      whom and what it is about. With --version (a stored version's JSON, as
+      a read of TYPE/ID/_history/VID serves it), also check that the record
+      names exactly that version with the SHA-256 of those bytes: the proof
+      that the stored version is the one its write record committed to.
   ehrledger verify --accounting FILE [key flags]
       Check offline an accounting of disclosures (GET /Patient/ID/$disclosures):
       its checkpoint, each disclosure's inclusion proof, and each AuditEvent's
@@ -67,6 +75,7 @@ type verifyFlags struct {
 	consistency               string
 	checkpoint, record, proof string
 	accounting                string
+	opening, version          string
 	index                     int64
 	full                      bool
 	witnessKeys               stringList
@@ -112,6 +121,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return verifyOffline(f, v, cosigners, origin, stdout)
 	case f.given["index"]:
 		return verifyInclusion(ctx, c, v, origin, f.index, stdout)
+	case f.given["opening"]:
+		return verifyOpening(ctx, c, v, origin, f.opening, f.version, stdout)
 	case f.given["consistency"]:
 		return verifyConsistency(ctx, c, v, origin, f.consistency, stdout)
 	default:
@@ -136,6 +147,8 @@ func parseVerifyFlags(args []string, stderr io.Writer) (*verifyFlags, error) {
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "offline: file holding the signed checkpoint")
 	fs.StringVar(&f.record, "record", "", "offline: file holding the record's bytes")
 	fs.StringVar(&f.proof, "proof", "", "offline: file holding the inclusion proof JSON")
+	fs.StringVar(&f.opening, "opening", "", "file holding a record's opening (/ledger/opening/N, /ledger/written/...)")
+	fs.StringVar(&f.version, "version", "", "with --opening: file holding a stored version's JSON")
 	fs.StringVar(&f.accounting, "accounting", "", "offline: file holding an accounting of disclosures (a Bundle)")
 	fs.Var(&f.witnessKeys, "witness", "a witness's cosignature/v1 verifier key (repeat for several)")
 	fs.IntVar(&f.witnesses, "witnesses", -1, "how many of the --witness keys must have cosigned (default: all)")
@@ -163,16 +176,18 @@ func (f *verifyFlags) problem(fs *flag.FlagSet) string {
 		return "--index must not be negative"
 	case g["witnesses"] && (f.witnesses < 1 || f.witnesses > len(f.witnessKeys)):
 		return fmt.Sprintf("--witnesses %d needs at least as many --witness keys (%d given)", f.witnesses, len(f.witnessKeys))
-	case g["accounting"] && (offline || g["log"] || g["index"] || g["consistency"] || g["full"]):
-		return "--accounting checks a file alone: no --log, --index, --consistency, --full, --checkpoint, --record or --proof"
+	case g["version"] && !g["opening"]:
+		return "--version is checked against a record's opening: give --opening too"
+	case g["accounting"] && (offline || g["log"] || g["index"] || g["consistency"] || g["full"] || g["opening"]):
+		return "--accounting checks a file alone: no --log, --index, --consistency, --full, --opening, --checkpoint, --record or --proof"
 	case g["accounting"] && !g["key"] && !g["key-file"]:
 		return "--accounting needs --key or --key-file (the log's key, obtained out of band)"
 	case g["accounting"]:
 		return ""
 	case strings.Contains(f.log, "/mirror/") && !g["key"] && !g["key-file"]:
 		return "a mirror serves no key: give the mirrored log's key with --key or --key-file"
-	case offline && (g["log"] || g["consistency"] || g["full"]):
-		return "--checkpoint, --record and --proof check offline: no --log, --consistency or --full"
+	case offline && (g["log"] || g["consistency"] || g["full"] || g["opening"]):
+		return "--checkpoint, --record and --proof check offline: no --log, --consistency, --full or --opening"
 	case offline && !(g["checkpoint"] && g["record"] && g["proof"] && g["index"]):
 		return "offline checks need --checkpoint, --record, --proof and --index"
 	case offline && !g["key"] && !g["key-file"]:
@@ -181,8 +196,8 @@ func (f *verifyFlags) problem(fs *flag.FlagSet) string {
 		return ""
 	case f.log == "":
 		return "--log is required (or --checkpoint, --record and --proof offline)"
-	case count(g["index"], g["consistency"], g["full"]) != 1:
-		return "give exactly one of --index, --consistency and --full"
+	case count(g["index"], g["consistency"], g["full"], g["opening"]) != 1:
+		return "give exactly one of --index, --consistency, --full and --opening"
 	}
 	if u, err := url.Parse(f.log); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Sprintf("--log %q is not an http(s) URL", f.log)
@@ -257,19 +272,31 @@ func openCheckpoint(msg []byte, v note.Verifier, origin, from string) (tlog.Tree
 // verifyInclusion is form 1: record n against the log's signed checkpoint,
 // by its inclusion proof and by the hash tiles.
 func verifyInclusion(ctx context.Context, c *ledgerClient, v note.Verifier, origin string, n int64, stdout io.Writer) error {
-	tree, err := c.checkpoint(ctx, v, origin)
+	record, tree, err := proveInclusion(ctx, c, v, origin, n)
 	if err != nil {
 		return err
 	}
+	printRecord(stdout, record)
+	fmt.Fprintf(stdout, "record %d is in the log (size %d, root %s), checkpoint signed by %s\n", n, tree.N, tree.Hash, v.Name())
+	return nil
+}
+
+// proveInclusion returns record n of the log and the signed tree it was
+// checked against, by its inclusion proof and by the hash tiles.
+func proveInclusion(ctx context.Context, c *ledgerClient, v note.Verifier, origin string, n int64) ([]byte, tlog.Tree, error) {
+	tree, err := c.checkpoint(ctx, v, origin)
+	if err != nil {
+		return nil, tree, err
+	}
 	if n >= tree.N && c.cosigners != nil {
-		return fmt.Errorf("record %d is not in the log's cosigned checkpoint (size %d): its witnesses have not cosigned it (yet)", n, tree.N)
+		return nil, tree, fmt.Errorf("record %d is not in the log's cosigned checkpoint (size %d): its witnesses have not cosigned it (yet)", n, tree.N)
 	}
 	if n >= tree.N {
-		return fmt.Errorf("record %d is not in the log: its checkpoint has size %d", n, tree.N)
+		return nil, tree, fmt.Errorf("record %d is not in the log: its checkpoint has size %d", n, tree.N)
 	}
 	records, err := c.bundle(ctx, n/bundleWidth, tree.N)
 	if err != nil {
-		return err
+		return nil, tree, err
 	}
 	record := records[n%bundleWidth]
 	h := tlog.RecordHash(record)
@@ -278,21 +305,19 @@ func verifyInclusion(ctx context.Context, c *ledgerClient, v note.Verifier, orig
 		// A mirror serves tiles, not proofs: the proof comes from them.
 		proof, err := tlog.ProveRecord(tree.N, n, tlog.TileHashReader(tree, &tileReader{ctx: ctx, c: c}))
 		if err != nil {
-			return fmt.Errorf("proving record %d from the mirror's hash tiles: %w", n, err)
+			return nil, tree, fmt.Errorf("proving record %d from the mirror's hash tiles: %w", n, err)
 		}
 		p = inclusionProof{Index: n, Size: tree.N, Proof: proof}
 	} else if p, err = c.inclusionProof(ctx, n, tree.N); err != nil {
-		return err
+		return nil, tree, err
 	}
 	if err := checkInclusion(p, tree, n, h); err != nil {
-		return err
+		return nil, tree, err
 	}
 	if err := checkTileHashes(ctx, c, tree, n, h); err != nil {
-		return err
+		return nil, tree, err
 	}
-	printRecord(stdout, record)
-	fmt.Fprintf(stdout, "record %d is in the log (size %d, root %s), checkpoint signed by %s\n", n, tree.N, tree.Hash, v.Name())
-	return nil
+	return record, tree, nil
 }
 
 // checkTileHashes recomputes the root and record n's leaf hash h from the

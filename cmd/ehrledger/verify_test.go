@@ -453,6 +453,10 @@ func TestVerifyUsage(t *testing.T) {
 		{"--checkpoint", "c", "--record", "r", "--proof", "p", "--index", "0"},
 		{"--checkpoint", "c", "--record", "r", "--index", "0", "--key", "k"},
 		{"--log", "http://x", "--full", "extra"},
+		{"--log", "http://x", "--version", "v.json"},
+		{"--log", "http://x", "--index", "1", "--opening", "o.json"},
+		{"--opening", "o.json", "--key", "k"},
+		{"--accounting", "a.json", "--opening", "o.json", "--key", "k"},
 	} {
 		if _, _, err := verify(args...); !errors.Is(err, errUsage) {
 			t.Errorf("%q: got %v, want errUsage", args, err)
