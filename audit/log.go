@@ -262,12 +262,16 @@ func (l *Log) integrateBatch(ctx context.Context, batch []*pendingRecord) (int, 
 		mem[i] = p.entry
 	}
 	var first int64
-	var placed [][]byte
+	var placed []store.LedgerEntry
 	var next edge
 	var added map[int64]tlog.Hash
 	size, err := l.st.IntegrateLedger(ctx, l.holder, l.cfg.LeaseTTL, mem, l.cfg.MaxBatch,
-		func(size int64, recs [][]byte) (*store.LedgerPlacement, error) {
-			first, placed = size, recs
+		func(size int64, entries []store.LedgerEntry) (*store.LedgerPlacement, error) {
+			first, placed = size, entries
+			recs := make([][]byte, len(entries))
+			for i, e := range entries {
+				recs[i] = e.Record
+			}
 			var p *store.LedgerPlacement
 			var err error
 			p, next, added, err = l.place(ctx, size, recs)

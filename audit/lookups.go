@@ -71,22 +71,22 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	recs := l.recent.from(last+1, limit)
-	if recs == nil {
+	rows := l.recent.from(last+1, limit)
+	if rows == nil {
 		size, err := l.st.LedgerSize(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if recs, err = l.Records(ctx, last+1, min(last+1+int64(limit), size)); err != nil {
+		recs, err := l.Records(ctx, last+1, min(last+1+int64(limit), size))
+		if err != nil {
+			return 0, err
+		}
+		if rows, err = l.lookupsOf(ctx, recs); err != nil {
 			return 0, err
 		}
 	}
-	if len(recs) == 0 {
+	if len(rows) == 0 {
 		return 0, nil
-	}
-	rows, err := l.lookupsOf(ctx, recs)
-	if err != nil {
-		return 0, err
 	}
 	if err := l.st.AddLedgerLookups(ctx, last, rows); errors.Is(err, store.ErrCursorMoved) {
 		return 0, nil // another filler added them
@@ -96,9 +96,8 @@ func (l *Log) addLookups(ctx context.Context, limit int) (int, error) {
 	return len(rows), nil
 }
 
-// lookupsOf is the lookup rows of records: each by its leaf hash, and by
-// the patient and exact time its kept opening gives (none: no patient,
-// the leaf's time).
+// lookupsOf is the lookup rows of stored records, with the openings kept
+// of them.
 func (l *Log) lookupsOf(ctx context.Context, recs []store.LedgerRecord) ([]store.LedgerLookup, error) {
 	idx := make([]int64, len(recs))
 	for i, r := range recs {
@@ -110,19 +109,30 @@ func (l *Log) lookupsOf(ctx context.Context, recs []store.LedgerRecord) ([]store
 	}
 	rows := make([]store.LedgerLookup, len(recs))
 	for i, r := range recs {
-		m := store.LedgerLookup{Index: r.Index, HashKey: hashKey(tlog.RecordHash(r.Data))}
-		if o, ok := kept[r.Index]; ok {
-			m.PatientKey, m.TimeUs = o.PatientKey, o.TimeUs
-		} else {
-			var lf struct{ Time string } // what a lookup keeps, and no more decoded
-			json.Unmarshal(r.Data, &lf)
-			if t, err := time.Parse(time.RFC3339Nano, lf.Time); err == nil {
-				m.TimeUs = t.UnixMicro()
-			}
+		var o *store.LedgerOpening
+		if k, ok := kept[r.Index]; ok {
+			o = &k
 		}
-		rows[i] = m
+		rows[i] = lookupOf(r.Index, r.Data, o)
 	}
 	return rows, nil
+}
+
+// lookupOf is the lookup row of record n: by its leaf hash, and by the
+// patient and exact time its opening gives (none: no patient, the leaf's
+// time).
+func lookupOf(n int64, leaf []byte, o *store.LedgerOpening) store.LedgerLookup {
+	m := store.LedgerLookup{Index: n, HashKey: hashKey(tlog.RecordHash(leaf))}
+	if o != nil {
+		m.PatientKey, m.TimeUs = o.PatientKey, o.TimeUs
+		return m
+	}
+	var lf struct{ Time string } // what a lookup keeps, and no more decoded
+	json.Unmarshal(leaf, &lf)
+	if t, err := time.Parse(time.RFC3339Nano, lf.Time); err == nil {
+		m.TimeUs = t.UnixMicro()
+	}
+	return m
 }
 
 // LookupsBehind returns how many integrated records have no lookup row
@@ -139,40 +149,43 @@ func (l *Log) LookupsBehind(ctx context.Context) (int64, error) {
 	return max(size-last-1, 0), nil
 }
 
-// recentRecords holds the records this sequencer integrated lately, in
-// index order without gaps, until their lookup rows are filled.
+// recentRecords holds the lookup rows of the records this sequencer
+// integrated lately, made from what it integrated (each leaf, and the
+// patient key and time of its opening), in index order without gaps,
+// until they are filled: the filler does not read back what the
+// sequencer just wrote.
 type recentRecords struct {
 	mu   sync.Mutex
-	recs []store.LedgerRecord
+	rows []store.LedgerLookup
 }
 
-// recentMax bounds the records held (about 20 MB of disclosures); past it
-// the filler reads the stored bundles.
+// recentMax bounds the rows held; past it the filler reads the stored
+// bundles and openings.
 const recentMax = 1 << 16
 
-func (r *recentRecords) add(first int64, data [][]byte) {
+func (r *recentRecords) add(first int64, entries []store.LedgerEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n := len(r.recs); n > 0 && r.recs[n-1].Index+1 != first || n+len(data) > recentMax {
-		r.recs = nil // a gap (another sequencer integrated meanwhile) or too many
+	if n := len(r.rows); n > 0 && r.rows[n-1].Index+1 != first || n+len(entries) > recentMax {
+		r.rows = nil // a gap (another sequencer integrated meanwhile) or too many
 	}
-	for i, d := range data {
-		r.recs = append(r.recs, store.LedgerRecord{Index: first + int64(i), Data: d})
+	for i, e := range entries {
+		r.rows = append(r.rows, lookupOf(first+int64(i), e.Record, e.Opening))
 	}
 }
 
-// from returns up to limit records from index start on, or nil when the
-// memory does not begin there; it forgets the records before start.
-func (r *recentRecords) from(start int64, limit int) []store.LedgerRecord {
+// from returns up to limit rows from index start on, or nil when the
+// memory does not begin there; it forgets the rows before start.
+func (r *recentRecords) from(start int64, limit int) []store.LedgerLookup {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i := 0
-	for i < len(r.recs) && r.recs[i].Index < start {
+	for i < len(r.rows) && r.rows[i].Index < start {
 		i++
 	}
-	r.recs = r.recs[i:]
-	if len(r.recs) == 0 || r.recs[0].Index != start {
+	r.rows = r.rows[i:]
+	if len(r.rows) == 0 || r.rows[0].Index != start {
 		return nil
 	}
-	return append([]store.LedgerRecord(nil), r.recs[:min(limit, len(r.recs))]...)
+	return append([]store.LedgerLookup(nil), r.rows[:min(limit, len(r.rows))]...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -146,11 +147,11 @@ var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger le
 // holds the sequencer lease (taking it when it has expired, and extending
 // it by ttl): first the records given (from memory), then queued ones, up
 // to limit in all. It reads the tree size n, calls place with n and the
-// records, which get indexes n, n+1, ..., writes the tiles place returns
-// and the records' openings, removes the queued records from the queue and
+// records with their openings, which get indexes n, n+1, ..., writes the
+// tiles place returns and the records' openings, removes the queued records from the queue and
 // advances the size and root; it returns the new size.
 func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, entries []LedgerEntry, limit int,
-	place func(size int64, records [][]byte) (*LedgerPlacement, error)) (int64, error) {
+	place func(size int64, records []LedgerEntry) (*LedgerPlacement, error)) (int64, error) {
 	var size int64
 	err := s.InTx(ctx, func(tx *Tx) error {
 		db := tx.db.WithContext(ctx)
@@ -165,11 +166,7 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			return ErrNotLeaseHolder
 		}
 		size = sizes[0]
-		all := make([][]byte, len(entries))
-		openings := make([]*LedgerOpening, len(entries))
-		for i, e := range entries {
-			all[i], openings[i] = e.Record, e.Opening
-		}
+		all := slices.Clone(entries)
 		queueIDs := make([]any, len(entries)) // NULL for records from memory
 		if room := limit - len(entries); room > 0 {
 			rows, err := db.Raw(`SELECT queue_id, data, owner, patient_key, time_us, sealed FROM ledger_queue ORDER BY queue_id LIMIT ?`, room).Rows()
@@ -178,19 +175,17 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 			}
 			for rows.Next() {
 				var id int64
-				var data []byte
+				var e LedgerEntry
 				var o LedgerOpening
-				if err := rows.Scan(&id, &data, &o.Owner, &o.PatientKey, &o.TimeUs, &o.Sealed); err != nil {
+				if err := rows.Scan(&id, &e.Record, &o.Owner, &o.PatientKey, &o.TimeUs, &o.Sealed); err != nil {
 					rows.Close()
 					return err
 				}
-				all = append(all, data)
-				queueIDs = append(queueIDs, id)
 				if o.Sealed != nil {
-					openings = append(openings, &o)
-				} else {
-					openings = append(openings, nil)
+					e.Opening = &o
 				}
+				all = append(all, e)
+				queueIDs = append(queueIDs, id)
 			}
 			rows.Close()
 		}
@@ -210,8 +205,8 @@ WHERE id = 1 AND (lease_holder = ? OR lease_until < ?) RETURNING size`, holder, 
 				w.add("ledger_placed", "queue_id, idx", "", id, size+int64(i))
 			}
 		}
-		for i, o := range openings {
-			if o != nil {
+		for i, e := range all {
+			if o := e.Opening; o != nil {
 				w.add("ledger_openings", "idx, owner, patient_key, time_us, sealed", "", size+int64(i), o.Owner, o.PatientKey, o.TimeUs, bindable(o.Sealed))
 			}
 		}
