@@ -185,8 +185,7 @@ func (s *Store) EraseKey(ctx context.Context, owner string, record []byte) (int,
 			return err
 		}
 		// Which records wrote the owner's versions goes too.
-		if err := db.Exec(`DELETE FROM ledger_anchors WHERE EXISTS (SELECT 1 FROM resources r
-WHERE r.key_owner = ? AND r.res_type = ledger_anchors.res_type AND r.res_id = ledger_anchors.res_id)`, owner).Error; err != nil {
+		if err := db.Exec(`DELETE FROM ledger_anchors WHERE (res_type, res_id) IN (SELECT res_type, res_id FROM resources WHERE key_owner = ?)`, owner).Error; err != nil {
 			return fmt.Errorf("store: erase %s: %w", owner, err)
 		}
 		if err := db.Exec(`UPDATE resources SET deleted = ?, erased = ? WHERE key_owner = ?`, true, true, owner).Error; err != nil {

@@ -148,8 +148,9 @@ var ErrNotLeaseHolder = errors.New("store: another sequencer holds the ledger le
 // it by ttl): first the records given (from memory), then queued ones, up
 // to limit in all. It reads the tree size n, calls place with n and the
 // records with their openings, which get indexes n, n+1, ..., writes the
-// tiles place returns and the records' openings, removes the queued records from the queue and
-// advances the size and root; it returns the new size.
+// tiles place returns and the records' openings, removes the queued
+// records from the queue and advances the size and root; it returns the
+// new size.
 func (s *Store) IntegrateLedger(ctx context.Context, holder string, ttl time.Duration, entries []LedgerEntry, limit int,
 	place func(size int64, records []LedgerEntry) (*LedgerPlacement, error)) (int64, error) {
 	var size int64
