@@ -212,23 +212,7 @@ func TestAccounting(t *testing.T) {
 		t.Fatalf("the accounting exported before the erasure does not verify after it: %s", out)
 	}
 	// The erasure's own record opens only with what its answer carried.
-	var outcome struct {
-		Extension []struct {
-			URL               string `json:"url"`
-			ValueBase64Binary string `json:"valueBase64Binary"`
-		} `json:"extension"`
-	}
-	json.Unmarshal(erasure.body, &outcome)
-	var leaf, opening []byte
-	for _, x := range outcome.Extension {
-		b, _ := base64.StdEncoding.DecodeString(x.ValueBase64Binary)
-		switch x.URL {
-		case "urn:ehrledger:fhir:ledger-record":
-			leaf = b
-		case "urn:ehrledger:fhir:ledger-opening":
-			opening = b
-		}
-	}
+	leaf, opening := erasureRecord(erasure.body)
 	if rec := openLeaf(t, leaf, opening); rec.Type != "erasure" || rec.Patient != "Patient/"+pat {
 		t.Fatalf("the erasure answer's record opens as %+v", rec)
 	}

@@ -50,19 +50,7 @@ func testErase(t *testing.T, c *client, run string) {
 	// The erasure is in the ledger: the leaf its answer carries. Its
 	// opening is in that answer only; those of the patient's other
 	// records went with the key.
-	var outcome struct {
-		Extension []struct {
-			URL               string `json:"url"`
-			ValueBase64Binary string `json:"valueBase64Binary"`
-		} `json:"extension"`
-	}
-	json.Unmarshal(r.body, &outcome)
-	var leaf []byte
-	for _, x := range outcome.Extension {
-		if x.URL == "urn:ehrledger:fhir:ledger-record" {
-			leaf, _ = base64.StdEncoding.DecodeString(x.ValueBase64Binary)
-		}
-	}
+	leaf, _ := erasureRecord(r.body)
 	found := false
 	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		cp := c.checkpoint(t, before)
@@ -145,4 +133,26 @@ func testErase(t *testing.T, c *client, run string) {
 	if len(none.Entry) != 0 {
 		t.Errorf("the erased patient still has %d AuditEvents", len(none.Entry))
 	}
+}
+
+// erasureRecord is the leaf and the opening of the erasure record that an
+// answer to $erase carries (its OperationOutcome's extensions).
+func erasureRecord(body []byte) (leaf, opening []byte) {
+	var outcome struct {
+		Extension []struct {
+			URL               string `json:"url"`
+			ValueBase64Binary string `json:"valueBase64Binary"`
+		} `json:"extension"`
+	}
+	json.Unmarshal(body, &outcome)
+	for _, x := range outcome.Extension {
+		b, _ := base64.StdEncoding.DecodeString(x.ValueBase64Binary)
+		switch x.URL {
+		case "urn:ehrledger:fhir:ledger-record":
+			leaf = b
+		case "urn:ehrledger:fhir:ledger-opening":
+			opening = b
+		}
+	}
+	return leaf, opening
 }

@@ -11,19 +11,19 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/ehrledger/ehrledger/audit"
-	"golang.org/x/mod/sumdb/note"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // keyFile is the key file of a database: one per DSN in a directory that
