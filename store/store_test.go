@@ -2,9 +2,11 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/ehrledger/ehrledger/internal/testdb"
 	"github.com/ehrledger/ehrledger/internal/testkeys"
 	"github.com/ehrledger/ehrledger/store"
+	_ "github.com/glebarez/go-sqlite"
 )
 
 func open(t *testing.T, dsn string) *store.Store {
@@ -288,4 +291,30 @@ func TestManyTokenValues(t *testing.T) {
 			t.Fatalf("one by one: %v", want)
 		}
 	})
+}
+
+// TestRefusesLedgerOfFormat1 checks that a database whose ledger holds
+// records written before migration 0011 (format 1, whose leaves can be
+// linked to patients) is not upgraded: opening it fails and says why.
+func TestRefusesLedgerOfFormat1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	s := open(t, "sqlite:"+path)
+	if _, err := s.QueueLedger(ctx, []store.LedgerEntry{{Record: []byte(`{"v":1,"type":"write","time":"2026-01-01T00:00:00.000000Z","patient":"p"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the release before format 2 left it: migrations up to 0010.
+	if _, err := db.Exec(`DELETE FROM schema_migrations WHERE version >= 11`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = store.Open(ctx, store.Config{DSN: "sqlite:" + path})
+	if err == nil || !strings.Contains(err.Error(), "records of format 1") || !strings.Contains(err.Error(), "does not convert") {
+		t.Fatalf("a ledger of format 1 opened: %v", err)
+	}
 }
