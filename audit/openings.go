@@ -215,10 +215,11 @@ func (l *Log) OpenedRange(ctx context.Context, from, to int64) ([]Opened, error)
 
 // Forget clears what the lookup table says of a patient's records once
 // their key is erased (whose erasure deleted the openings): then nothing
-// the server keeps links a record to them. A lookup batch that read an
-// opening just before the erasure may write its row after the first
-// clearing; when this log fills the lookups, Forget waits for the filler
-// to go past the records integrated so far (up to 30 s) and clears again.
+// the server keeps links a record to them. A record sealed just before
+// the erasure may be integrated, and its lookup row written, after the
+// first clearing; when this log fills the lookups, Forget waits for the
+// filler to go past the records integrated so far (up to 30 s) and clears
+// again, deleting any opening of theirs left.
 func (l *Log) Forget(ctx context.Context, patient string) error {
 	if l.keys == nil {
 		return ErrNoKeys
@@ -249,11 +250,12 @@ func (l *Log) Forget(ctx context.Context, patient string) error {
 }
 
 // ForgetPatient clears, once, the patient key of a patient's lookup rows
-// in st (Log.Forget, for a process that does not run the log).
+// in st, and deletes any of their openings left (Log.Forget, for a process
+// that does not run the log).
 func ForgetPatient(ctx context.Context, st *store.Store, kr *keys.Keyring, patient string) error {
 	ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
 	if err != nil {
 		return err
 	}
-	return st.ForgetLedgerPatient(ctx, patientKey(NewPseudonyms(ks[keys.PseudonymOwner].MAC).Of(patient)))
+	return st.ForgetLedgerPatient(ctx, keys.PatientOwner(patient), patientKey(NewPseudonyms(ks[keys.PseudonymOwner].MAC).Of(patient)))
 }

@@ -162,10 +162,21 @@ func addSQLiteLookups(ctx context.Context, db *gorm.DB, rows []LedgerLookup) err
 }
 
 // ForgetLedgerPatient clears the patient key of the lookup rows that have
-// patientKey: after an erasure, nothing the server keeps says which
-// records were about the patient.
-func (s *Store) ForgetLedgerPatient(ctx context.Context, patientKey int64) error {
-	err := s.lookups.WithContext(ctx).Exec(`UPDATE ledger_lookup SET patient_key = 0 WHERE patient_key = ?`, patientKey).Error
+// patientKey, and deletes any opening of owner's left (one sealed before
+// the owner's key was erased and integrated after): after an erasure,
+// nothing the server keeps says which records were about the patient.
+func (s *Store) ForgetLedgerPatient(ctx context.Context, owner string, patientKey int64) error {
+	err := s.InTx(ctx, func(tx *Tx) error {
+		db := tx.db.WithContext(ctx)
+		if err := db.Exec(`DELETE FROM ledger_openings WHERE owner = ?`, owner).Error; err != nil {
+			return err
+		}
+		return db.Exec(`UPDATE ledger_queue SET owner = '', patient_key = 0, time_us = 0, sealed = NULL WHERE owner = ?`, owner).Error
+	})
+	if err != nil {
+		return s.classify(fmt.Errorf("store: forget %s: %w", owner, err))
+	}
+	err = s.lookups.WithContext(ctx).Exec(`UPDATE ledger_lookup SET patient_key = 0 WHERE patient_key = ?`, patientKey).Error
 	return s.classify(err)
 }
 
