@@ -118,7 +118,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The Bulk Data exports that hold the patient's data are deleted
 	// first, and again after the key is gone for any started meanwhile.
-	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
+	if _, err := s.exports.DropPatient(r.Context(), id); err != nil {
 		return err
 	}
 	// The erasure record's opening (it is about the patient) cannot be
@@ -135,7 +135,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ledger.Forget(r.Context(), id); err != nil {
 		s.log.Error("erase: the ledger's lookup rows of the patient could not be cleared", "request_id", requestID(r), "err", err)
 	}
-	if _, err := DropPatientExports(r.Context(), s.store, s.keys, id); err != nil {
+	if _, err := s.exports.DropPatient(r.Context(), id); err != nil {
 		s.log.Error("erase: an export started during the erasure could not be deleted", "request_id", requestID(r), "err", err)
 	}
 	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)

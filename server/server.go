@@ -15,6 +15,7 @@ import (
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/disclosure"
+	"github.com/ehrledger/ehrledger/export"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -101,7 +102,7 @@ type Config struct {
 	// left out); nil means DefaultAccountingExempt.
 	AccountingExempt []string
 	// ExportRetention is how long the files of an ended Bulk Data export
-	// are kept; 0 means DefaultExportRetention.
+	// are kept; 0 means export.DefaultRetention.
 	ExportRetention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -127,8 +128,8 @@ type Server struct {
 	gate *disclosure.Gate
 	// capCache holds the encoded CapabilityStatement by base URL.
 	capCache sync.Map
-	// exportWake tells RunExports that a job was accepted.
-	exportWake chan struct{}
+	// exports stores and runs the Bulk Data export jobs.
+	exports *export.Jobs
 }
 
 // New checks cfg and builds the Server with its routes. With an
@@ -166,9 +167,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.ExportRetention <= 0 {
-		cfg.ExportRetention = DefaultExportRetention
-	}
 	if cfg.Consent.Default == consent.Inherit {
 		cfg.Consent.Default = consent.Permit
 	}
@@ -178,17 +176,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		store:      cfg.Store,
-		keys:       cfg.Keys,
-		ledger:     cfg.Ledger,
-		log:        cfg.Logger,
-		metrics:    cfg.Metrics,
-		now:        cfg.Now,
-		limits:     fhir.Limits{MaxDepth: cfg.MaxDepth},
-		started:    cfg.Now(),
-		exportWake: make(chan struct{}, 1),
-		gate:       gate,
+		cfg:     cfg,
+		store:   cfg.Store,
+		keys:    cfg.Keys,
+		ledger:  cfg.Ledger,
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
+		now:     cfg.Now,
+		limits:  fhir.Limits{MaxDepth: cfg.MaxDepth},
+		started: cfg.Now(),
+		gate:    gate,
+		exports: export.New(export.Config{Store: cfg.Store, Keys: cfg.Keys, Gate: gate, Logger: cfg.Logger,
+			Retention: cfg.ExportRetention, Now: cfg.Now}),
 	}
 	if cfg.Authority != nil {
 		var err error

@@ -16,6 +16,7 @@ import (
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/consent"
 	"github.com/ehrledger/ehrledger/disclosure"
+	"github.com/ehrledger/ehrledger/export"
 	"github.com/ehrledger/ehrledger/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -167,7 +168,7 @@ func defaultServeConfig() serveConfig {
 		BodyTimeout:           server.DefaultBodyTimeout,
 		RequestTimeout:        server.DefaultTimeout,
 		ShutdownTimeout:       30 * time.Second,
-		ExportRetention:       server.DefaultExportRetention,
+		ExportRetention:       export.DefaultRetention,
 		LogFormat:             "text",
 		LogLevel:              "info",
 		KMS:                   "local",

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/export"
 	"github.com/ehrledger/ehrledger/keys"
-	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
 )
 
@@ -75,7 +75,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		// As $erase does: the exports that may hold the patient's data go
 		// first, and again after the key for any started meanwhile.
-		dropped, err := server.DropPatientExports(ctx, st, kr, *patient)
+		dropped, err := export.DropPatient(ctx, st, kr, *patient)
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := audit.ForgetPatient(ctx, st, kr, *patient); err != nil {
 			return fmt.Errorf("the key is erased, but the ledger's lookup rows of the patient could not be cleared: %w", err)
 		}
-		more, err := server.DropPatientExports(ctx, st, kr, *patient)
+		more, err := export.DropPatient(ctx, st, kr, *patient)
 		if err != nil {
 			return fmt.Errorf("the key is erased, but an export started meanwhile could not be deleted: %w", err)
 		}

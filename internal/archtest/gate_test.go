@@ -26,12 +26,21 @@ var storeReads = map[string]bool{
 }
 
 // TestHandlersReadThroughTheGate fails when package server (the HTTP
-// handlers) calls a store method that reads patient data: every such
-// read goes through package disclosure.
+// handlers) or package export (the Bulk Data jobs) calls a store method
+// that reads patient data: every such read goes through package
+// disclosure.
 func TestHandlersReadThroughTheGate(t *testing.T) {
-	pkgs := exportData(t, module+"/server")
+	for _, pkg := range []string{"server", "export"} {
+		t.Run(pkg, func(t *testing.T) { readsThroughTheGate(t, module+"/"+pkg) })
+	}
+}
+
+// readsThroughTheGate fails when package path calls a store method that
+// reads patient data.
+func readsThroughTheGate(t *testing.T, path string) {
+	pkgs := exportData(t, path)
 	fset := token.NewFileSet()
-	srv := pkgs[module+"/server"]
+	srv := pkgs[path]
 	var files []*ast.File
 	for _, name := range srv.GoFiles {
 		f, err := parser.ParseFile(fset, filepath.Join(srv.Dir, name), nil, 0)
@@ -48,7 +57,7 @@ func TestHandlersReadThroughTheGate(t *testing.T) {
 		return os.Open(p.Export)
 	})
 	info := &types.Info{Selections: map[*ast.SelectorExpr]*types.Selection{}}
-	if _, err := (&types.Config{Importer: imp}).Check(module+"/server", fset, files, info); err != nil {
+	if _, err := (&types.Config{Importer: imp}).Check(path, fset, files, info); err != nil {
 		t.Fatal(err)
 	}
 	found := 0
@@ -63,11 +72,11 @@ func TestHandlersReadThroughTheGate(t *testing.T) {
 		}
 		found++
 		if storeReads[fn.Name()] {
-			t.Errorf("%s: server calls %s.%s, which reads patient data: go through the gate (package disclosure)", fset.Position(sel.Pos()), recv, fn.Name())
+			t.Errorf("%s: %s calls %s.%s, which reads patient data: go through the gate (package disclosure)", fset.Position(sel.Pos()), path, recv, fn.Name())
 		}
 	}
 	if found == 0 {
-		t.Fatal("no call of a store method found in package server: the check sees nothing")
+		t.Fatalf("no call of a store method found in package %s: the check sees nothing", path)
 	}
 }
 
