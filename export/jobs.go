@@ -241,12 +241,6 @@ func (j *Jobs) Own(ctx context.Context, id, client string, caller Caller) (*Job,
 // Delete cancels job id or deletes its files, and erases its key.
 func (j *Jobs) Delete(ctx context.Context, id string) error { return drop(ctx, j.store, j.keys, id) }
 
-// DropPatient deletes every job that holds, or may come to hold, data of
-// the patient with id: see DropPatient.
-func (j *Jobs) DropPatient(ctx context.Context, id string) (int, error) {
-	return DropPatient(ctx, j.store, j.keys, id)
-}
-
 func newID() string {
 	var b [16]byte
 	rand.Read(b[:])

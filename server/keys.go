@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/erasure"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
 )
@@ -116,30 +117,18 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.Exists(r.Context(), typ, id); err != nil && !isDeleted(err) {
 		return err // unknown: 404; erased before: 410
 	}
-	// The Bulk Data exports that hold the patient's data are deleted
-	// first, and again after the key is gone for any started meanwhile.
-	if _, err := s.exports.DropPatient(r.Context(), id); err != nil {
-		return err
-	}
-	// The erasure record's opening (it is about the patient) cannot be
-	// kept under a key that is gone: it is given to the caller alone.
-	rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(s.now()), Patient: keys.PatientOwner(id), Interaction: "erase"}
-	leaf, opening := rec.Seal()
-	n, err := s.keys.Erase(r.Context(), keys.PatientOwner(id), leaf)
-	if errors.Is(err, keys.ErrNoKey) {
+	res, err := erasure.Patient(r.Context(), s.store, s.keys, s.ledger, id, s.now())
+	if errors.Is(err, erasure.ErrNoKey) {
 		return store.ErrNotFound
 	}
 	if err != nil {
 		return err
 	}
-	if err := s.ledger.Forget(r.Context(), id); err != nil {
-		s.log.Error("erase: the ledger's lookup rows of the patient could not be cleared", "request_id", requestID(r), "err", err)
+	if res.Incomplete != nil {
+		s.log.Error("erase: the key is erased, but not everything after it was done", "request_id", requestID(r), "err", res.Incomplete)
 	}
-	if _, err := s.exports.DropPatient(r.Context(), id); err != nil {
-		s.log.Error("erase: an export started during the erasure could not be deleted", "request_id", requestID(r), "err", err)
-	}
-	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", n)
-	s.writeJSON(w, r, http.StatusOK, erasureOutcome(id, n, leaf, opening))
+	s.log.Warn("patient data erased", "request_id", requestID(r), "patient", id, "resources", res.Withdrawn)
+	s.writeJSON(w, r, http.StatusOK, erasureOutcome(id, res.Withdrawn, res.Record, res.Opening))
 	return nil
 }
 

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/export"
-	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/erasure"
 	"github.com/ehrledger/ehrledger/store"
 )
 
@@ -73,34 +72,21 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stderr, "ehrledger keys erase: --patient is required")
 			return errUsage
 		}
-		// As $erase does: the exports that may hold the patient's data go
-		// first, and again after the key for any started meanwhile.
-		dropped, err := export.DropPatient(ctx, st, kr, *patient)
-		if err != nil {
-			return err
-		}
-		rec := audit.Record{Type: audit.TypeErasure, Time: audit.FormatTime(time.Now()), Patient: keys.PatientOwner(*patient), Interaction: "erase"}
-		leaf, opening := rec.Seal()
-		n, err := kr.Erase(ctx, keys.PatientOwner(*patient), leaf)
-		if errors.Is(err, keys.ErrNoKey) {
+		res, err := erasure.Patient(ctx, st, kr, nil, *patient, time.Now())
+		if errors.Is(err, erasure.ErrNoKey) {
 			return fmt.Errorf("Patient/%s has no data key (no data was ever stored for it)", *patient)
 		}
 		if err != nil {
 			return err
 		}
-		if err := audit.ForgetPatient(ctx, st, kr, *patient); err != nil {
-			return fmt.Errorf("the key is erased, but the ledger's lookup rows of the patient could not be cleared: %w", err)
-		}
-		more, err := export.DropPatient(ctx, st, kr, *patient)
-		if err != nil {
-			return fmt.Errorf("the key is erased, but an export started meanwhile could not be deleted: %w", err)
-		}
-		dropped += more
-		fmt.Fprintf(stdout, "erased the data key of Patient/%s: %d resources withdrawn\n", *patient, n)
+		fmt.Fprintf(stdout, "erased the data key of Patient/%s: %d resources withdrawn\n", *patient, res.Withdrawn)
 		fmt.Fprintf(stdout, "erasure record %s\nits opening (kept nowhere else) %s\n",
-			base64.StdEncoding.EncodeToString(leaf), base64.StdEncoding.EncodeToString(opening))
-		if dropped > 0 {
-			fmt.Fprintf(stdout, "deleted %d Bulk Data exports that could hold the patient's data\n", dropped)
+			base64.StdEncoding.EncodeToString(res.Record), base64.StdEncoding.EncodeToString(res.Opening))
+		if res.Exports > 0 {
+			fmt.Fprintf(stdout, "deleted %d Bulk Data exports that could hold the patient's data\n", res.Exports)
+		}
+		if res.Incomplete != nil {
+			return fmt.Errorf("the key is erased, but: %w", res.Incomplete)
 		}
 	}
 	return nil
