@@ -17,6 +17,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
+var _ Registry = StaticRegistry(nil)
+
 // Client is a client registered with the embedded authorization server for
 // SMART Backend Services: it authenticates with a JWT assertion signed by
 // one of its own keys (private_key_jwt, RFC 7523) and is granted at most

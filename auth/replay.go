@@ -8,6 +8,8 @@ import (
 	"time"
 )
 
+var _ AssertionLog = (*replayCache)(nil)
+
 // maxReplayEntries bounds the number of unexpired assertion ids the replay
 // cache holds; past it, new assertions are refused until some expire.
 const maxReplayEntries = 100_000

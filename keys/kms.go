@@ -5,6 +5,12 @@ import (
 	"errors"
 )
 
+// The KMSs.
+var (
+	_ KMS = (*Local)(nil)
+	_ KMS = (*Vault)(nil)
+)
+
 // Wrapped is a data key as a KMS wrapped it.
 type Wrapped struct {
 	Owner   string

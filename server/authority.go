@@ -13,6 +13,11 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
+var (
+	_ auth.Registry     = registry{}
+	_ auth.AssertionLog = (*store.Store)(nil)
+)
+
 // The embedded authorization server over the store: its clients are
 // registered in the database and its used assertions kept there, so that
 // every replica sharing the database serves the same clients and no

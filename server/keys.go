@@ -15,6 +15,14 @@ import (
 	"github.com/ehrledger/ehrledger/store"
 )
 
+// What the keyring and the store are to each other.
+var (
+	_ keys.Store    = keyStore{}
+	_ store.Sealer  = sealer{}
+	_ store.DataKey = (*keys.DataKey)(nil)
+	_ store.Blinder = (*keys.Blind)(nil)
+)
+
 // OpenKeys puts a keyring over kms in front of st: st keeps the wrapped
 // data keys, seals and opens every body through the keyring, and stores
 // the search values that identify patients blind. The blind index key and

@@ -10,9 +10,12 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+var _ witness.Source = (*audit.Log)(nil)
 
 // The ledger's read-only HTTP face (docs/ledger.md).
 

@@ -36,6 +36,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
+var (
+	_ store.Sealer  = passThrough{}
+	_ store.DataKey = plainKey{}
+)
+
 // Database creates a fresh database of the kind named ("sqlite" or
 // "postgres", the latter on the server pgAdmin names) and returns its DSN
 // and a cleanup that drops it.
