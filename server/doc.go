@@ -5,7 +5,10 @@
 // endpoints), with the middleware every request passes through (request
 // id, structured logging, panic recovery, metrics, body limits,
 // authentication) and the single place, writeError, that turns errors
-// into HTTP statuses and OperationOutcomes.
+// into HTTP statuses and OperationOutcomes. Of Bulk Data export it holds
+// the HTTP side (kick-off, status, manifest, files); the jobs are package
+// export's, and crypto-shredding is package erasure's. The map of the
+// packages and of who runs what: docs/architecture.md.
 //
 // Handlers never read patient data from the store: every read, and the
 // reads a write makes, go through the gate (package disclosure), which
