@@ -33,6 +33,10 @@ type Config struct {
 	// MaxBatch bounds the records integrated in one transaction (default
 	// 1,000).
 	MaxBatch int
+	// MaxPending bounds the records appended in memory and waiting for the
+	// sequencer (default 16,384, about half a second of appends on two
+	// cores): past it Append fails at once with ErrPushback.
+	MaxPending int
 	// LeaseTTL is how long the sequencer lease lasts without renewal
 	// (default 10 s); a replica whose sequencer died is replaced after it.
 	LeaseTTL time.Duration
@@ -85,6 +89,11 @@ type pendingRecord struct {
 // ErrStopped says the log is not running: nothing can be appended.
 var ErrStopped = errors.New("audit: the ledger is not running")
 
+// ErrPushback says as many records wait for the sequencer as the log
+// takes (Config.MaxPending): the append was refused at once and nothing
+// of it kept; the caller may try again a moment later.
+var ErrPushback = errors.New("audit: too many records wait for the sequencer; try again later")
+
 // ErrTampered says the stored log does not match what the log signed
 // before: the server must not sign again until an operator acts.
 var ErrTampered = errors.New("audit: the stored log does not match its signed checkpoints")
@@ -104,6 +113,9 @@ func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1000
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 16384
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 10 * time.Second
@@ -149,6 +161,11 @@ func (l *Log) Append(ctx context.Context, entries []store.LedgerEntry) ([]int64,
 	if l.stopped {
 		l.mu.Unlock()
 		return nil, ErrStopped
+	}
+	// An append larger than the bound alone is taken when nothing waits.
+	if n := len(l.pending); n > 0 && n+len(entries) > l.cfg.MaxPending {
+		l.mu.Unlock()
+		return nil, ErrPushback
 	}
 	for i, e := range entries {
 		ps[i] = &pendingRecord{entry: e, done: make(chan struct{})}
@@ -414,7 +431,7 @@ func (l *Log) keepNewest(cp store.LedgerCheckpoint) {
 
 // SignCovering returns a signed checkpoint whose tree holds record n:
 // the newest one if it does, else one it signs now (on demand). A record
-// not integrated yet is ErrBadRequest.
+// not integrated yet is ErrNotInLog.
 func (l *Log) SignCovering(ctx context.Context, n int64) ([]byte, error) {
 	if cp := l.Checkpoint(); cp.Note != nil && cp.Size > n {
 		return cp.Note, nil
@@ -429,7 +446,7 @@ func (l *Log) SignCovering(ctx context.Context, n int64) ([]byte, error) {
 		return nil, err
 	}
 	if cp := l.Checkpoint(); cp.Size <= n {
-		return nil, fmt.Errorf("%w: the log has %d records, not record %d yet", ErrBadRequest, cp.Size, n)
+		return nil, fmt.Errorf("%w: the log has %d records, not record %d yet", ErrNotInLog, cp.Size, n)
 	}
 	return signed, nil
 }

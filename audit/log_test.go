@@ -393,3 +393,55 @@ func TestRecordsOfManyRecords(t *testing.T) {
 		}
 	})
 }
+
+// TestAppendPushesBack checks that the records waiting for the sequencer
+// are bounded: past Config.MaxPending an append fails at once with
+// ErrPushback and leaves nothing in the log, and appends succeed again
+// once the sequencer has caught up.
+func TestAppendPushesBack(t *testing.T) {
+	ctx := context.Background()
+	st, _ := testkeys.Open(t, store.Config{DSN: testdb.SQLite(t)})
+	signer, verifier := keys(t)
+	l, err := audit.Open(ctx, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour, MaxPending: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(i int) []byte {
+		return fmt.Appendf(nil, `{"v":2,"type":"write","time":"2026-12-08T00:00:%02dZ"}`, i)
+	}
+	// Not running yet: four records wait (their appender gave up waiting).
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := l.Append(gone, leaves(rec(0), rec(1), rec(2), rec(3))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append while the log does not run: %v", err)
+	}
+	start := time.Now()
+	if _, err := l.Append(ctx, leaves(rec(4))); !errors.Is(err, audit.ErrPushback) {
+		t.Fatalf("a fifth waiting record: got %v, want ErrPushback", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the pushback took %s: it must not wait", d)
+	}
+	run(t, l)
+	var idx []int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if idx, err = l.Append(ctx, leaves(rec(5))); !errors.Is(err, audit.ErrPushback) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("append once the sequencer runs: %v", err)
+	}
+	if idx[0] != 4 {
+		t.Fatalf("the record after the refused one has index %d, want 4: the refused record must leave nothing", idx[0])
+	}
+	for i := range int64(5) {
+		got, err := l.Record(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := rec(map[int64]int{0: 0, 1: 1, 2: 2, 3: 3, 4: 5}[i]); string(got) != string(want) {
+			t.Errorf("record %d is %s, want %s", i, got, want)
+		}
+	}
+}

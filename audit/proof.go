@@ -16,7 +16,7 @@ func (l *Log) ProveInclusion(ctx context.Context, n, size int64) (tlog.RecordPro
 		return nil, err
 	}
 	if n < 0 || n >= size {
-		return nil, fmt.Errorf("%w: record %d is not in a tree of size %d", ErrBadRequest, n, size)
+		return nil, fmt.Errorf("%w: record %d is not in a tree of size %d", ErrNotInLog, n, size)
 	}
 	return tlog.ProveRecord(size, n, r)
 }
@@ -29,7 +29,7 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to int64) (tlog.TreePr
 		return nil, err
 	}
 	if from < 1 || from > to {
-		return nil, fmt.Errorf("%w: no consistency proof from size %d to %d", ErrBadRequest, from, to)
+		return nil, fmt.Errorf("%w: no consistency proof from size %d to %d", ErrNotInLog, from, to)
 	}
 	return tlog.ProveTree(to, from, r)
 }
@@ -71,11 +71,11 @@ func (l *Log) upTo(ctx context.Context, size int64) (tlog.HashReader, error) {
 		return nil, err
 	}
 	if size < 1 || size > n {
-		return nil, fmt.Errorf("%w: the log has %d records, not %d", ErrBadRequest, n, size)
+		return nil, fmt.Errorf("%w: the log has %d records, not %d", ErrNotInLog, n, size)
 	}
 	return r, nil
 }
 
-// ErrBadRequest says a proof or tile was asked for what the log does not
+// ErrNotInLog says a proof or tile was asked for what the log does not
 // hold (the server answers 400 or 404).
-var ErrBadRequest = fmt.Errorf("audit: not in the log")
+var ErrNotInLog = fmt.Errorf("audit: not in the log")

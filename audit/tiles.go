@@ -131,14 +131,14 @@ func (ts *tileStore) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 
 // Tile returns the data of a C2SP hash tile (t.L >= 0) or entry bundle
 // (t.L == -1) of the tree as it is now; a tile beyond the tree is
-// ErrBadRequest.
+// ErrNotInLog.
 func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	size, err := l.st.LedgerSize(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !tileIn(t, size) {
-		return nil, fmt.Errorf("%w: the tree of size %d has no tile %s", ErrBadRequest, size, t.Path())
+		return nil, fmt.Errorf("%w: the tree of size %d has no tile %s", ErrNotInLog, size, t.Path())
 	}
 	got, err := l.st.LedgerTiles(ctx, []store.LedgerTileKey{{Level: t.L, N: t.N}})
 	if err != nil {
@@ -194,7 +194,7 @@ func (l *Log) Record(ctx context.Context, n int64) ([]byte, error) {
 		return nil, err
 	}
 	if n < 0 || n >= size {
-		return nil, fmt.Errorf("%w: no record %d", ErrBadRequest, n)
+		return nil, fmt.Errorf("%w: no record %d", ErrNotInLog, n)
 	}
 	got, err := l.recordsAt(ctx, []int64{n})
 	if err != nil {

@@ -2,6 +2,7 @@ package disclosure
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -124,6 +125,10 @@ func (g *Gate) recordOrRefuse(ctx context.Context, interaction string, items []i
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, audit.ErrPushback) {
+			g.log.Warn("ledger: too many records wait for the sequencer; a disclosure was refused, nothing was sent")
+			return nil, &Error{Family: ErrUnrecorded, Msg: "the ledger has too many records to write just now, so no data is sent; retry in a moment"}
 		}
 		g.log.Error("ledger: a disclosure could not be recorded; nothing was sent", "err", err)
 		return nil, &Error{Family: ErrUnrecorded, Msg: "the disclosure could not be recorded in the ledger, so no data is sent; retry later"}

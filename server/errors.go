@@ -151,7 +151,7 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		return http.StatusInternalServerError, one("exception", "stored data failed its integrity check and is withheld (request id "+requestID(r)+")")
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, one("not-found", "resource not found")
-	case errors.Is(err, audit.ErrBadRequest):
+	case errors.Is(err, audit.ErrNotInLog):
 		return http.StatusNotFound, one("not-found", err.Error())
 	case errors.Is(err, store.ErrContention):
 		return http.StatusServiceUnavailable, one("transient", "too many concurrent changes to the same data; retry the request")

@@ -77,6 +77,65 @@ func TestNoRecordNoData(t *testing.T) {
 	})
 }
 
+// TestPushbackNoData fills the records waiting for a replica's sequencer
+// to their bound: a read through that replica answers 503 with
+// Retry-After and none of the data, at once, while the replica whose
+// ledger keeps up answers.
+func TestPushbackNoData(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, kr := testkeys.Open(t, store.Config{DSN: testdb.SQLite(t), Logger: log})
+	const origin = "test.example/ehrledger/pushback"
+	skey, vkey, _ := note.GenerateKey(rand.Reader, origin)
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	cfg := audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log}
+	running, err := server.OpenLedger(ctx, st, kr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { running.Run(lctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	hs, client := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: running, Logger: log})
+	req, _ := http.NewRequest("PUT", hs.URL+"/Patient/busy", strings.NewReader(`{"resourceType":"Patient","id":"busy","name":[{"family":"Confidential"}]}`))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	if res, err := client.Do(req); err != nil || res.StatusCode != 201 {
+		t.Fatalf("PUT: %v %v", err, res.Status)
+	}
+
+	// A replica whose sequencer is stuck: one record waits, the bound.
+	cfg.MaxPending = 1
+	stuck, err := server.OpenLedger(ctx, st, kr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	stuck.Append(gone, []store.LedgerEntry{{Record: []byte(`{"v":2,"type":"write","time":"2026-12-08T00:00:00Z"}`)}})
+	hs2, client2 := serveAuthed(t, server.Config{Store: st, Keys: kr, Ledger: stuck, Logger: log})
+	start := time.Now()
+	res, err := client2.Get(hs2.URL + "/Patient/busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "retry") ||
+		strings.Contains(string(b), "Confidential") || res.Header.Get("Ledger-Index") != "" {
+		t.Fatalf("a read while the ledger pushes back: %d Retry-After %q %s", res.StatusCode, res.Header.Get("Retry-After"), b)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the pushback took %s", d)
+	}
+	res, err = client.Get(hs.URL + "/Patient/busy")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("the replica that keeps up: %v %v", err, res.Status)
+	}
+	res.Body.Close()
+}
+
 // TestAuditEventsByAgent lists a patient's records by recipient: records
 // appended with recipients (as authorised requests make them) are found by
 // client id or organisation, and paged.

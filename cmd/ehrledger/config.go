@@ -50,10 +50,12 @@ type serveConfig struct {
 	KeyCacheTTL  time.Duration `yaml:"key_cache_ttl"`
 	Vault        vaultConfig   `yaml:"vault"`
 	// The ledger's origin (<provider-domain>/ehrledger/<log-name>), its
-	// checkpoint key file and how often it signs a checkpoint.
+	// checkpoint key file, how often it signs a checkpoint, and how many
+	// records may wait for its sequencer before appends are refused.
 	LedgerOrigin          string        `yaml:"ledger_origin"`
 	LedgerKeyFile         string        `yaml:"ledger_key_file"`
 	LedgerCheckpointEvery time.Duration `yaml:"ledger_checkpoint_interval"`
+	LedgerMaxPending      int           `yaml:"ledger_max_pending"`
 	// Auth: the embedded authorization server and the external issuers
 	// whose tokens are accepted; InsecureNoAuth turns authentication off.
 	Auth           authConfig `yaml:"auth"`
@@ -177,6 +179,7 @@ func defaultServeConfig() serveConfig {
 		Vault:                 vaultConfig{Mount: "transit", Key: "ehrledger"},
 		LedgerOrigin:          "localhost/ehrledger/main",
 		LedgerCheckpointEvery: time.Second,
+		LedgerMaxPending:      16384,
 		Witness:               witnessConfig{Interval: time.Second},
 		Auth:                  authConfig{Server: true, TokenLifetime: 5 * time.Minute},
 		Consent:               consentConfig{Default: "opt-out"},
@@ -251,6 +254,7 @@ var serveSettings = []setting{
 	{"ledger-origin", "EHR_LEDGER_ORIGIN", "origin of the ledger's checkpoints: <provider-domain>/ehrledger/<log-name>", func(c *serveConfig, v string) error { c.LedgerOrigin = v; return nil }},
 	{"ledger-key-file", "EHR_LEDGER_KEY_FILE", "checkpoint signing key (default: ledger-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.LedgerKeyFile = v; return nil }},
 	{"ledger-checkpoint-interval", "EHR_LEDGER_CHECKPOINT_INTERVAL", "how often the ledger signs a checkpoint when it grew", durationSetting(func(c *serveConfig) *time.Duration { return &c.LedgerCheckpointEvery })},
+	{"ledger-max-pending", "EHR_LEDGER_MAX_PENDING", "records that may wait for the ledger's sequencer; past it a disclosing request answers 503 with Retry-After", intSetting(func(c *serveConfig) *int { return &c.LedgerMaxPending })},
 	{"insecure-no-auth", "EHR_INSECURE_NO_AUTH", "serve every request without an access token, with every scope: for development only", boolSetting(func(c *serveConfig) *bool { return &c.InsecureNoAuth })},
 	{"auth-server", "EHR_AUTH_SERVER", "run the embedded authorization server at /auth (--auth-server=false turns it off)", boolSetting(func(c *serveConfig) *bool { return &c.Auth.Server })},
 	{"auth-key-file", "EHR_AUTH_KEY_FILE", "the embedded authorization server's signing key (default: auth-key.json under --data, created on first start)", func(c *serveConfig, v string) error { c.Auth.KeyFile = v; return nil }},
@@ -379,6 +383,8 @@ func (c *serveConfig) Validate() error {
 		return fmt.Errorf("config: ledger_origin %q must be non-empty, without spaces or '+'", c.LedgerOrigin)
 	case c.LedgerCheckpointEvery <= 0:
 		return errors.New("config: ledger_checkpoint_interval must be positive")
+	case c.LedgerMaxPending <= 0:
+		return errors.New("config: ledger_max_pending must be positive")
 	case c.KeyCacheSize <= 0 || c.KeyCacheTTL <= 0:
 		return errors.New("config: key_cache_size and key_cache_ttl must be positive")
 	case c.LogFormat != "text" && c.LogFormat != "json":

@@ -31,6 +31,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		{"durations from YAML", cfg.RequestTimeout, 5 * time.Second},
 		{"default stays", cfg.LogLevel, "info"},
 		{"export retention by default", cfg.ExportRetention, 24 * time.Hour},
+		{"ledger's pending bound by default", cfg.LedgerMaxPending, 16384},
 		{"embedded database under data", cfg.dsn(), "sqlite:/from/env/ehrledger.db"},
 	} {
 		if tc.got != tc.want {

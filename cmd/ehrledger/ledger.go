@@ -67,7 +67,7 @@ func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.
 	data, _ := filepath.Abs(cfg.Data)
 	l, err := server.OpenLedger(ctx, st, kr, audit.Config{
 		Origin: cfg.LedgerOrigin, Signer: signer, Verifier: verifier,
-		CheckpointEvery: cfg.LedgerCheckpointEvery, Holder: host + ":" + data, Logger: log,
+		CheckpointEvery: cfg.LedgerCheckpointEvery, MaxPending: cfg.LedgerMaxPending, Holder: host + ":" + data, Logger: log,
 	})
 	if errors.Is(err, audit.ErrTampered) {
 		log.Error("ALARM: the ledger's stored records do not match what it signed; refusing to run", "err", err)
