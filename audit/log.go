@@ -60,6 +60,10 @@ type Log struct {
 	holder string
 	log    *slog.Logger
 
+	// handedOver are the goroutines waiting for the indexes of records
+	// handed over to another replica's sequencer; Run waits for them.
+	handedOver sync.WaitGroup
+
 	mu      sync.Mutex
 	stopped bool             // Run has returned: appends fail at once
 	pending []*pendingRecord // appended in memory, waiting for the sequencer
@@ -200,6 +204,7 @@ func (l *Log) poke() {
 func (l *Log) Run(ctx context.Context) error {
 	l.running.Store(true)
 	defer l.running.Store(false)
+	defer l.handedOver.Wait()
 	done := make(chan struct{})
 	go func() { l.fillLookups(ctx); close(done) }()
 	defer func() { <-done }()
@@ -329,7 +334,7 @@ func (l *Log) handOver(ctx context.Context, batch []*pendingRecord) error {
 	if err != nil {
 		return err
 	}
-	go func() {
+	l.handedOver.Go(func() {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -351,7 +356,7 @@ func (l *Log) handOver(ctx context.Context, batch []*pendingRecord) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 	return nil
 }
 

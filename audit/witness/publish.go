@@ -50,6 +50,10 @@ type Publisher struct {
 	// published.
 	OnPublished func(size int64)
 
+	// asks are the goroutines of publications: a question to each
+	// witness, and the storing of late cosignatures; Run waits for them.
+	asks sync.WaitGroup
+
 	mu        sync.Mutex
 	known     map[string]int64 // each witness's last cosigned size, as far as known
 	status    map[string]PeerStatus
@@ -88,8 +92,10 @@ func NewPublisher(st *store.Store, src Source, witnesses []Peer, required int, l
 
 // Run publishes until ctx ends: each new checkpoint of the log as soon as
 // it is signed (looked for every 50 ms, in memory), and after a round that
-// failed, again no sooner than retry later.
+// failed, again no sooner than retry later. It returns once every
+// question to a witness has ended and every late cosignature is stored.
 func (p *Publisher) Run(ctx context.Context, retry time.Duration) {
+	defer p.asks.Wait()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	var failed time.Time
@@ -125,7 +131,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	}
 	answers := make(chan []byte, len(p.witnesses))
 	for _, w := range p.witnesses {
-		go func() {
+		p.asks.Go(func() {
 			sig, err := p.ask(ctx, w, cp)
 			p.mu.Lock()
 			st := p.status[w.Name]
@@ -139,7 +145,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 			p.status[w.Name] = st
 			p.mu.Unlock()
 			answers <- sig
-		}()
+		})
 	}
 	merged := bytes.Clone(cp.Note)
 	got, heard := 0, 0
@@ -157,8 +163,9 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	}
 	if heard < len(p.witnesses) {
 		// The late cosignatures join the stored checkpoint when they come,
-		// for clients that ask for more witnesses than the policy.
-		go func() {
+		// for clients that ask for more witnesses than the policy; stored
+		// even as the publisher stops (it waits for them).
+		p.asks.Go(func() {
 			late := false
 			for ; heard < len(p.witnesses); heard++ {
 				if sig := <-answers; sig != nil {
@@ -170,7 +177,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 					p.log.Warn("ledger: a late cosignature could not be stored", "size", cp.Size, "err", err)
 				}
 			}
-		}()
+		})
 	}
 	p.mu.Lock()
 	p.published = max(p.published, cp.Size)
