@@ -18,9 +18,10 @@ import (
 )
 
 // testServer is a server on a loopback port with its embedded
-// authorization server.
+// authorization server, built as "ehrledger serve" builds it.
 type testServer struct {
-	*httptest.Server
+	URL       string
+	client    *http.Client
 	st        *store.Store
 	authority *server.Authority
 	issuer    *conformance.Issuer
@@ -29,31 +30,15 @@ type testServer struct {
 // newServer serves a fresh database on a loopback port.
 func newServer(t *testing.T, dsn string) *testServer {
 	t.Helper()
-	metrics := server.NewMetrics()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	st, kr := testkeys.Open(t, store.Config{DSN: dsn, OnRetry: metrics.DBRetry, Logger: log})
-	ledger, vkey := testkeys.Ledger(t, st, kr)
 	authority := testkeys.Authority(t)
 	issuer := conformance.NewIssuer(t)
 	// Under the race detector the suite's 5,000-entry transaction takes
 	// over half a minute on SQLite, more when other packages' tests share
 	// the cores: the request deadline is widened for it.
-	hs := httptest.NewUnstartedServer(nil)
-	srv, err := server.New(context.Background(), server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey,
-		Metrics: metrics, Logger: log, Authority: authority, Timeout: 5 * time.Minute, BaseURL: "http://" + hs.Listener.Addr().String(),
-		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.Config.Handler = srv
-	hs.Start()
-	t.Cleanup(hs.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { srv.RunAuditEvents(ctx); done <- struct{}{} }()
-	go func() { srv.RunExports(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-	return &testServer{Server: hs, st: st, authority: authority, issuer: issuer}
+	n, base := testkeys.Node(t, dsn, server.Config{Authority: authority, Timeout: 5 * time.Minute,
+		Issuers: []server.Issuer{{Issuer: auth.Issuer{URL: issuer.URL, JWKSURL: issuer.JWKSURL}}}}, log)
+	return &testServer{URL: base, client: &http.Client{}, st: n.Store, authority: authority, issuer: issuer}
 }
 
 // suite is the server as the conformance suite drives it.
@@ -70,7 +55,7 @@ func (s *testServer) token(t testing.TB, req auth.TokenRequest) string {
 
 // admin is an HTTP client acting as the admin client.
 func (s *testServer) admin(t testing.TB) *http.Client {
-	return testkeys.Bearer(s.Client(), s.token(t, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope}))
+	return testkeys.Bearer(s.client, s.token(t, auth.TokenRequest{Client: "admin", Scope: testkeys.AdminScope}))
 }
 
 // serveAuthed serves cfg with an embedded authorization server on a

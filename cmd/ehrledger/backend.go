@@ -12,12 +12,13 @@ import (
 )
 
 // openBackend opens the database (migrating it) and the KMS, and puts the
-// keyring in front of the store.
-func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onRetry func(store.Dialect)) (*store.Store, *keys.Keyring, error) {
+// keyring in front of the store, for the commands that work on the
+// database without serving it (serve builds a node).
+func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (*store.Store, *keys.Keyring, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("data directory: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{DSN: cfg.dsn(), OnRetry: onRetry, Logger: log})
+	st, err := store.Open(ctx, store.Config{DSN: cfg.dsn(), Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/consent"
-	"github.com/ehrledger/ehrledger/server"
 )
 
 func TestServeConfigPrecedence(t *testing.T) {
@@ -167,7 +166,7 @@ func TestPeersConfig(t *testing.T) {
 	}
 	// Keys that do not parse stop the server at start, naming the peer.
 	cfg, _ = load("ledger_origin: a.test/ehrledger/main\npeers:\n" + peer("b", "b.test/ehrledger/main"))
-	if _, err := openPeers(cfg, nil, nil, server.NewMetrics(), nil); err == nil || !strings.Contains(err.Error(), "peer b") {
+	if _, err := peersConfig(cfg); err == nil || !strings.Contains(err.Error(), "peer b") {
 		t.Fatalf("a peer with a malformed key: %v", err)
 	}
 }

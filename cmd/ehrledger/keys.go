@@ -41,7 +41,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := cfg.logger(stderr)
-	st, kr, err := openBackend(ctx, cfg, log, nil)
+	st, kr, err := openBackend(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -1,19 +1,14 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/keys"
-	"github.com/ehrledger/ehrledger/server"
-	"github.com/ehrledger/ehrledger/store"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -55,25 +50,19 @@ func loadLedgerKey(path, origin string) (note.Signer, note.Verifier, string, err
 	return signer, verifier, k.Verifier, nil
 }
 
-// openLedger opens the ledger of st; the caller runs it.
-func openLedger(ctx context.Context, cfg serveConfig, st *store.Store, kr *keys.Keyring, log *slog.Logger) (*audit.Log, string, error) {
+// ledgerConfig is the ledger's configuration, with its checkpoint key
+// (created on first start), and the key's verifier.
+func ledgerConfig(cfg serveConfig, log *slog.Logger) (audit.Config, string, error) {
 	signer, verifier, vkey, err := loadLedgerKey(cfg.ledgerKeyFile(), cfg.LedgerOrigin)
 	if err != nil {
-		return nil, "", err
+		return audit.Config{}, "", err
 	}
 	// The sequencer's name is this host and data directory: a server
 	// restarted after a crash takes its lease back at once.
 	host, _ := os.Hostname()
 	data, _ := filepath.Abs(cfg.Data)
-	l, err := server.OpenLedger(ctx, st, kr, audit.Config{
+	return audit.Config{
 		Origin: cfg.LedgerOrigin, Signer: signer, Verifier: verifier,
 		CheckpointEvery: cfg.LedgerCheckpointEvery, MaxPending: cfg.LedgerMaxPending, Holder: host + ":" + data, Logger: log,
-	})
-	if errors.Is(err, audit.ErrTampered) {
-		log.Error("ALARM: the ledger's stored records do not match what it signed; refusing to run", "err", err)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	return l, vkey, nil
+	}, vkey, nil
 }

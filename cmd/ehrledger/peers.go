@@ -4,15 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 
-	"github.com/ehrledger/ehrledger/audit"
-	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
-	"github.com/ehrledger/ehrledger/server"
-	"github.com/ehrledger/ehrledger/store"
+	"github.com/ehrledger/ehrledger/node"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -66,18 +62,9 @@ func loadWitnessKey(path, name string) (note.Signer, string, error) {
 	return signer, vkey, nil
 }
 
-// peers is this provider among its peers: the witness of their logs, the
-// publisher of its own log's checkpoints to them and the mirror of their
-// logs (both nil without peers; the caller runs them), and the witness's
-// verifier key.
-type peers struct {
-	witness    *witness.Witness
-	publisher  *witness.Publisher
-	mirror     *mirror.Mirror
-	witnessKey string
-}
-
-func openPeers(cfg serveConfig, st *store.Store, ledger *audit.Log, metrics *server.Metrics, log *slog.Logger) (*peers, error) {
+// peersConfig is this provider among its peers: its witness's key
+// (created on first start) and the peers' logs and witnesses, checked.
+func peersConfig(cfg serveConfig) (*node.Peers, error) {
 	signer, vkey, err := loadWitnessKey(cfg.witnessKeyFile(), cfg.witnessName())
 	if err != nil {
 		return nil, err
@@ -86,38 +73,23 @@ func openPeers(cfg serveConfig, st *store.Store, ledger *audit.Log, metrics *ser
 	if err != nil {
 		return nil, err
 	}
-	cosigners := []note.Verifier{own}
-	var logs []witness.Log
-	var mirrored []mirror.Peer
-	var witnesses []witness.Peer
-	for _, p := range cfg.Peers {
-		lv, err := note.NewVerifier(p.LogKey)
-		if err != nil || lv.Name() != p.Origin {
-			return nil, fmt.Errorf("peer %s: log_key must be the note verifier key of origin %q (its /ledger/key)", p.Name, p.Origin)
+	p := &node.Peers{WitnessSigner: signer, WitnessKey: vkey, Cosigners: []note.Verifier{own}, Interval: cfg.Witness.Interval}
+	for _, peer := range cfg.Peers {
+		lv, err := note.NewVerifier(peer.LogKey)
+		if err != nil || lv.Name() != peer.Origin {
+			return nil, fmt.Errorf("peer %s: log_key must be the note verifier key of origin %q (its /ledger/key)", peer.Name, peer.Origin)
 		}
-		wv, err := fnote.NewVerifierForCosignatureV1(p.WitnessKey)
+		wv, err := fnote.NewVerifierForCosignatureV1(peer.WitnessKey)
 		if err != nil {
-			return nil, fmt.Errorf("peer %s: witness_key must be a cosignature/v1 verifier key (its /witness/key): %v", p.Name, err)
+			return nil, fmt.Errorf("peer %s: witness_key must be a cosignature/v1 verifier key (its /witness/key): %v", peer.Name, err)
 		}
-		logs = append(logs, witness.Log{Origin: p.Origin, Verifier: lv, URL: p.URL})
-		mirrored = append(mirrored, mirror.Peer{Origin: p.Origin, Verifier: lv, URL: p.URL})
-		witnesses = append(witnesses, witness.Peer{Name: wv.Name(), URL: p.URL, Verifier: wv})
-		cosigners = append(cosigners, wv)
+		p.Logs = append(p.Logs, witness.Log{Origin: peer.Origin, Verifier: lv, URL: peer.URL})
+		p.Witnesses = append(p.Witnesses, witness.Peer{Name: wv.Name(), URL: peer.URL, Verifier: wv})
+		p.Cosigners = append(p.Cosigners, wv)
 	}
-	out := &peers{witness: witness.New(st, signer, logs, log), witnessKey: vkey}
-	out.witness.OnEvidence = metrics.Evidence
-	if len(witnesses) == 0 {
-		return out, nil
-	}
-	required := len(witnesses)
+	p.Required = len(p.Witnesses)
 	if cfg.Witness.Required != nil {
-		required = *cfg.Witness.Required
+		p.Required = *cfg.Witness.Required
 	}
-	if out.publisher, err = witness.NewPublisher(st, ledger, witnesses, required, log); err != nil {
-		return nil, err
-	}
-	out.publisher.OnPublished = metrics.Published
-	out.mirror = mirror.New(st, mirrored, cosigners, log)
-	out.mirror.OnEvidence = metrics.Evidence
-	return out, nil
+	return p, nil
 }

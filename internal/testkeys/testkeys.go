@@ -11,6 +11,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/node"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
 	jose "github.com/go-jose/go-jose/v4"
@@ -155,4 +158,56 @@ func ReadBody(t testing.TB, st *store.Store, typ, id string) []byte {
 		t.Fatalf("read %s/%s: %v", typ, id, err)
 	}
 	return v.Body
+}
+
+var nodeLedgerKeys sync.Map // DSN → [signer, verifier] note keys
+
+// Node builds, as "ehrledger serve" does (package node), a server of the
+// database dsn on a loopback port, with the database's key file, a
+// checkpoint key of its own (the same each time the test serves it) and,
+// unless cfg has one, an embedded authorization server. It runs until the
+// test ends, and cfg.BaseURL is the port's. It returns the node and its
+// base URL.
+func Node(t testing.TB, dsn string, cfg server.Config, logger *slog.Logger) (*node.Node, string) {
+	t.Helper()
+	ctx := context.Background()
+	const origin = "test.example/ehrledger/main"
+	pair, _ := nodeLedgerKeys.LoadOrStore(dsn, func() [2]string {
+		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [2]string{skey, vkey}
+	}())
+	skey, vkey := pair.([2]string)[0], pair.([2]string)[1]
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	kms, err := keys.OpenLocal(keyFile(t, dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Authority == nil {
+		cfg.Authority = Authority(t)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BaseURL = "http://" + ln.Addr().String()
+	n, err := node.Open(ctx, node.Config{Store: store.Config{DSN: dsn}, KMS: kms, Logger: logger,
+		Ledger: audit.Config{Origin: origin, Signer: signer, Verifier: verifier}, LedgerKey: vkey, Server: cfg})
+	if err != nil {
+		ln.Close()
+		t.Fatalf("open node: %v", err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(rctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("the node stopped with %v", err)
+		}
+	})
+	return n, cfg.BaseURL
 }

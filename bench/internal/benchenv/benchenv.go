@@ -29,6 +29,7 @@ import (
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/keys"
+	"github.com/ehrledger/ehrledger/node"
 	"github.com/ehrledger/ehrledger/server"
 	"github.com/ehrledger/ehrledger/store"
 	jose "github.com/go-jose/go-jose/v4"
@@ -108,13 +109,10 @@ type Env struct {
 
 // Start serves a store on a loopback port, sealed as in production under
 // a local KMS unless opt says otherwise, with its embedded authorization
-// server; Env.Stop shuts it all down.
+// server, built and run as "ehrledger serve" is (package node);
+// Env.Stop shuts it all down.
 func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: log})
-	if err != nil {
-		return nil, err
-	}
 	keyDir, err := os.MkdirTemp("", "ehrledger-bench-keys")
 	if err != nil {
 		return nil, err
@@ -132,13 +130,6 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	kr, err := server.OpenKeys(ctx, st, kms, keys.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if opt.Keys == "plain" {
-		st.UseKeys(passThrough{}, nil)
-	}
 	const origin = "bench.example/ehrledger/main"
 	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
@@ -146,48 +137,38 @@ func Start(ctx context.Context, dsn string, opt Options) (*Env, error) {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	ledger, err := server.OpenLedger(ctx, st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Logger: log})
-	if err != nil {
-		return nil, err
-	}
 	authKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	authority := &server.Authority{Key: &jose.JSONWebKey{Key: authKey, KeyID: "bench"}, Bootstrap: []auth.Client{server.AdminClient()}}
-	lctx, stopLedger := context.WithCancel(context.Background())
-	ledgerDone := make(chan struct{})
-	go func() { ledger.Run(lctx); close(ledgerDone) }()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		stopLedger()
 		return nil, err
 	}
 	base := "http://" + ln.Addr().String()
-	srv, err := server.New(ctx, server.Config{Store: st, Keys: kr, Ledger: ledger, LedgerKey: vkey, BaseURL: base,
-		Logger: log, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20, Authority: authority, InsecureNoAuth: opt.NoAuth})
+	n, err := node.Open(ctx, node.Config{Store: store.Config{DSN: dsn}, KMS: kms, Logger: log,
+		Ledger: audit.Config{Origin: origin, Signer: signer, Verifier: verifier}, LedgerKey: vkey,
+		Server: server.Config{BaseURL: base, Timeout: 10 * time.Minute, MaxBodyBytes: 256 << 20, Authority: authority, InsecureNoAuth: opt.NoAuth}})
 	if err != nil {
 		ln.Close()
-		stopLedger()
 		return nil, err
 	}
-	auditDone := make(chan struct{}, 2)
-	go func() { srv.RunAuditEvents(lctx); auditDone <- struct{}{} }()
-	go func() { srv.RunExports(lctx); auditDone <- struct{}{} }()
-	stopHTTP := serve(ln, srv)
+	if opt.Keys == "plain" {
+		n.Store.UseKeys(passThrough{}, nil)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { n.Run(rctx, ln); close(ran) }()
 	client := Client()
 	if !opt.NoAuth {
 		client.Transport = &bearer{next: client.Transport, mint: func() (*auth.Token, error) {
-			return server.MintToken(ctx, st, authority, base, auth.TokenRequest{Client: "admin", Scope: "system/*.cruds " + auth.AdminScope, Lifetime: auth.MaxLifetime}, nil)
+			return server.MintToken(ctx, n.Store, authority, base, auth.TokenRequest{Client: "admin", Scope: "system/*.cruds " + auth.AdminScope, Lifetime: auth.MaxLifetime}, nil)
 		}}
 	}
-	return &Env{Server: srv, Base: base, Keys: kr, Client: client, Stop: func() {
-		stopHTTP()
-		stopLedger()
-		<-ledgerDone
-		<-auditDone
-		<-auditDone
-		st.Close()
+	return &Env{Server: n.Server, Base: base, Keys: n.Keys, Client: client, Stop: func() {
+		stop()
+		<-ran
 		os.RemoveAll(keyDir)
 	}}, nil
 }
