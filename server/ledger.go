@@ -51,11 +51,19 @@ func (s *Server) ledgerKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) ledgerTile(w http.ResponseWriter, r *http.Request) error {
-	t, err := audit.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/ledger/tile/"))
+	return serveTile(w, r, strings.TrimPrefix(r.URL.Path, "/ledger/tile/"), s.ledger.Tile)
+}
+
+// serveTile answers the C2SP tile or entry bundle at path (below tile/)
+// that read gives: a full one is immutable and cached for a year, a
+// partial one not at all. The log's own tiles and its mirrors of peers'
+// are served by it alike.
+func serveTile(w http.ResponseWriter, r *http.Request, path string, read func(context.Context, tlog.Tile) ([]byte, error)) error {
+	t, err := audit.ParseTilePath(path)
 	if err != nil {
 		return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
 	}
-	data, err := s.ledger.Tile(r.Context(), t)
+	data, err := read(r.Context(), t)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The peers' endpoints (docs/peers.md): this provider as a witness of its
@@ -214,21 +215,9 @@ func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeNote(w, cp)
 	case strings.HasPrefix(rest, "tile/"):
-		t, err := audit.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
-		if err != nil {
-			return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
-		}
-		data, err := m.Tile(r.Context(), origin, t)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		if t.W == 1<<audit.TileHeight {
-			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		} else {
-			w.Header().Set("Cache-Control", "no-cache")
-		}
-		w.Write(data)
+		return serveTile(w, r, strings.TrimPrefix(rest, "tile/"), func(ctx context.Context, t tlog.Tile) ([]byte, error) {
+			return m.Tile(ctx, origin, t)
+		})
 	default:
 		return reqErr(errNotFound, "not-found", "a mirror serves checkpoint and tile/...; no %s", rest)
 	}
