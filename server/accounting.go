@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/balp"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/fhir"
 	"github.com/go-chi/chi/v5"
@@ -136,21 +137,19 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		ae := s.auditEvent(f.Index, f.Record, id)
-		ext := ae["extension"].([]any)
-		ext = append(ext,
-			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.Leaf)},
-			map[string]any{"url": ledgerOpeningExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(f.Opening)},
-			map[string]any{"url": inclusionProofExt, "valueString": strings.Join(hashes(proof), " ")})
-		ae["extension"] = ext
-		ae["entity"].([]any)[0].(map[string]any)["description"] = DisclosedSummary(f.Record)
+		ae.Extension = append(ae.Extension,
+			balp.Extension{URL: ledgerRecordExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(f.Leaf)},
+			balp.Extension{URL: ledgerOpeningExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(f.Opening)},
+			balp.Extension{URL: inclusionProofExt, ValueString: strings.Join(hashes(proof), " ")})
+		ae.Entity[0].Description = DisclosedSummary(f.Record) // a disclosure about the patient names them first
 		if rc := f.Record.Recipient; rc != nil && names[rc.Client] != "" {
-			ae["agent"].([]any)[0].(map[string]any)["who"].(map[string]any)["display"] = names[rc.Client]
+			ae.Agent[0].Who.Display = names[rc.Client]
 		}
 		if slices.Contains(exempt, f.Record.Purpose) {
-			ae["meta"].(map[string]any)["tag"] = []any{map[string]any{"system": accountingTags, "code": "exempt",
-				"display": "a category the jurisdiction exempts from the legal accounting (" + f.Record.Purpose + ")"}}
+			ae.Meta.Tag = []balp.Coding{{System: accountingTags, Code: "exempt",
+				Display: "a category the jurisdiction exempts from the legal accounting (" + f.Record.Purpose + ")"}}
 		}
-		raw, _ := json.Marshal(ae) // plain maps always marshal
+		raw, _ := json.Marshal(ae) // plain fields always marshal
 		entries = append(entries, accountingEntry{base + "/AuditEvent/ledger-" + strconv.FormatInt(f.Index, 10), raw})
 	}
 	s.writeBody(w, r, http.StatusOK, collection(fhir.FormatInstant(now), entries))
