@@ -125,8 +125,11 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	base := s.baseURL(r)
-	cp, _ := json.Marshal(map[string]any{"resourceType": "Binary", "contentType": "text/plain",
-		"data": base64.StdEncoding.EncodeToString(checkpoint)})
+	cp, _ := json.Marshal(struct {
+		ResourceType string `json:"resourceType"`
+		ContentType  string `json:"contentType"`
+		Data         []byte `json:"data"` // base64
+	}{"Binary", "text/plain", checkpoint})
 	entries := []accountingEntry{{checkpointURL, cp}}
 	for _, f := range found {
 		if f.Index >= size {

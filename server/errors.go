@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/balp"
 	"github.com/ehrledger/ehrledger/auth"
 	"github.com/ehrledger/ehrledger/disclosure"
 	"github.com/ehrledger/ehrledger/fhir"
@@ -231,8 +232,9 @@ func familyStatus(family error) int {
 
 // operationOutcome is the JSON of an OperationOutcome.
 type operationOutcome struct {
-	ResourceType string         `json:"resourceType"`
-	Issue        []outcomeIssue `json:"issue"`
+	ResourceType string           `json:"resourceType"`
+	Extension    []balp.Extension `json:"extension,omitempty"`
+	Issue        []outcomeIssue   `json:"issue"`
 }
 
 type outcomeIssue struct {

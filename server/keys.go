@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ehrledger/ehrledger/audit"
+	"github.com/ehrledger/ehrledger/audit/balp"
 	"github.com/ehrledger/ehrledger/erasure"
 	"github.com/ehrledger/ehrledger/keys"
 	"github.com/ehrledger/ehrledger/store"
@@ -144,15 +145,12 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) error {
 // how many resources were withdrawn, carrying the erasure record's leaf
 // and the opening that proves the record is about the patient, which the
 // server does not keep.
-func erasureOutcome(id string, n int, leaf, opening []byte) map[string]any {
-	return map[string]any{
-		"resourceType": "OperationOutcome",
-		"extension": []any{
-			map[string]any{"url": ledgerRecordExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(leaf)},
-			map[string]any{"url": ledgerOpeningExt, "valueBase64Binary": base64.StdEncoding.EncodeToString(opening)},
-		},
-		"issue": []any{map[string]any{"severity": "information", "code": "informational",
-			"diagnostics": fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read; "+
-				"the erasure record's opening is in this answer only", id, n)}},
+func erasureOutcome(id string, n int, leaf, opening []byte) operationOutcome {
+	oo := outcome(info(fmt.Sprintf("erased the data key of Patient/%s: %d resources can no longer be read; "+
+		"the erasure record's opening is in this answer only", id, n)))
+	oo.Extension = []balp.Extension{
+		{URL: ledgerRecordExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(leaf)},
+		{URL: ledgerOpeningExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(opening)},
 	}
+	return oo
 }
