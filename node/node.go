@@ -35,6 +35,13 @@ import (
 	"github.com/ehrledger/ehrledger/store"
 )
 
+// The store is what the ledger's peers keep their state in.
+var (
+	_ witness.Store         = (*store.Store)(nil)
+	_ witness.CosignedStore = (*store.Store)(nil)
+	_ mirror.Store          = (*store.Store)(nil)
+)
+
 // Config is what a node is built from.
 type Config struct {
 	// Store opens the database (its DSN, migrating it); Store.Logger and

@@ -47,9 +47,21 @@ type Peer struct {
 	URL      string        // the peer's base URL
 }
 
+// Store is what a mirror keeps: each peer's log as far as mirrored (its
+// checkpoint and tiles), and the evidence against logs that signed two
+// incompatible checkpoints (package store implements it).
+type Store interface {
+	Mirrored(ctx context.Context, origin string) (store.MirrorState, error)
+	AdvanceMirror(ctx context.Context, from int64, next store.MirrorState) error
+	MirrorTiles(ctx context.Context, origin string, keys []store.LedgerTileKey) ([]store.MirrorTile, error)
+	PutMirrorTiles(ctx context.Context, origin string, tiles []store.MirrorTile) error
+	Untrusted(ctx context.Context, origin string) (bool, error)
+	audit.EvidenceStore
+}
+
 // Mirror copies peers' logs into the store.
 type Mirror struct {
-	st        *store.Store
+	st        Store
 	peers     map[string]Peer
 	cosigners []note.Verifier
 	client    *http.Client
@@ -73,7 +85,7 @@ type Status struct {
 // New returns a mirror of peers. A checkpoint is mirrored only with a
 // valid cosignature of one of cosigners (the witnesses known to this
 // provider).
-func New(st *store.Store, peers []Peer, cosigners []note.Verifier, logger *slog.Logger) *Mirror {
+func New(st Store, peers []Peer, cosigners []note.Verifier, logger *slog.Logger) *Mirror {
 	if logger == nil {
 		logger = slog.Default()
 	}

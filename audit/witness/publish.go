@@ -35,12 +35,19 @@ type Source interface {
 	ProveConsistency(ctx context.Context, from, to int64) (tlog.TreeProof, error)
 }
 
+// CosignedStore keeps this log's newest cosigned checkpoint (package
+// store implements it).
+type CosignedStore interface {
+	Cosigned(ctx context.Context) (size int64, note []byte, err error)
+	AddCosigned(ctx context.Context, size int64, note []byte) error
+}
+
 // Publisher sends each new checkpoint of this provider's log to its
 // witnesses and stores it with their cosignatures once Required of them
 // cosigned. It runs beside the log: a witness down or slow delays
 // publication, never a request.
 type Publisher struct {
-	st        *store.Store
+	st        CosignedStore
 	src       Source
 	witnesses []Peer
 	required  int
@@ -71,7 +78,7 @@ type PeerStatus struct {
 
 // NewPublisher returns a publisher for src with the given witnesses, of
 // which required must cosign.
-func NewPublisher(st *store.Store, src Source, witnesses []Peer, required int, logger *slog.Logger) (*Publisher, error) {
+func NewPublisher(st CosignedStore, src Source, witnesses []Peer, required int, logger *slog.Logger) (*Publisher, error) {
 	if required < 0 || required > len(witnesses) {
 		return nil, fmt.Errorf("witness: a policy of %d of %d witnesses cannot be met", required, len(witnesses))
 	}

@@ -38,10 +38,20 @@ type Log struct {
 	URL string
 }
 
+// Store is what a witness keeps: how far it has cosigned each peer's log,
+// and the evidence against logs that signed two incompatible checkpoints
+// (package store implements it).
+type Store interface {
+	Witnessed(ctx context.Context, origin string) (store.WitnessState, error)
+	AdvanceWitness(ctx context.Context, from int64, next store.WitnessState) error
+	Untrusted(ctx context.Context, origin string) (bool, error)
+	audit.EvidenceStore
+}
+
 // Witness cosigns the checkpoints of its peers' logs. Its state lives in
 // the database, so every replica of a provider answers alike.
 type Witness struct {
-	st     *store.Store
+	st     Store
 	signer note.Signer
 	logs   map[string]Log
 	client *http.Client
@@ -52,7 +62,7 @@ type Witness struct {
 
 // New returns a witness signing with signer (a cosignature/v1 key) for
 // logs.
-func New(st *store.Store, signer note.Signer, logs []Log, logger *slog.Logger) *Witness {
+func New(st Store, signer note.Signer, logs []Log, logger *slog.Logger) *Witness {
 	if logger == nil {
 		logger = slog.Default()
 	}
