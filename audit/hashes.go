@@ -20,7 +20,7 @@ type hashCache struct {
 	cache *lru.Cache[int64, tlog.Hash]
 }
 
-func newHashCache(st *store.Store) *hashCache {
+func newHashCache(st Tiles) *hashCache {
 	c, _ := lru.New[int64, tlog.Hash](1 << 16)
 	return &hashCache{tiles: newTileStore(st), cache: c}
 }

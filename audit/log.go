@@ -55,7 +55,7 @@ type Config struct {
 // have durable indexes; Run integrates, signs checkpoints and must run
 // for Append to return.
 type Log struct {
-	st     *store.Store
+	st     Store
 	cfg    Config
 	holder string
 	log    *slog.Logger
@@ -105,7 +105,7 @@ var ErrTampered = errors.New("audit: the stored log does not match its signed ch
 // Open opens the log stored in st and verifies it against the newest
 // checkpoint it signed: every leaf, every stored hash and the root. A
 // mismatch is ErrTampered.
-func Open(ctx context.Context, st *store.Store, cfg Config) (*Log, error) {
+func Open(ctx context.Context, st Store, cfg Config) (*Log, error) {
 	if cfg.Origin == "" || cfg.Signer == nil || cfg.Verifier == nil {
 		return nil, errors.New("audit: a log needs an origin, a signer and a verifier")
 	}
@@ -573,7 +573,7 @@ func (f *frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // tileWalk compares recomputed hashes with the stored tiles, reading each
 // level's tiles in order, several at a time.
 type tileWalk struct {
-	st   *store.Store
+	st   Tiles
 	have map[int][]store.LedgerTile // per level: the tiles read ahead
 }
 

@@ -252,7 +252,7 @@ func (l *Log) Forget(ctx context.Context, patient string) error {
 // ForgetPatient clears, once, the patient key of a patient's lookup rows
 // in st, and deletes any of their openings left (Log.Forget, for a process
 // that does not run the log).
-func ForgetPatient(ctx context.Context, st *store.Store, kr *keys.Keyring, patient string) error {
+func ForgetPatient(ctx context.Context, st Lookups, kr *keys.Keyring, patient string) error {
 	ks, err := kr.Ensure(ctx, []string{keys.PseudonymOwner})
 	if err != nil {
 		return err

@@ -68,11 +68,11 @@ func Entries(bundle []byte) ([][]byte, error) {
 // tileStore reads hash tiles from the store (a tlog.TileReader), keeping
 // those tlog authenticated in a cache.
 type tileStore struct {
-	st    *store.Store
+	st    Tiles
 	cache *lru.Cache[tlog.Tile, []byte] // by tile and width
 }
 
-func newTileStore(st *store.Store) *tileStore {
+func newTileStore(st Tiles) *tileStore {
 	c, _ := lru.New[tlog.Tile, []byte](1024) // 8 MiB
 	return &tileStore{st: st, cache: c}
 }
