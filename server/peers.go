@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,35 +18,14 @@ import (
 // peers' logs (C2SP tlog-witness), its own log's cosigned checkpoint, and
 // the state of both. They speak plain text and JSON, not FHIR.
 
-// witnessAdd is POST /witness/add-checkpoint. Its answers are C2SP
-// tlog-witness's: the cosignature lines, or a status with a plain-text
-// reason (409 with text/x.tlog.size and the size last cosigned).
+// witnessAdd is POST /witness/add-checkpoint, C2SP tlog-witness's, which
+// the witness answers itself (witness.Witness.ServeHTTP).
 func (s *Server) witnessAdd(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Witness == nil {
 		http.Error(w, "this provider witnesses no log", http.StatusNotFound)
 		return nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, witness.MaxRequest))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("the request body is over %d bytes or could not be read", witness.MaxRequest), http.StatusRequestEntityTooLarge)
-		return nil
-	}
-	sig, err := s.cfg.Witness.Add(r.Context(), body)
-	var refused *witness.Error
-	switch {
-	case errors.As(err, &refused) && refused.Status == http.StatusConflict:
-		w.Header().Set("Content-Type", "text/x.tlog.size")
-		w.WriteHeader(http.StatusConflict)
-		fmt.Fprintf(w, "%d\n", refused.Size)
-	case errors.As(err, &refused):
-		http.Error(w, refused.Msg, refused.Status)
-	case err != nil:
-		s.log.Error("witness: add-checkpoint failed", "err", err)
-		http.Error(w, "the witness could not store its state; try again", http.StatusServiceUnavailable)
-	default:
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write(sig)
-	}
+	s.cfg.Witness.ServeHTTP(w, r)
 	return nil
 }
 

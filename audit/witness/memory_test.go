@@ -1,8 +1,12 @@
 package witness_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -91,5 +95,43 @@ func TestWitnessInMemory(t *testing.T) {
 	a.add("r4")
 	if got := status(wErr(w.Add(ctx, request(4, a.proof(4), a.checkpoint())))); got != http.StatusForbidden {
 		t.Fatalf("an untrusted log's next checkpoint: status %d, want 403", got)
+	}
+}
+
+// TestAddCheckpointHandler speaks C2SP tlog-witness to the witness's own
+// handler: a cosignature, then 409 with the size it stands at, 405 for a
+// GET.
+func TestAddCheckpointHandler(t *testing.T) {
+	st := &memStore{states: map[string]store.WitnessState{}}
+	logSigner, logVerifier := testlog.LogKey(t, origin)
+	a := &memLog{signer: logSigner}
+	cosigner, _ := testlog.WitnessKey(t, "w.test/ehrledger/witness")
+	w := witness.New(st, cosigner, []witness.Log{{Origin: origin, Verifier: logVerifier, URL: serveProofs(t, a)}}, nil)
+	srv := httptest.NewServer(w)
+	t.Cleanup(srv.Close)
+	a.add("r0", "r1")
+	post := func(body []byte) (int, string, string) {
+		res, err := http.Post(srv.URL, "text/plain", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header.Get("Content-Type"), string(b)
+	}
+	if code, _, body := post(request(0, nil, a.checkpoint())); code != http.StatusOK || !strings.HasPrefix(body, "— w.test/ehrledger/witness ") {
+		t.Fatalf("a first checkpoint: %d %q", code, body)
+	}
+	a.add("r2")
+	if code, typ, body := post(request(0, nil, a.checkpoint())); code != http.StatusConflict || typ != "text/x.tlog.size" || body != "2\n" {
+		t.Fatalf("a stale old size: %d %q %q, want 409 text/x.tlog.size 2", code, typ, body)
+	}
+	res, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("a GET: %d", res.StatusCode)
 	}
 }
