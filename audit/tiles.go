@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/ehrledger/ehrledger/store"
@@ -269,4 +270,18 @@ func (l *Log) Records(ctx context.Context, from, to int64) ([]store.LedgerRecord
 		}
 	}
 	return out, nil
+}
+
+// WriteTile answers tile t's data over HTTP as C2SP tlog-tiles serves it:
+// a full tile or bundle never changes and may be cached for a year, a
+// partial one not at all. The log's own tiles and the mirrors of peers'
+// are written by it alike.
+func WriteTile(w http.ResponseWriter, t tlog.Tile, data []byte) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if t.W == 1<<TileHeight {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	w.Write(data)
 }

@@ -51,29 +51,15 @@ func (s *Server) ledgerKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) ledgerTile(w http.ResponseWriter, r *http.Request) error {
-	return serveTile(w, r, strings.TrimPrefix(r.URL.Path, "/ledger/tile/"), s.ledger.Tile)
-}
-
-// serveTile answers the C2SP tile or entry bundle at path (below tile/)
-// that read gives: a full one is immutable and cached for a year, a
-// partial one not at all. The log's own tiles and its mirrors of peers'
-// are served by it alike.
-func serveTile(w http.ResponseWriter, r *http.Request, path string, read func(context.Context, tlog.Tile) ([]byte, error)) error {
-	t, err := audit.ParseTilePath(path)
+	t, err := audit.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/ledger/tile/"))
 	if err != nil {
 		return reqErr(errNotFound, "not-found", "no tile at %s", r.URL.Path)
 	}
-	data, err := read(r.Context(), t)
+	data, err := s.ledger.Tile(r.Context(), t)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if t.W == 1<<audit.TileHeight {
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	} else {
-		w.Header().Set("Cache-Control", "no-cache")
-	}
-	w.Write(data)
+	audit.WriteTile(w, t, data)
 	return nil
 }
 

@@ -1,17 +1,14 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/ehrledger/ehrledger/audit/mirror"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The peers' endpoints (docs/peers.md): this provider as a witness of its
@@ -173,30 +170,11 @@ func (s *Server) trustPeer(w http.ResponseWriter, r *http.Request) error {
 }
 
 // mirrored is GET /mirror/<origin>/...: this provider's copy of a peer's
-// log, served as the peer serves it under /ledger/: checkpoint (the
-// cosigned one mirrored, also at checkpoint/cosigned) and tiles.
+// log, which the mirror serves itself (mirror.Mirror.ServeHTTP).
 func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
-	m := s.cfg.Mirror
-	if m == nil {
+	if s.cfg.Mirror == nil {
 		return reqErr(errNotFound, "not-found", "this provider mirrors no log")
 	}
-	origin, rest, ok := m.Find(strings.TrimPrefix(r.URL.Path, "/mirror/"))
-	if !ok {
-		return reqErr(errNotFound, "not-found", "no mirrored log at %s", r.URL.Path)
-	}
-	switch {
-	case rest == "checkpoint" || rest == "checkpoint/cosigned":
-		cp, err := m.Checkpoint(r.Context(), origin)
-		if err != nil {
-			return err
-		}
-		writeNote(w, cp)
-	case strings.HasPrefix(rest, "tile/"):
-		return serveTile(w, r, strings.TrimPrefix(rest, "tile/"), func(ctx context.Context, t tlog.Tile) ([]byte, error) {
-			return m.Tile(ctx, origin, t)
-		})
-	default:
-		return reqErr(errNotFound, "not-found", "a mirror serves checkpoint and tile/...; no %s", rest)
-	}
+	http.StripPrefix("/mirror", s.cfg.Mirror).ServeHTTP(w, r)
 	return nil
 }
