@@ -68,17 +68,17 @@ func Open(t testing.TB, cfg store.Config) (*store.Store, *keys.Keyring) {
 	return st, kr
 }
 
-var ledgerKeys sync.Map // *store.Store → [signer, verifier] note keys
+// ledgerOrigin is the origin of the tests' ledgers.
+const ledgerOrigin = "test.example/ehrledger/main"
 
-// Ledger opens the ledger in st with a fresh checkpoint key and runs it
-// until the test ends. It returns what server.Config wants.
-func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, string) {
-	t.Helper()
-	const origin = "test.example/ehrledger/main"
-	// One checkpoint key per database, so that a test that serves a
-	// database again opens its ledger with the key that signed it.
-	pair, _ := ledgerKeys.LoadOrStore(st, func() [2]string {
-		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+var ledgerKeys sync.Map // database (its *store.Store, or its DSN) → [signer, verifier] note keys
+
+// ledgerKey is the checkpoint key of a database: one per database, so
+// that a test that serves a database again opens its ledger with the key
+// that signed it.
+func ledgerKey(t testing.TB, db any) (note.Signer, note.Verifier, string) {
+	pair, _ := ledgerKeys.LoadOrStore(db, func() [2]string {
+		skey, vkey, err := note.GenerateKey(rand.Reader, ledgerOrigin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,15 @@ func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, string
 	skey, vkey := pair.([2]string)[0], pair.([2]string)[1]
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	l, err := server.OpenLedger(context.Background(), st, kr, audit.Config{Origin: origin, Signer: signer, Verifier: verifier})
+	return signer, verifier, vkey
+}
+
+// Ledger opens the ledger in st with a fresh checkpoint key and runs it
+// until the test ends. It returns what server.Config wants.
+func Ledger(t testing.TB, st *store.Store, kr *keys.Keyring) (*audit.Log, string) {
+	t.Helper()
+	signer, verifier, vkey := ledgerKey(t, st)
+	l, err := server.OpenLedger(context.Background(), st, kr, audit.Config{Origin: ledgerOrigin, Signer: signer, Verifier: verifier})
 	if err != nil {
 		t.Fatalf("open ledger: %v", err)
 	}
@@ -160,8 +168,6 @@ func ReadBody(t testing.TB, st *store.Store, typ, id string) []byte {
 	return v.Body
 }
 
-var nodeLedgerKeys sync.Map // DSN → [signer, verifier] note keys
-
 // Node builds, as "ehrledger serve" does (package node), a server of the
 // database dsn on a loopback port, with the database's key file, a
 // checkpoint key of its own (the same each time the test serves it) and,
@@ -171,17 +177,7 @@ var nodeLedgerKeys sync.Map // DSN → [signer, verifier] note keys
 func Node(t testing.TB, dsn string, cfg server.Config, logger *slog.Logger) (*node.Node, string) {
 	t.Helper()
 	ctx := context.Background()
-	const origin = "test.example/ehrledger/main"
-	pair, _ := nodeLedgerKeys.LoadOrStore(dsn, func() [2]string {
-		skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return [2]string{skey, vkey}
-	}())
-	skey, vkey := pair.([2]string)[0], pair.([2]string)[1]
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	signer, verifier, vkey := ledgerKey(t, dsn)
 	kms, err := keys.OpenLocal(keyFile(t, dsn))
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +191,7 @@ func Node(t testing.TB, dsn string, cfg server.Config, logger *slog.Logger) (*no
 	}
 	cfg.BaseURL = "http://" + ln.Addr().String()
 	n, err := node.Open(ctx, node.Config{Store: store.Config{DSN: dsn}, KMS: kms, Logger: logger,
-		Ledger: audit.Config{Origin: origin, Signer: signer, Verifier: verifier}, LedgerKey: vkey, Server: cfg})
+		Ledger: audit.Config{Origin: ledgerOrigin, Signer: signer, Verifier: verifier}, LedgerKey: vkey, Server: cfg})
 	if err != nil {
 		ln.Close()
 		t.Fatalf("open node: %v", err)
