@@ -3,9 +3,14 @@ package audit_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -442,6 +447,58 @@ func TestAppendPushesBack(t *testing.T) {
 		}
 		if want := rec(map[int64]int{0: 0, 1: 1, 2: 2, 3: 3, 4: 5}[i]); string(got) != string(want) {
 			t.Errorf("record %d is %s, want %s", i, got, want)
+		}
+	}
+}
+
+// TestHandler asks the log's own HTTP face, as mounted without a server
+// (plain-text failures): a checkpoint, an inclusion proof that verifies,
+// and 400, 404 for malformed and unheld questions.
+func TestHandler(t *testing.T) {
+	ctx := context.Background()
+	st, _ := testkeys.Open(t, store.Config{DSN: testdb.SQLite(t)})
+	signer, verifier := keys(t)
+	l := runLogs(t, st, audit.Config{Origin: origin, Signer: signer, Verifier: verifier, CheckpointEvery: time.Hour}, 1)[0]
+	idx, err := l.Append(ctx, leaves([]byte("r0"), []byte("r1"), []byte("r2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(l.Handler("the-key", nil, nil))
+	t.Cleanup(srv.Close)
+	get := func(path string) (int, string) {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, body := get(fmt.Sprintf("/checkpoint?covers=%d", idx[2]))
+	if code != http.StatusOK || !strings.HasPrefix(body, origin+"\n3\n") {
+		t.Fatalf("checkpoint: %d %q", code, body)
+	}
+	code, body = get("/proof/inclusion?index=1&size=3")
+	var p struct {
+		LeafHash string `json:"leaf_hash"`
+		Proof    []string
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &p) != nil || len(p.Proof) == 0 {
+		t.Fatalf("inclusion proof: %d %s", code, body)
+	}
+	if code, body := get("/key"); code != http.StatusOK || body != "the-key\n" {
+		t.Fatalf("key: %d %q", code, body)
+	}
+	for path, want := range map[string]int{
+		"/proof/inclusion?index=x":        http.StatusBadRequest,
+		"/proof/inclusion?index=3&size=3": http.StatusNotFound,
+		"/tile/0/x001/x002/x003/x004/005": http.StatusNotFound,
+		"/proof/consistency?from=1&to=9":  http.StatusNotFound,
+		"/checkpoint?covers=-1":           http.StatusBadRequest,
+		"/proof/consistency?from=a&to=3":  http.StatusBadRequest,
+	} {
+		if code, body := get(path); code != want || strings.Contains(body, "{") {
+			t.Errorf("%s: %d %q, want %d in plain text", path, code, body, want)
 		}
 	}
 }

@@ -75,6 +75,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := s.classify(r, err)
 	switch {
 	case errors.Is(err, store.ErrContention), errors.Is(err, store.ErrUnavailable), errors.Is(err, errUnavailable), errors.Is(err, keys.ErrUnavailable),
+		errors.Is(err, audit.ErrNoCheckpoint),
 		errors.Is(err, disclosure.ErrUnrecorded):
 		w.Header().Set("Retry-After", "1")
 	case status == http.StatusMethodNotAllowed:
@@ -93,14 +94,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	var (
-		re     *requestError
-		ve     *validationError
-		pe     *fhir.ParseError
-		se     *fhir.SearchError
-		ce     *store.CriteriaError
-		del    *store.DeletedError
-		erased *store.ErasedError
-		maxed  *http.MaxBytesError
+		re          *requestError
+		ve          *validationError
+		pe          *fhir.ParseError
+		se          *fhir.SearchError
+		ce          *store.CriteriaError
+		del         *store.DeletedError
+		erased      *store.ErasedError
+		maxed       *http.MaxBytesError
+		badQuestion *audit.BadQuestion
 	)
 	one := func(code, msg string) []fhir.Issue {
 		return []fhir.Issue{{Severity: "error", Code: code, Diagnostics: msg}}
@@ -152,6 +154,10 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 		return http.StatusInternalServerError, one("exception", "stored data failed its integrity check and is withheld (request id "+requestID(r)+")")
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, one("not-found", "resource not found")
+	case errors.As(err, &badQuestion):
+		return http.StatusBadRequest, one("invalid", badQuestion.Msg)
+	case errors.Is(err, audit.ErrNoCheckpoint):
+		return http.StatusServiceUnavailable, one("transient", err.Error())
 	case errors.Is(err, audit.ErrNotInLog):
 		return http.StatusNotFound, one("not-found", err.Error())
 	case errors.Is(err, store.ErrContention):

@@ -170,11 +170,11 @@ func (s *Server) trustPeer(w http.ResponseWriter, r *http.Request) error {
 }
 
 // mirrored is GET /mirror/<origin>/...: this provider's copy of a peer's
-// log, which the mirror serves itself (mirror.Mirror.ServeHTTP).
+// log, which the mirror serves itself (mirror.Mirror.Handler).
 func (s *Server) mirrored(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Mirror == nil {
 		return reqErr(errNotFound, "not-found", "this provider mirrors no log")
 	}
-	http.StripPrefix("/mirror", s.cfg.Mirror).ServeHTTP(w, r)
+	http.StripPrefix("/mirror", s.cfg.Mirror.Handler(s.writeError)).ServeHTTP(w, r)
 	return nil
 }

@@ -130,6 +130,8 @@ type Server struct {
 	capCache sync.Map
 	// exports stores and runs the Bulk Data export jobs.
 	exports *export.Jobs
+	// ledgerHandler is the log's own HTTP face, under /ledger/.
+	ledgerHandler http.Handler
 }
 
 // New checks cfg and builds the Server with its routes. With an
@@ -189,6 +191,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		exports: export.New(export.Config{Store: cfg.Store, Keys: cfg.Keys, Gate: gate, Logger: cfg.Logger,
 			Retention: cfg.ExportRetention, Now: cfg.Now}),
 	}
+	if cfg.Ledger != nil {
+		s.ledgerHandler = http.StripPrefix("/ledger", cfg.Ledger.Handler(cfg.LedgerKey, s.trustedCheckpoint, s.writeError))
+	}
 	if cfg.Authority != nil {
 		var err error
 		if s.authServer, err = newAuthorizationServer(ctx, cfg.Store, cfg.Authority, s.baseURL); err != nil {
@@ -233,11 +238,9 @@ func (s *Server) routes() chi.Router {
 		r.Post("/auth/token", s.authServer.ServeHTTP)
 		r.Get("/auth/jwks", s.authServer.ServeHTTP)
 	}
-	r.Get("/ledger/checkpoint", s.handleAs("ledger", false, s.ledgerCheckpoint))
-	r.Get("/ledger/key", s.handleAs("ledger", false, s.ledgerKey))
-	r.Get("/ledger/tile/*", s.handleAs("ledger", false, s.ledgerTile))
-	r.Get("/ledger/proof/inclusion", s.handleAs("ledger", false, s.ledgerInclusion))
-	r.Get("/ledger/proof/consistency", s.handleAs("ledger", false, s.ledgerConsistency))
+	for _, path := range []string{"/ledger/checkpoint", "/ledger/key", "/ledger/tile/*", "/ledger/proof/inclusion", "/ledger/proof/consistency"} {
+		r.Get(path, s.handleAs("ledger", false, s.ledgerFace))
+	}
 	r.Get("/ledger/checkpoint/cosigned", s.handleAs("ledger", false, s.ledgerCosigned))
 	r.Get("/ledger/peers", s.handleAs("ledger", false, s.peersStatus))
 	r.Get("/ledger/peers/evidence", s.handleAs("ledger", false, s.peerEvidence))

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -9,23 +10,36 @@ import (
 	"github.com/ehrledger/ehrledger/store"
 )
 
-// ServeHTTP serves this provider's copy of each peer's log as the peer
+// Handler serves this provider's copy of each peer's log as the peer
 // serves it under /ledger/, at <origin>/checkpoint (the cosigned
 // checkpoint mirrored, also at <origin>/checkpoint/cosigned) and
-// <origin>/tile/... (C2SP tlog-tiles), the path relative to where it is
-// mounted. Answers are plain text: 404 for what it does not hold, 503
-// when its store fails.
-func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// <origin>/tile/... (C2SP tlog-tiles), the paths relative to where it is
+// mounted. A question that fails goes to fail with an error wrapping
+// audit.ErrNotInLog (404) or another; nil fail answers in plain text.
+func (m *Mirror) Handler(fail func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	if fail == nil {
+		fail = m.plain
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.serve(w, r); err != nil {
+			fail(w, r, err)
+		}
+	})
+}
+
+func (m *Mirror) serve(w http.ResponseWriter, r *http.Request) error {
 	origin, rest, ok := m.Find(strings.TrimPrefix(r.URL.Path, "/"))
 	if !ok {
-		http.Error(w, "no mirrored log at "+r.URL.Path, http.StatusNotFound)
-		return
+		return fmt.Errorf("%w: no mirrored log at %s", audit.ErrNotInLog, r.URL.Path)
 	}
 	switch {
 	case rest == "checkpoint" || rest == "checkpoint/cosigned":
 		cp, err := m.Checkpoint(r.Context(), origin)
-		if m.failed(w, err) {
-			return
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: nothing of %s is mirrored yet", audit.ErrNotInLog, origin)
+		}
+		if err != nil {
+			return err
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -33,30 +47,28 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(rest, "tile/"):
 		t, err := audit.ParseTilePath(strings.TrimPrefix(rest, "tile/"))
 		if err != nil {
-			http.Error(w, "no tile at "+r.URL.Path, http.StatusNotFound)
-			return
+			return fmt.Errorf("%w: no tile at %s", audit.ErrNotInLog, r.URL.Path)
 		}
 		data, err := m.Tile(r.Context(), origin, t)
-		if m.failed(w, err) {
-			return
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: the mirror of %s holds no tile %s", audit.ErrNotInLog, origin, rest)
+		}
+		if err != nil {
+			return err
 		}
 		audit.WriteTile(w, t, data)
 	default:
-		http.Error(w, "a mirror serves checkpoint and tile/...; no "+rest, http.StatusNotFound)
+		return fmt.Errorf("%w: a mirror serves checkpoint and tile/...; no %s", audit.ErrNotInLog, rest)
 	}
+	return nil
 }
 
-// failed answers err, when there is one: 404 for what is not held, 503
-// (logged) otherwise.
-func (m *Mirror) failed(w http.ResponseWriter, err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, store.ErrNotFound):
-		http.Error(w, "not mirrored (yet)", http.StatusNotFound)
-	default:
-		m.log.Error("mirror: serving a mirrored log failed", "err", err)
-		http.Error(w, "the mirror cannot be read just now; try again", http.StatusServiceUnavailable)
+// plain answers a failed question in plain text.
+func (m *Mirror) plain(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, audit.ErrNotInLog) {
+		http.Error(w, strings.TrimPrefix(err.Error(), "audit: "), http.StatusNotFound)
+		return
 	}
-	return true
+	m.log.Error("mirror: serving a mirrored log failed", "err", err)
+	http.Error(w, "the mirror cannot be read just now; try again", http.StatusServiceUnavailable)
 }
