@@ -146,7 +146,7 @@ func (h *handler) inclusion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leaf := tlog.RecordHash(rec)
-	out := map[string]any{"index": index, "size": size, "leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": hashes(proof)}
+	out := map[string]any{"index": index, "size": size, "leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": Base64Hashes(proof)}
 	if checkpoint != nil {
 		out["checkpoint"] = string(checkpoint)
 	}
@@ -165,7 +165,7 @@ func (h *handler) consistency(w http.ResponseWriter, r *http.Request) {
 	if h.failed(w, r, err) {
 		return
 	}
-	writeJSON(w, map[string]any{"from": from, "to": to, "proof": hashes(proof)})
+	writeJSON(w, map[string]any{"from": from, "to": to, "proof": Base64Hashes(proof)})
 }
 
 // failed answers err, when there is one.
@@ -198,7 +198,9 @@ func (h *handler) plain(w http.ResponseWriter, _ *http.Request, err error) {
 	}
 }
 
-func hashes(hs []tlog.Hash) []string {
+// Base64Hashes are hashes as the log's proofs carry them, standard
+// base64 each.
+func Base64Hashes(hs []tlog.Hash) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
 		out[i] = base64.StdEncoding.EncodeToString(h[:])

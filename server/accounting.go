@@ -143,7 +143,7 @@ func (s *Server) disclosures(w http.ResponseWriter, r *http.Request) error {
 		ae.Extension = append(ae.Extension,
 			balp.Extension{URL: ledgerRecordExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(f.Leaf)},
 			balp.Extension{URL: ledgerOpeningExt, ValueBase64Binary: base64.StdEncoding.EncodeToString(f.Opening)},
-			balp.Extension{URL: inclusionProofExt, ValueString: strings.Join(hashes(proof), " ")})
+			balp.Extension{URL: inclusionProofExt, ValueString: strings.Join(audit.Base64Hashes(proof), " ")})
 		ae.Entity[0].Description = DisclosedSummary(f.Record) // a disclosure about the patient names them first
 		if rc := f.Record.Recipient; rc != nil && names[rc.Client] != "" {
 			ae.Agent[0].Who.Display = names[rc.Client]

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"github.com/ehrledger/ehrledger/audit"
 	"github.com/ehrledger/ehrledger/audit/witness"
 	"github.com/ehrledger/ehrledger/store"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 var _ witness.Source = (*audit.Log)(nil)
@@ -27,14 +25,6 @@ func (s *Server) ledgerFace(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.ledgerHandler.ServeHTTP(w, r)
 	return nil
-}
-
-func hashes(hs []tlog.Hash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = base64.StdEncoding.EncodeToString(h[:])
-	}
-	return out
 }
 
 // trustedCheckpoint is the newest checkpoint of the log cosigned by its
